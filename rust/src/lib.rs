@@ -1,0 +1,9 @@
+//! runh's Rust core: every piece of process and kernel work, one module per kernel concern.
+//!
+//! Two artifacts are built from this crate:
+//! - the PyO3 extension `runh._core` (feature `python`), loaded by the Python front end;
+//! - the library half used by `runh-init` (rust/init), the small static program that the
+//!   extension execs as the first program of every container. No Python runs in a
+//!   container: after clone the child only execs runh-init (see `clone.rs` for why).
+pub mod error;
+pub mod spec;
