@@ -5,5 +5,6 @@
 //! - the library half used by `runh-init` (rust/init), the small static program that the
 //!   extension execs as the first program of every container. No Python runs in a
 //!   container: after clone the child only execs runh-init (see `clone.rs` for why).
+pub mod cgroups;
 pub mod error;
 pub mod spec;
