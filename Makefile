@@ -5,13 +5,59 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 # Debian's interpreter: it starts in 5.5 ms with -I -S here; pyenv's shim is a slow bash script.
 SYSPY   ?= /usr/bin/python3.11
+# rustup's toolchain is preinstalled under ~/.cargo; CI's environment may not have it on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+# pytest arguments, e.g. make test PYTEST_ARGS='-m "not cgroupv2" -x'
+PYTEST_ARGS ?=
+
+# Debian packages: what `make run` needs, and what the tests and benchmarks add.
+APT_RUN  := python3-venv python3-dev busybox-static gcc
+APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux
+
+.PHONY: run test build install demo bench apt-run apt-test
+
+# Install only the missing packages, so a machine that has them needs no network (and
+# no apt-get update); the lock timeout lets concurrent installs queue.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get -o DPkg::Lock::Timeout=300 update -q && \
+	  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+apt-run:
+	$(call apt_install,$(APT_RUN))
+
+apt-test:
+	$(call apt_install,$(APT_TEST))
+
+# ---- make run: fresh machine -> venv -> pip install . -> demo container
+run: apt-run install demo
+
+# `pip install .` builds the wheel through maturin (the PEP 517 backend); without build
+# isolation it uses the venv's maturin instead of fetching another one.
+install: $(VENV)/.deps
+	$(VENV)/bin/pip install -q --no-build-isolation .
+
+demo:
+	sh scripts/demo.sh
+
+# ---- make test: everything the suite needs, a build, then the whole suite (cgroupv2 included)
+test: apt-test build
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+bench: build
+	$(PY) benches/run_vs_runc.py
 
 .PHONY: build
 # maturin develop into the shared venv; flock so that parallel builds queue instead of clash.
 build: $(VENV)/.deps
 	flock /tmp/runh-build.lock $(VENV)/bin/maturin develop --release -q
 
-$(VENV)/.deps:
+$(VENV)/.deps: | apt-run
 	$(SYSPY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q maturin click jsonschema pytest hypothesis matplotlib
 	touch $@
