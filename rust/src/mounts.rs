@@ -1,0 +1,613 @@
+//! One `mounts` entry of config.json, done inside the container's rootfs.
+//!
+//! Two concerns live here: turning runc's mount option names into mount(2) flags plus a
+//! data string, and resolving a destination *inside* the rootfs so that no symlink in the
+//! rootfs (which the container image controls) can make a mount land on the host.
+//!
+//! Choice of API: destinations are opened with openat2(RESOLVE_IN_ROOT) and the mount is
+//! done by the classic mount(2) onto `/proc/self/fd/N` of that O_PATH fd. A plain
+//! tmpfs/proc mount is then one openat2 + one mount(2); the new mount API
+//! (fsopen + fsconfig per option + fsconfig(CREATE) + fsmount + move_mount) costs five or
+//! more syscalls for the same mount, and its only gain here (atomic attributes on a bind)
+//! is had with one extra MS_REMOUNT call, paid only by bind mounts that carry flags.
+use crate::error::{Error, Result};
+use crate::spec::Mount;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// runc's default flags for the tmpfs it puts under a v1 "cgroup" mount.
+const DEFAULT_MOUNT_FLAGS: libc::c_ulong = libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV;
+
+/// A parsed `options` list.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for the mount call itself (MS_BIND, MS_REC, MS_RDONLY, ...).
+    pub flags: libc::c_ulong,
+    /// Each entry is applied with its own mount(NULL, target, NULL, flag, NULL) call.
+    pub propagation: Vec<libc::c_ulong>,
+    /// Everything that is not a flag, comma-joined, for the filesystem (mode=755,size=...).
+    pub data: String,
+}
+
+/// (name, clears the flag instead of setting it, flag); runc's names.
+const FLAG_NAMES: &[(&str, bool, libc::c_ulong)] = &[
+    ("defaults", false, 0),
+    ("ro", false, libc::MS_RDONLY),
+    ("rw", true, libc::MS_RDONLY),
+    ("suid", true, libc::MS_NOSUID),
+    ("nosuid", false, libc::MS_NOSUID),
+    ("dev", true, libc::MS_NODEV),
+    ("nodev", false, libc::MS_NODEV),
+    ("exec", true, libc::MS_NOEXEC),
+    ("noexec", false, libc::MS_NOEXEC),
+    ("sync", false, libc::MS_SYNCHRONOUS),
+    ("async", true, libc::MS_SYNCHRONOUS),
+    ("dirsync", false, libc::MS_DIRSYNC),
+    ("remount", false, libc::MS_REMOUNT),
+    ("mand", false, libc::MS_MANDLOCK),
+    ("nomand", true, libc::MS_MANDLOCK),
+    ("atime", true, libc::MS_NOATIME),
+    ("noatime", false, libc::MS_NOATIME),
+    ("diratime", true, libc::MS_NODIRATIME),
+    ("nodiratime", false, libc::MS_NODIRATIME),
+    ("relatime", false, libc::MS_RELATIME),
+    ("norelatime", true, libc::MS_RELATIME),
+    ("strictatime", false, libc::MS_STRICTATIME),
+    ("nostrictatime", true, libc::MS_STRICTATIME),
+    ("iversion", false, libc::MS_I_VERSION),
+    ("noiversion", true, libc::MS_I_VERSION),
+    ("silent", false, libc::MS_SILENT),
+    ("loud", true, libc::MS_SILENT),
+    ("bind", false, libc::MS_BIND),
+    ("rbind", false, libc::MS_BIND | libc::MS_REC),
+];
+
+const PROPAGATION_NAMES: &[(&str, libc::c_ulong)] = &[
+    ("private", libc::MS_PRIVATE),
+    ("rprivate", libc::MS_PRIVATE | libc::MS_REC),
+    ("shared", libc::MS_SHARED),
+    ("rshared", libc::MS_SHARED | libc::MS_REC),
+    ("slave", libc::MS_SLAVE),
+    ("rslave", libc::MS_SLAVE | libc::MS_REC),
+    ("unbindable", libc::MS_UNBINDABLE),
+    ("runbindable", libc::MS_UNBINDABLE | libc::MS_REC),
+];
+
+/// runc extensions that change how the mount is done, not just its flags; runh does not
+/// do them yet, and passing them on as data would fail later with a bare EINVAL.
+const UNSUPPORTED: &[&str] = &["tmpcopyup", "idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow"];
+
+/// Propagation by its runtime-spec name (linux.rootfsPropagation uses the same names).
+pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
+    PROPAGATION_NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+pub fn parse_options(options: &[String]) -> Result<MountOptions> {
+    let mut out = MountOptions::default();
+    for opt in options {
+        let opt = opt.as_str();
+        if let Some((_, clear, flag)) = FLAG_NAMES.iter().find(|(n, _, _)| *n == opt) {
+            if *clear {
+                out.flags &= !flag;
+            } else {
+                out.flags |= flag;
+            }
+        } else if let Some(flag) = propagation_flag(opt) {
+            out.propagation.push(flag);
+        } else if UNSUPPORTED.contains(&opt) {
+            return Err(Error::config(format!("mount option {opt:?} is not supported by runh")));
+        } else {
+            if !out.data.is_empty() {
+                out.data.push(',');
+            }
+            out.data.push_str(opt);
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Small syscall helpers, shared with rootfs.rs and devices.rs.
+
+pub(crate) fn cstr(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::config(format!("path {s:?} contains a NUL byte")))
+}
+
+/// `/proc/self/fd/N`: how mount(2) is pointed at an fd we resolved safely.
+pub(crate) fn fd_path(fd: RawFd) -> CString {
+    // Cannot contain NUL: digits only.
+    CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default()
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// mount(2); `what` names the mount in the error, e.g. "mount proc to /proc".
+pub(crate) fn sys_mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let ret = unsafe {
+        libc::mount(opt_ptr(source), target.as_ptr(), opt_ptr(fstype), flags, opt_ptr(data) as *const libc::c_void)
+    };
+    if ret == -1 {
+        return Err(Error::last_os(what()));
+    }
+    Ok(())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// open(2) of a host path (O_PATH, CLOEXEC, following symlinks: the host path is trusted).
+pub(crate) fn open_host(path: &str, extra: libc::c_int) -> Result<OwnedFd> {
+    let c = cstr(path)?;
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | extra) };
+    if fd < 0 {
+        return Err(Error::last_os(format!("open {path}")));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// openat2 with RESOLVE_IN_ROOT: `path` is looked up as if `root` were "/", so "..",
+/// absolute symlinks and relative symlinks all stay inside the rootfs. Magic links
+/// (/proc/self/fd/...) are refused: they would jump out regardless of the root.
+/// Returns the raw errno on failure so callers can tell ENOENT apart.
+pub fn open_in_root(root: RawFd, path: &str, flags: libc::c_int) -> std::result::Result<OwnedFd, i32> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    let c = CString::new(rel).map_err(|_| libc::EINVAL)?;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+    };
+    if fd < 0 {
+        return Err(errno());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// What to create at a destination that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    Dir,
+    File,
+}
+
+/// Split "a/b/c" into ("a/b", "c"), ignoring trailing slashes.
+fn split_last(path: &str) -> (&str, &str) {
+    let p = path.trim_end_matches('/');
+    match p.rfind('/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => ("", p),
+    }
+}
+
+/// Open `path` inside the rootfs (O_PATH), creating it and its missing parents (0755
+/// dirs; an empty 0644 file for `Create::File`) inside the rootfs first if needed.
+/// Existing paths cost a single openat2; only missing ones walk up.
+pub fn ensure_in_root(root: RawFd, path: &str, create: Create) -> Result<OwnedFd> {
+    match open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => return Ok(fd),
+        Err(libc::ENOENT) => {}
+        Err(e) => return Err(Error::from_errno(e, format!("open {path} in rootfs"))),
+    }
+    let (parent, last) = split_last(path.trim_start_matches('/'));
+    if last.is_empty() {
+        return Err(Error::from_errno(libc::ENOENT, format!("open {path} in rootfs")));
+    }
+    let pfd = ensure_in_root(root, parent, Create::Dir)?;
+    let name = cstr(last)?;
+    let ret = match create {
+        Create::Dir => unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) },
+        Create::File => {
+            let fd = unsafe {
+                libc::openat(
+                    pfd.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+            }
+            fd
+        }
+    };
+    // EEXIST: a race, or a dangling symlink; the re-open below resolves it (inside the
+    // root) or fails with ENOENT, which we report rather than follow outside.
+    if ret < 0 && errno() != libc::EEXIST {
+        return Err(Error::last_os(format!("create {path} in rootfs")));
+    }
+    open_in_root(root, path, libc::O_PATH).map_err(|e| Error::from_errno(e, format!("open {path} in rootfs")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Doing a mount entry.
+
+/// What the caller knows that changes how some mounts are done.
+pub struct MountContext<'a> {
+    /// O_PATH fd of the rootfs (opened after the rootfs was bind-mounted onto itself, so
+    /// that new mounts under it are seen when walking from it).
+    pub root: RawFd,
+    /// Relative bind sources are relative to the bundle, as with runc.
+    pub bundle: &'a str,
+    /// The container has its own network namespace (sysfs can be mounted).
+    pub new_netns: bool,
+    /// The container has its own cgroup namespace (cgroup filesystems can be mounted).
+    pub new_cgroupns: bool,
+}
+
+fn mount_name(m: &Mount) -> String {
+    let src = m.source.as_deref().filter(|s| !s.is_empty()).or(m.kind.as_deref()).unwrap_or("none");
+    format!("mount {src} to {}", m.destination)
+}
+
+/// Do one `mounts` entry. Destinations are resolved inside the rootfs at the time of this
+/// mount, since an earlier mount may have changed what a path leads to.
+pub fn mount_entry(m: &Mount, ctx: &MountContext) -> Result<()> {
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        return Err(Error::config(format!("{}: idmapped mounts are not supported by runh", mount_name(m))));
+    }
+    let opts = parse_options(&m.options)?;
+    let kind = m.kind.as_deref().unwrap_or("");
+    if kind == "bind" || opts.flags & libc::MS_BIND != 0 {
+        return bind_entry(m, &opts, ctx);
+    }
+    match kind {
+        "cgroup" => cgroup_entry(m, &opts, ctx),
+        "sysfs" => {
+            match plain_mount(m, &opts, ctx) {
+                // Without its own network namespace the kernel refuses a new sysfs; runc
+                // then binds the host's /sys (recursively) instead.
+                Err(e) if e.errno == libc::EPERM && !ctx.new_netns => {
+                    let bind = Mount {
+                        destination: m.destination.clone(),
+                        kind: Some("bind".into()),
+                        source: Some("/sys".into()),
+                        options: vec![],
+                        ..Default::default()
+                    };
+                    let mut bopts = opts.clone();
+                    bopts.flags |= libc::MS_BIND | libc::MS_REC;
+                    bopts.data.clear();
+                    bind_entry(&bind, &bopts, ctx)
+                }
+                r => r,
+            }
+        }
+        _ => plain_mount(m, &opts, ctx),
+    }
+}
+
+/// A filesystem mount (proc, tmpfs, devpts, mqueue, sysfs, ...) onto a directory.
+fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    let dest = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
+    let target = fd_path(dest.as_raw_fd());
+    let kind = m.kind.as_deref().unwrap_or("");
+    let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
+    let fstype = cstr(kind)?;
+    let data = if opts.data.is_empty() { None } else { Some(cstr(&opts.data)?) };
+    sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
+    apply_propagation(m, opts, ctx)
+}
+
+/// Propagation flags each need their own call, on the new mount (re-opened: the fd we
+/// mounted onto still refers to what lies under it).
+fn apply_propagation(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    if opts.propagation.is_empty() {
+        return Ok(());
+    }
+    let fd = open_in_root(ctx.root, &m.destination, libc::O_PATH)
+        .map_err(|e| Error::from_errno(e, format!("open {} in rootfs", m.destination)))?;
+    let target = fd_path(fd.as_raw_fd());
+    for &p in &opts.propagation {
+        sys_mount(None, &target, None, p, None, || format!("set propagation of {}", m.destination))?;
+    }
+    Ok(())
+}
+
+fn bind_source(m: &Mount, bundle: &str) -> String {
+    let src = m.source.as_deref().unwrap_or("");
+    if src.starts_with('/') || bundle.is_empty() {
+        src.to_string()
+    } else {
+        format!("{}/{}", bundle.trim_end_matches('/'), src)
+    }
+}
+
+/// statvfs flags -> the MS_ flags a bind remount must keep (in a user namespace the
+/// kernel refuses to clear locked ones).
+pub(crate) fn fs_flags(fd: RawFd) -> libc::c_ulong {
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(fd, &mut st) } != 0 {
+        return 0;
+    }
+    let map = [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    map.iter().filter(|(st_f, _)| st.f_flag & *st_f != 0).fold(0, |acc, (_, ms)| acc | ms)
+}
+
+/// A bind mount of a host file or directory. The destination is created to match the
+/// source's type. Flags other than bind/rec need a second MS_REMOUNT|MS_BIND call:
+/// the kernel ignores them on the bind itself.
+fn bind_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    let src_path = bind_source(m, ctx.bundle);
+    let src = open_host(&src_path, 0).map_err(|e| Error::from_errno(e.errno, format!("{}: open source", mount_name(m))))?;
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(src.as_raw_fd(), &mut st) } != 0 {
+        return Err(Error::last_os(format!("{}: stat source", mount_name(m))));
+    }
+    let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
+    let dest = ensure_in_root(ctx.root, &m.destination, create)?;
+    let bind_flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
+    sys_mount(Some(&fd_path(src.as_raw_fd())), &fd_path(dest.as_raw_fd()), None, bind_flags, None, || mount_name(m))?;
+    let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if extra != 0 {
+        let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)
+            .map_err(|e| Error::from_errno(e, format!("open {} in rootfs", m.destination)))?;
+        remount_bind(top.as_raw_fd(), extra, || format!("remount {} with its options", m.destination))?;
+    }
+    apply_propagation(m, opts, ctx)
+}
+
+/// MS_BIND|MS_REMOUNT of the mount at `fd` with `flags`; retried keeping the mount's
+/// current flags if the kernel says they are locked (EPERM in a user namespace).
+pub(crate) fn remount_bind(fd: RawFd, flags: libc::c_ulong, what: impl Fn() -> String) -> Result<()> {
+    let target = fd_path(fd);
+    let base = libc::MS_BIND | libc::MS_REMOUNT;
+    match sys_mount(None, &target, None, base | flags, None, &what) {
+        Err(e) if e.errno == libc::EPERM => {
+            let keep = fs_flags(fd) & !libc::MS_RDONLY;
+            sys_mount(None, &target, None, base | flags | keep, None, &what)
+        }
+        r => r,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// "cgroup" mounts.
+
+/// The magic number of cgroup2 in statfs.f_type.
+const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
+
+fn host_is_cgroup2() -> bool {
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let p = b"/sys/fs/cgroup\0";
+    unsafe { libc::statfs(p.as_ptr() as *const libc::c_char, &mut st) == 0 && st.f_type as libc::c_long == CGROUP2_SUPER_MAGIC }
+}
+
+fn read_to_string(path: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("read {path}")))
+}
+
+/// One cgroup v1 hierarchy mounted on the host (from /proc/self/mountinfo).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct V1Hierarchy {
+    /// e.g. /sys/fs/cgroup/memory
+    pub mountpoint: String,
+    /// Root of the mount inside the hierarchy, usually "/".
+    pub root: String,
+    /// Controllers and name=..., e.g. ["cpu", "cpuacct"] or ["name=systemd"].
+    pub controllers: Vec<String>,
+}
+
+/// Super options of a v1 cgroup mount that are not controller names.
+fn is_controller_opt(o: &str) -> bool {
+    !matches!(o, "rw" | "ro" | "noprefix" | "clone_children" | "xattr" | "cpuset_v2_mode" | "favordynmods")
+        && !o.starts_with("release_agent=")
+}
+
+pub(crate) fn parse_v1_hierarchies(mountinfo: &str) -> Vec<V1Hierarchy> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let mut post = post.split(' ');
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let superopts = post.nth(1).unwrap_or("");
+        let pre: Vec<&str> = pre.split(' ').collect();
+        if pre.len() < 5 {
+            continue;
+        }
+        out.push(V1Hierarchy {
+            mountpoint: pre[4].to_string(),
+            root: pre[3].to_string(),
+            controllers: superopts.split(',').filter(|o| is_controller_opt(o)).map(String::from).collect(),
+        });
+    }
+    out
+}
+
+/// This process's path in the hierarchy with these controllers, from /proc/self/cgroup.
+pub(crate) fn own_cgroup<'a>(proc_cgroup: &'a str, controllers: &[String]) -> Option<&'a str> {
+    for line in proc_cgroup.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctrl.is_empty() {
+            continue;
+        }
+        if ctrl.split(',').all(|c| controllers.iter().any(|h| h == c)) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// "cgroup" on a cgroup2 host: mount cgroup2 (in a cgroup namespace it shows the
+/// container's subtree); if that is refused, bind the host's view of our own cgroup.
+/// On a v1 or hybrid host, as runc: a tmpfs (mode=755) with each v1 hierarchy in it,
+/// mounted fresh when the container has a cgroup namespace, otherwise bind-mounted from
+/// the host at the container's own cgroup; co-mounted controllers get symlinks
+/// (cpu -> cpu,cpuacct); the tmpfs is remounted read-only if asked. The cgroup2 "unified"
+/// mount of a hybrid host is left out, as runc 1.1 does.
+fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    if host_is_cgroup2() {
+        let cg2 = Mount { kind: Some("cgroup2".into()), source: Some("cgroup".into()), ..m.clone() };
+        let mut o = opts.clone();
+        o.data.clear();
+        return match plain_mount(&cg2, &o, ctx) {
+            Err(e) if e.errno == libc::EPERM || e.errno == libc::EBUSY => {
+                let own = read_to_string("/proc/self/cgroup")?;
+                let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+                let bind = Mount { source: Some(format!("/sys/fs/cgroup{}", path.trim_end_matches('/'))), ..m.clone() };
+                let mut bo = o.clone();
+                bo.flags |= libc::MS_BIND | libc::MS_REC;
+                bind_entry(&bind, &bo, ctx)
+            }
+            r => r,
+        };
+    }
+
+    let tmpfs = Mount {
+        destination: m.destination.clone(),
+        kind: Some("tmpfs".into()),
+        source: Some("tmpfs".into()),
+        options: vec![],
+        ..Default::default()
+    };
+    let topts = MountOptions { flags: DEFAULT_MOUNT_FLAGS, propagation: opts.propagation.clone(), data: "mode=755".into() };
+    plain_mount(&tmpfs, &topts, ctx)?;
+
+    let mountinfo = read_to_string("/proc/self/mountinfo")?;
+    let proc_cgroup = if ctx.new_cgroupns { String::new() } else { read_to_string("/proc/self/cgroup")? };
+    let base = m.destination.trim_end_matches('/');
+    for h in parse_v1_hierarchies(&mountinfo) {
+        let name = h.mountpoint.rsplit('/').next().unwrap_or("");
+        if name.is_empty() {
+            continue;
+        }
+        let dest = format!("{base}/{name}");
+        if ctx.new_cgroupns {
+            let sub = Mount {
+                destination: dest,
+                kind: Some("cgroup".into()),
+                source: Some("cgroup".into()),
+                ..Default::default()
+            };
+            let so = MountOptions { flags: opts.flags, propagation: opts.propagation.clone(), data: h.controllers.join(",") };
+            plain_mount(&sub, &so, ctx)?;
+        } else {
+            let own = own_cgroup(&proc_cgroup, &h.controllers).unwrap_or("/");
+            let rel = own.strip_prefix(h.root.trim_end_matches('/')).unwrap_or(own);
+            let sub = Mount {
+                destination: dest,
+                kind: Some("bind".into()),
+                source: Some(format!("{}{}", h.mountpoint, rel.trim_end_matches('/'))),
+                ..Default::default()
+            };
+            let so = MountOptions { flags: opts.flags | libc::MS_BIND | libc::MS_REC, propagation: opts.propagation.clone(), data: String::new() };
+            bind_entry(&sub, &so, ctx)?;
+        }
+        // cpu,cpuacct -> symlinks cpu and cpuacct, so both names work in the container.
+        if name.contains(',') {
+            let dir = ensure_in_root(ctx.root, base, Create::Dir)?;
+            let target = cstr(name)?;
+            for c in name.split(',') {
+                let link = cstr(c)?;
+                if unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), link.as_ptr()) } != 0 && errno() != libc::EEXIST {
+                    return Err(Error::last_os(format!("symlink {base}/{c}")));
+                }
+            }
+        }
+    }
+    if opts.flags & libc::MS_RDONLY != 0 {
+        let top = open_in_root(ctx.root, base, libc::O_PATH).map_err(|e| Error::from_errno(e, format!("open {base} in rootfs")))?;
+        remount_bind(top.as_raw_fd(), DEFAULT_MOUNT_FLAGS | libc::MS_RDONLY, || format!("remount {base} read-only"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROPAGATION: libc::c_ulong = libc::MS_PRIVATE | libc::MS_SHARED | libc::MS_SLAVE | libc::MS_UNBINDABLE;
+
+    fn o(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_and_data() {
+        let p = parse_options(&o(&["nosuid", "strictatime", "mode=755", "size=65536k"])).unwrap();
+        assert_eq!(p.flags, libc::MS_NOSUID | libc::MS_STRICTATIME);
+        assert_eq!(p.data, "mode=755,size=65536k");
+        assert!(p.propagation.is_empty());
+        let p = parse_options(&o(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])).unwrap();
+        assert_eq!(p.flags, libc::MS_NOSUID | libc::MS_NOEXEC);
+        assert_eq!(p.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    }
+
+    #[test]
+    fn later_options_win() {
+        assert_eq!(parse_options(&o(&["ro", "rw"])).unwrap().flags, 0);
+        assert_eq!(parse_options(&o(&["rw", "ro"])).unwrap().flags, libc::MS_RDONLY);
+        assert_eq!(parse_options(&o(&["noexec", "exec", "nodev", "suid"])).unwrap().flags, libc::MS_NODEV);
+        assert_eq!(parse_options(&o(&["noatime", "atime", "relatime", "norelatime"])).unwrap().flags, 0);
+    }
+
+    #[test]
+    fn bind_and_propagation() {
+        let p = parse_options(&o(&["rbind", "ro", "rprivate", "slave"])).unwrap();
+        assert_eq!(p.flags, libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY);
+        assert_eq!(p.propagation, vec![libc::MS_PRIVATE | libc::MS_REC, libc::MS_SLAVE]);
+        assert_eq!(parse_options(&o(&["bind"])).unwrap().flags, libc::MS_BIND);
+        for (n, f) in PROPAGATION_NAMES {
+            assert_eq!(propagation_flag(n), Some(*f));
+            assert_eq!(f & !libc::MS_REC & !PROPAGATION, 0);
+        }
+    }
+
+    #[test]
+    fn every_runc_name() {
+        for n in [
+            "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async", "dirsync", "remount", "mand",
+            "nomand", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
+            "nostrictatime", "bind", "rbind",
+        ] {
+            let p = parse_options(&o(&[n])).unwrap();
+            assert!(p.data.is_empty(), "{n} went to data");
+        }
+        assert!(parse_options(&o(&["tmpcopyup"])).is_err());
+    }
+
+    #[test]
+    fn split() {
+        assert_eq!(split_last("a/b/c"), ("a/b", "c"));
+        assert_eq!(split_last("a"), ("", "a"));
+        assert_eq!(split_last("a/b/"), ("a", "b"));
+    }
+
+    #[test]
+    fn v1_parsing() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+                  31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n\
+                  32 25 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd,release_agent=/x\n";
+        let h = parse_v1_hierarchies(mi);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].mountpoint, "/sys/fs/cgroup/cpu,cpuacct");
+        assert_eq!(h[0].controllers, vec!["cpu", "cpuacct"]);
+        assert_eq!(h[1].controllers, vec!["name=systemd"]);
+        let pc = "12:cpu,cpuacct:/a/b\n1:name=systemd:/s\n0::/u\n";
+        assert_eq!(own_cgroup(pc, &h[0].controllers), Some("/a/b"));
+        assert_eq!(own_cgroup(pc, &h[1].controllers), Some("/s"));
+    }
+}

@@ -1,0 +1,240 @@
+//! The container's root filesystem: propagation, the rootfs bind, every `mounts` entry,
+//! /dev, then pivot_root; and after console/hostname/sysctl, the masked and read-only
+//! paths and a read-only root. Runs in runh-init, inside the new mount namespace.
+use crate::devices;
+use crate::error::{Error, Result};
+use crate::mounts::{self, cstr, sys_mount, MountContext};
+use crate::spec::Spec;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, RawFd};
+
+pub struct RootfsOptions<'a> {
+    /// Absolute host path of the rootfs (a relative root.path is joined to the bundle).
+    pub rootfs: &'a str,
+    pub bundle: &'a str,
+    /// --no-pivot: MS_MOVE the rootfs onto / and chroot instead of pivot_root.
+    pub no_pivot: bool,
+}
+
+fn has_ns(spec: &Spec, kind: &str) -> bool {
+    // A namespace with a path is joined (setns), still "its own" for mounting purposes.
+    spec.linux.as_ref().is_some_and(|l| l.namespaces.iter().any(|n| n.kind == kind))
+}
+
+fn clean(p: &str) -> &str {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() { "/" } else { t }
+}
+
+/// Propagation of linux.rootfsPropagation, or None if unset.
+fn root_propagation(spec: &Spec) -> Result<Option<libc::c_ulong>> {
+    match spec.linux.as_ref().and_then(|l| l.rootfs_propagation.as_deref()) {
+        None | Some("") => Ok(None),
+        Some(name) => mounts::propagation_flag(name)
+            .map(Some)
+            .ok_or_else(|| Error::config(format!("rootfsPropagation {name:?} is not a propagation type"))),
+    }
+}
+
+/// runc does not set up /dev when the config bind-mounts the host's /dev there.
+fn needs_dev_setup(spec: &Spec) -> bool {
+    !spec.mounts.iter().any(|m| {
+        clean(&m.destination) == "/dev"
+            && (m.kind.as_deref() == Some("bind") || m.options.iter().any(|o| o == "bind" || o == "rbind"))
+    })
+}
+
+const ROOT: &CStr = c"/";
+const DOT: &CStr = c".";
+
+pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
+    let prop = root_propagation(spec)?;
+    // Until pivot_root, nothing we mount may propagate back to the host: rslave by
+    // default (host mounts still appear in the container), or what the config asks.
+    sys_mount(None, ROOT, None, prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC), None, || {
+        "make / private to the container (rootfsPropagation)".into()
+    })?;
+    let rootfs_owned;
+    let rootfs = if opts.rootfs.starts_with('/') {
+        opts.rootfs
+    } else {
+        rootfs_owned = format!("{}/{}", opts.bundle.trim_end_matches('/'), opts.rootfs);
+        &rootfs_owned
+    };
+    if prop.is_some_and(|p| p & libc::MS_SHARED != 0) {
+        // pivot_root refuses a shared parent mount; only then is mountinfo worth reading.
+        make_parent_private(rootfs)?;
+    }
+    let c_rootfs = cstr(rootfs)?;
+    sys_mount(Some(&c_rootfs), &c_rootfs, None, libc::MS_BIND | libc::MS_REC, None, || {
+        format!("mount {rootfs} to itself (rbind)")
+    })?;
+    // Opened after the bind so that walking from it sees the mounts made below.
+    let root = mounts::open_host(rootfs, libc::O_DIRECTORY)?;
+    let ctx = MountContext {
+        root: root.as_raw_fd(),
+        bundle: opts.bundle,
+        new_netns: has_ns(spec, "network"),
+        new_cgroupns: has_ns(spec, "cgroup"),
+    };
+    for m in &spec.mounts {
+        mounts::mount_entry(m, &ctx)?;
+    }
+    if needs_dev_setup(spec) {
+        devices::create_devices(root.as_raw_fd(), spec, has_ns(spec, "user"))?;
+        devices::create_symlinks(root.as_raw_fd())?;
+    }
+    if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
+        return Err(Error::last_os(format!("chdir {rootfs}")));
+    }
+    drop(root);
+    if opts.no_pivot {
+        move_root(rootfs)?;
+    } else {
+        pivot_root(rootfs)?;
+    }
+    if let Some(p) = prop {
+        // Now "/" is the container's own root, so this cannot touch the host.
+        sys_mount(None, ROOT, None, p, None, || "apply rootfsPropagation to /".into())?;
+    }
+    Ok(())
+}
+
+/// Make the mount that holds `path` private (not recursive), found in mountinfo.
+fn make_parent_private(path: &str) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), "read /proc/self/mountinfo"))?;
+    let mut best = "/";
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let inside = path == mp || mp == "/" || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'));
+        if inside && mp.len() > best.len() {
+            best = mp;
+        }
+    }
+    let c = cstr(best)?;
+    sys_mount(None, &c, None, libc::MS_PRIVATE, None, || format!("make {best} private"))
+}
+
+/// pivot_root(".", "."): the old root ends up stacked on the new one and is detached
+/// right away, with no directory needed for it inside the rootfs. It is made rslave
+/// first so that the detach does not propagate to the host.
+fn pivot_root(rootfs: &str) -> Result<()> {
+    if unsafe { libc::syscall(libc::SYS_pivot_root, DOT.as_ptr(), DOT.as_ptr()) } != 0 {
+        return Err(Error::last_os(format!("pivot_root {rootfs}")));
+    }
+    sys_mount(None, DOT, None, libc::MS_SLAVE | libc::MS_REC, None, || "make old root rslave".into())?;
+    if unsafe { libc::umount2(DOT.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(Error::last_os("unmount old root"));
+    }
+    chdir_root()
+}
+
+/// --no-pivot: move the rootfs mount over / and chroot into it (cwd is the rootfs).
+fn move_root(rootfs: &str) -> Result<()> {
+    let c = cstr(rootfs)?;
+    sys_mount(Some(&c), ROOT, None, libc::MS_MOVE, None, || format!("move {rootfs} to /"))?;
+    if unsafe { libc::chroot(DOT.as_ptr()) } != 0 {
+        return Err(Error::last_os(format!("chroot {rootfs}")));
+    }
+    chdir_root()
+}
+
+fn chdir_root() -> Result<()> {
+    if unsafe { libc::chdir(ROOT.as_ptr()) } != 0 {
+        return Err(Error::last_os("chdir /"));
+    }
+    Ok(())
+}
+
+pub fn finalize(spec: &Spec) -> Result<()> {
+    // Paths are resolved from "/" explicitly: the cwd may already be process.cwd.
+    let root = mounts::open_host("/", libc::O_DIRECTORY)?;
+    let root = root.as_raw_fd();
+    let (masked, readonly): (&[String], &[String]) =
+        spec.linux.as_ref().map_or((&[], &[]), |l| (&l.masked_paths, &l.readonly_paths));
+    for p in readonly {
+        readonly_path(root, p)?;
+    }
+    for p in masked {
+        mask_path(root, p)?;
+    }
+    // A /dev mount with "ro" was made writable so that the nodes could be created.
+    if let Some(dev) = spec.mounts.iter().rev().find(|m| clean(&m.destination) == "/dev") {
+        if mounts::parse_options(&dev.options)?.flags & libc::MS_RDONLY != 0 {
+            remount_ro(root, "/dev")?;
+        }
+    }
+    if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        remount_ro(root, "/")?;
+    }
+    Ok(())
+}
+
+/// Open a path of the container (we are inside it now) without following a last symlink
+/// that would lead elsewhere; None if it does not exist (runc skips those).
+fn open_existing(root: RawFd, path: &str) -> Result<Option<std::os::fd::OwnedFd>> {
+    match mounts::open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(libc::ENOENT) => Ok(None),
+        Err(e) => Err(Error::from_errno(e, format!("open {path}"))),
+    }
+}
+
+fn is_dir(fd: RawFd) -> bool {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR }
+}
+
+/// Directories get an empty read-only tmpfs, anything else the container's /dev/null.
+fn mask_path(root: RawFd, path: &str) -> Result<()> {
+    let Some(fd) = open_existing(root, path)? else { return Ok(()) };
+    let target = mounts::fd_path(fd.as_raw_fd());
+    if is_dir(fd.as_raw_fd()) {
+        sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, None, || format!("mask {path}"))
+    } else {
+        sys_mount(Some(c"/dev/null"), &target, None, libc::MS_BIND, None, || format!("mask {path}"))
+    }
+}
+
+/// Bind the path onto itself, then remount that bind read-only keeping its other flags.
+fn readonly_path(root: RawFd, path: &str) -> Result<()> {
+    let Some(fd) = open_existing(root, path)? else { return Ok(()) };
+    let p = mounts::fd_path(fd.as_raw_fd());
+    sys_mount(Some(&p), &p, None, libc::MS_BIND | libc::MS_REC, None, || format!("bind {path} for read-only"))?;
+    drop(fd);
+    remount_ro(root, path)
+}
+
+fn remount_ro(root: RawFd, path: &str) -> Result<()> {
+    let fd = mounts::open_in_root(root, path, libc::O_PATH)
+        .map_err(|e| Error::from_errno(e, format!("open {path}")))?;
+    let keep = mounts::fs_flags(fd.as_raw_fd());
+    mounts::remount_bind(fd.as_raw_fd(), keep | libc::MS_RDONLY, || format!("remount {path} read-only"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Mount;
+
+    #[test]
+    fn dev_setup_skipped_for_bound_dev() {
+        let mut spec = Spec::default();
+        assert!(needs_dev_setup(&spec));
+        spec.mounts.push(Mount { destination: "/dev/".into(), kind: Some("tmpfs".into()), ..Default::default() });
+        assert!(needs_dev_setup(&spec));
+        spec.mounts.push(Mount { destination: "/dev".into(), options: vec!["rbind".into()], ..Default::default() });
+        assert!(!needs_dev_setup(&spec));
+    }
+
+    #[test]
+    fn propagation_names() {
+        let mut spec = Spec::default();
+        assert_eq!(root_propagation(&spec).unwrap(), None);
+        spec.linux = Some(crate::spec::Linux { rootfs_propagation: Some("rshared".into()), ..Default::default() });
+        assert_eq!(root_propagation(&spec).unwrap(), Some(libc::MS_SHARED | libc::MS_REC));
+        spec.linux.as_mut().unwrap().rootfs_propagation = Some("bogus".into());
+        assert!(root_propagation(&spec).is_err());
+    }
+}
