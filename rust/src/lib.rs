@@ -6,5 +6,8 @@
 //!   extension execs as the first program of every container. No Python runs in a
 //!   container: after clone the child only execs runh-init (see `clone.rs` for why).
 pub mod cgroups;
+pub mod devices;
 pub mod error;
+pub mod mounts;
+pub mod rootfs;
 pub mod spec;
