@@ -1,0 +1,84 @@
+"""Cgroups: one Manager interface (base.py) with a cgroup v2 (v2.py) and a v1 (v1.py)
+implementation, and the choice between them.
+
+The host's mode is detected from two stat calls (no mountinfo parse): "unified" when
+/sys/fs/cgroup is cgroup2, "hybrid" when cgroup2 sits at /sys/fs/cgroup/unified beside v1
+controller mounts, "legacy" otherwise. On hybrid hosts everything uses v1, like runc: the
+unified tree there usually has no controllers bound (here only hugetlb).
+
+Import cost matters (every create pays it): this package imports only `os`.
+"""
+import os
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+_mode = None
+
+
+def mode():
+    """"unified", "hybrid" or "legacy"."""
+    global _mode
+    if _mode is None:
+        if os.path.exists(CGROUP_ROOT + "/cgroup.controllers"):
+            _mode = "unified"
+        elif os.path.exists(CGROUP_ROOT + "/unified/cgroup.controllers"):
+            _mode = "hybrid"
+        else:
+            _mode = "legacy"
+    return _mode
+
+
+def own_cgroups():
+    """{controller or "" (v2): path} from /proc/self/cgroup; relative cgroupsPath values
+    and the default path are resolved against these, as runc does."""
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(","):
+                out[c] = path
+    return out
+
+
+def inner_path(linux, container_id, systemd=False):
+    """The cgroup path inside each hierarchy: absolute cgroupsPath as given; a relative one
+    (or, without one, the container id) under the caller's own cgroup."""
+    if systemd:
+        from runh.errors import NotSupported
+
+        raise NotSupported("the systemd cgroup driver (--systemd-cgroup) is not supported yet")
+    path = (linux or {}).get("cgroupsPath") or ""
+    if ":" in path and not path.startswith("/"):
+        from runh.errors import NotSupported
+
+        raise NotSupported(
+            f"cgroupsPath {path!r}: the systemd \"slice:prefix:name\" form is not supported yet"
+        )
+    if not path:
+        path = container_id
+    return os.path.normpath(path) if path.startswith("/") else path
+
+
+def manager_for(linux, container_id, systemd=False):
+    """The manager for a container about to be created, from config.json's `linux`."""
+    path = inner_path(linux, container_id, systemd)
+    if mode() == "unified":
+        from runh.cgroups.v2 import V2Manager
+
+        return V2Manager.for_path(path)
+    from runh.cgroups.v1 import V1Manager
+
+    return V1Manager.for_path(path)
+
+
+def manager_from_state(saved):
+    """Rebuild the manager from what `to_state()` saved in the container's state.json."""
+    if not saved:
+        return None
+    if saved.get("version") == 2:
+        from runh.cgroups.v2 import V2Manager
+
+        return V2Manager(saved["path"])
+    from runh.cgroups.v1 import V1Manager
+
+    return V1Manager(saved["paths"])

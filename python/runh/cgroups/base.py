@@ -1,0 +1,146 @@
+"""The cgroup manager interface, and what v1 and v2 share (OCI value conversions, the
+default device rules).
+
+A manager owns one container's cgroup (one directory on v2, one per hierarchy on v1):
+create() before the init is cloned, apply() the config's resources, give create the
+placement (clone_target), then freeze/thaw, pids, kill_all, stats, and remove() on delete.
+"""
+
+
+class Manager:
+    version = 0
+
+    # --- life cycle
+    def create(self):
+        """Make the cgroup directories (and on v2 enable controllers in the ancestors)."""
+        raise NotImplementedError
+
+    def apply(self, resources, devices=(), update=False):
+        """Write config.json's linux.resources; `devices` is linux.devices (allowed rwm)."""
+        raise NotImplementedError
+
+    def update(self, resources):
+        """`runh update`: apply a LinuxResources document to a live container."""
+        self.apply(resources, update=True)
+
+    def clone_target(self):
+        """(cgroup_dir, cgroup_procs) for runh._core.create: the v2 directory for
+        clone3(CLONE_INTO_CGROUP), or the v1 cgroup.procs files to write the init pid into."""
+        raise NotImplementedError
+
+    def add(self, pid):
+        """Move a process in (exec'd processes, and the fallback when clone3 is refused)."""
+        raise NotImplementedError
+
+    def remove(self):
+        raise NotImplementedError
+
+    def to_state(self):
+        """A JSON-able dict for state.json; manager_from_state() rebuilds the manager."""
+        raise NotImplementedError
+
+    # --- operations on a live container
+    def freeze(self):
+        raise NotImplementedError
+
+    def thaw(self):
+        raise NotImplementedError
+
+    def is_frozen(self):
+        raise NotImplementedError
+
+    def pids(self):
+        """Every pid in the container's cgroup and its descendants."""
+        raise NotImplementedError
+
+    def kill_all(self, sig=9):
+        """Signal every process; SIGKILL uses cgroup.kill where the kernel has it."""
+        raise NotImplementedError
+
+    def stats(self):
+        """runc's `events --stats` "data" object."""
+        raise NotImplementedError
+
+    def oom_count(self):
+        """How many OOM kills the cgroup has seen (for `events` "oom" notifications)."""
+        raise NotImplementedError
+
+    def exists(self):
+        raise NotImplementedError
+
+
+# Devices a container may always use, as runc and crun allow them: the standard character
+# devices, any pty, and mknod of anything (mknod alone grants no access).
+DEFAULT_DEVICES = [
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # null
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # zero
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},  # full
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},  # random
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # urandom
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # tty
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
+    {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"},  # pts/*
+]
+
+
+def device_rules(resources, devices=()):
+    """The effective rule list, in order (last match wins): deny all, the defaults, the
+    config's linux.devices (each allowed rwm), then linux.resources.devices."""
+    rules = [{"allow": False, "type": "a", "major": None, "minor": None, "access": "rwm"}]
+    rules += DEFAULT_DEVICES
+    for d in devices or ():
+        if d.get("type") == "p":  # fifos are not subject to the device controller
+            continue
+        rules.append({"allow": True, "type": d.get("type", "c")[0].replace("u", "c"),
+                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
+    for r in (resources or {}).get("devices") or ():
+        rules.append({"allow": bool(r.get("allow")), "type": r.get("type") or "a",
+                      "major": r.get("major"), "minor": r.get("minor"),
+                      "access": r.get("access") or "rwm"})
+    return [_wild(r) for r in rules]
+
+
+def _wild(r):
+    for k in ("major", "minor"):
+        if r[k] is not None and r[k] < 0:
+            r[k] = None
+    return r
+
+
+def shares_to_weight(shares):
+    """cpu.shares [2, 262144] → cpu.weight [1, 10000], the linear map runc and crun use."""
+    if not shares:
+        return 0
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def blkio_to_io_weight(weight):
+    """blkio.weight [10, 1000] → io.weight [1, 10000]."""
+    if not weight:
+        return 0
+    return 1 + ((weight - 10) * 9999) // 990
+
+
+def swap_to_v2(swap, memory):
+    """OCI memory.swap is memory+swap (v1's memsw); v2's memory.swap.max is swap alone.
+    Returns None for "leave unset", -1 for "max"."""
+    from runh.errors import ConfigError
+
+    if memory == -1 and not swap:
+        return -1
+    if swap is None or swap == 0:
+        return None
+    if swap == -1:
+        return -1
+    if not memory or memory == -1:
+        raise ConfigError("linux.resources.memory.swap: a swap limit needs a memory limit")
+    if swap < memory:
+        raise ConfigError("linux.resources.memory.swap: memory+swap limit must be >= memory limit")
+    return swap - memory
+
+
+def num(v):
+    """An OCI limit as a cgroup v2 value: -1 (or any negative) is "max"."""
+    return "max" if v is not None and v < 0 else str(v)
