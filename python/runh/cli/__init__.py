@@ -1,0 +1,121 @@
+"""runh's command line: `runh [global options] command [command options] [arguments...]`.
+
+Hot path (well-formed create/start/state/kill/delete/run/list/ps): import this module, the
+option tables, one command module, parse argv with `_argv`, and call the lifecycle library.
+click is imported only when the fast parser gives up (help, bad usage); jsonschema only to
+word an invalid config. Every error is one line `runh: <msg>` on stderr and exit 1; with
+--log it is also written there in --log-format (containerd's shim reads the last JSON error).
+"""
+
+import sys
+
+
+def version_text():
+    from runh import SPEC_VERSION, __version__
+
+    return f"runh version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n"
+
+
+def _commit():
+    # Set at build time if the packager wrote runh/_commit.py; else read from the source tree.
+    try:
+        from runh._commit import COMMIT
+
+        return COMMIT
+    except ImportError:
+        pass
+    import os
+
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    git = os.path.join(os.path.dirname(here), ".git")
+    try:
+        with open(os.path.join(git, "HEAD")) as f:
+            head = f.read().strip()
+        if head.startswith("ref: "):
+            with open(os.path.join(git, head[5:])) as f:
+                return f.read().strip()
+        return head
+    except OSError:
+        return "unknown"
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    from runh.cli import _argv
+    from runh.cli._table import COMMANDS, GLOBAL_OPTIONS
+
+    parsed = None
+    g_i = _argv.parse_globals(argv, GLOBAL_OPTIONS)
+    if g_i is not None:
+        g, i = g_i
+        if g.version:
+            sys.stdout.write(version_text())
+            return 0
+        modname = COMMANDS.get(argv[i])
+        if modname is not None:
+            import importlib
+
+            mod = importlib.import_module(f"runh.cli.{modname}")
+            r = _argv.parse_command(argv[i + 1 :], mod)
+            if r is not None:
+                parsed = (g, mod, r[0], r[1])
+    if parsed is None:
+        parsed = _slow_parse(argv)
+        if isinstance(parsed, int):
+            return parsed
+    g, mod, opts, args = parsed
+    return _dispatch(g, mod, opts, args)
+
+
+def _slow_parse(argv):
+    """click's turn: prints help/usage; returns an exit code or the parse result."""
+    from runh.cli import _click, _argv
+    from runh.cli._table import GLOBAL_OPTIONS
+
+    r = _click.parse(argv)
+    if isinstance(r, int):
+        return r
+    g = _argv.Globals(GLOBAL_OPTIONS)
+    g.__dict__.update(r.get("globals") or {})
+    if "usage_error" in r:
+        _setup_log(g).error(r["usage_error"]) if g.log else None
+        return 1
+    _, mod, opts, args = r["command"]
+    return g, mod, opts, args
+
+
+def _setup_log(g):
+    from runh import log
+
+    if g.log_format not in ("text", "json"):
+        log.logger = log.Logger(None, "text", g.debug)
+        from runh.errors import UsageError
+
+        raise UsageError(f"invalid log-format: {g.log_format}")
+    log.logger = log.Logger(g.log, g.log_format, g.debug)
+    return log.logger
+
+
+def _dispatch(g, mod, opts, args):
+    from runh.errors import RunhError
+
+    try:
+        logger = _setup_log(g)
+        if g.debug:
+            logger.debug(f"runh {mod.__name__.rsplit('.', 1)[-1]} {args}")
+        return mod.run(g, opts, args) or 0
+    except RunhError as e:
+        from runh import log
+
+        log.logger.error(str(e))
+        return e.exit_code if e.exit_code != 127 else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except OSError as e:
+        from runh import log
+
+        log.logger.error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        return 1

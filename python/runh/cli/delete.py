@@ -1,0 +1,16 @@
+"""runh delete: remove a created or stopped container (--force: kill it first)."""
+
+from runh.cli._table import opt
+
+HELP = "delete any resources held by the container often used with detached container"
+DESCRIPTION = "Delete the resources held by <container-id>: its state, its init if still parked."
+OPTIONS = (opt("--force", "-f", kind="flag",
+               help="forcibly deletes the container if it is still running (uses SIGKILL)"),)
+ARGS = (("container-id", True),)
+
+
+def run(g, o, args):
+    from runh.container import Container
+
+    Container.load(args[0], g.root).delete(force=o["force"])
+    return 0

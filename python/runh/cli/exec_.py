@@ -1,0 +1,9 @@
+"""runh exec: placeholder until its owner lands it; exits 1 with a clear message."""
+
+from runh.cli._stub import not_implemented
+
+HELP = "exec (not implemented yet)"
+DESCRIPTION = "runh exec is not implemented yet."
+OPTIONS = ()
+ARGS = (("container-id", True), ("args", "*"))
+run = not_implemented("exec")

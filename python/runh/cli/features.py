@@ -1,0 +1,61 @@
+"""runh features: what this runh supports, as runtime-spec features.md JSON."""
+
+HELP = "show the enabled features"
+DESCRIPTION = "Show the enabled features (runtime-spec features.md). The output is experimental."
+OPTIONS = ()
+ARGS = ()
+
+# Only what runh implements today; grow these lists as the Rust core lands features.
+_NAMESPACES = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
+_MOUNT_OPTIONS = [
+    "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "mand", "noatime", "nodev",
+    "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
+    "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
+    "slave", "strictatime", "suid", "sync", "unbindable",
+]
+
+
+def _caps():
+    # The capabilities the running kernel knows (the last one is in /proc).
+    names = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+             "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+             "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+             "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+             "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+             "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+             "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+             "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+             "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = len(names) - 1
+    return names[: last + 1]
+
+
+def run(g, o, args):
+    import sys
+
+    from runh import SPEC_VERSION
+    from runh.jsonio import dumps
+
+    features = {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": [],
+        "mountOptions": _MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": _NAMESPACES,
+            "capabilities": _caps(),
+            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
+    }
+    sys.stdout.write(dumps(features, "    ") + "\n")
+    return 0

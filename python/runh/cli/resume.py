@@ -1,0 +1,9 @@
+"""runh resume: placeholder until its owner lands it; exits 1 with a clear message."""
+
+from runh.cli._stub import not_implemented
+
+HELP = "resume (not implemented yet)"
+DESCRIPTION = "runh resume is not implemented yet."
+OPTIONS = ()
+ARGS = (("container-id", True), ("args", "*"))
+run = not_implemented("resume")

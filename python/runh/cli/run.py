@@ -1,0 +1,71 @@
+"""runh run: create and start a container; in the foreground, wait for it and return its status."""
+
+from runh.cli._table import (BUNDLE, CONSOLE_SOCKET, NO_NEW_KEYRING, NO_PIVOT, PID_FILE,
+                             PIDFD_SOCKET, PRESERVE_FDS, opt)
+
+HELP = "create and run a container"
+DESCRIPTION = """Create and start <container-id> from the bundle. In the foreground, signals
+received by runh are forwarded to the container, runh exits with the container's exit status
+(128+N if killed by signal N) and deletes it unless --keep is given."""
+OPTIONS = (BUNDLE, CONSOLE_SOCKET, PIDFD_SOCKET,
+           opt("--detach", "-d", kind="flag", help="detach from the container's process"),
+           opt("--keep", kind="flag", help="do not delete the container after it exits"),
+           PID_FILE, NO_PIVOT, NO_NEW_KEYRING, PRESERVE_FDS,
+           opt("--no-subreaper", kind="flag", help="disable the use of the subreaper used to reap reparented processes"))
+ARGS = (("container-id", True),)
+
+# Signals a foreground `run` passes on to the container instead of acting on them itself.
+_FORWARD = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+            "SIGCONT", "SIGALRM", "SIGPWR", "SIGURG", "SIGVTALRM", "SIGPROF", "SIGIO")
+
+
+def run(g, o, args):
+    from runh.container import Container
+    from runh.errors import UsageError
+
+    if o["pidfd_socket"]:
+        from runh.errors import NotSupported
+
+        raise NotSupported("--pidfd-socket is not supported yet")
+    if o["detach"] and o["keep"]:
+        raise UsageError("--detach and --keep cannot both be set")
+    c = Container.create(args[0], bundle=o["bundle"], root=g.root, pid_file=o["pid_file"],
+                         console_socket=o["console_socket"], no_pivot=o["no_pivot"],
+                         no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
+                         detach=o["detach"], systemd_cgroup=g.systemd_cgroup)
+    if o["detach"]:
+        try:
+            c.start()
+        except BaseException:
+            _cleanup(c)
+            raise
+        return 0
+    import _signal
+
+    def forward(signum, frame):
+        try:
+            c._signal(signum)
+        except Exception:
+            pass  # already gone: waitpid below returns
+
+    # Handlers are installed before start so that no signal is lost between start and wait.
+    for name in _FORWARD:
+        n = getattr(_signal, name, None)
+        if n is not None:
+            _signal.signal(n, forward)
+    try:
+        c.start()
+    except BaseException:
+        _cleanup(c)
+        raise
+    status = c.wait()
+    if not o["keep"]:
+        _cleanup(c)
+    return status
+
+
+def _cleanup(c):
+    try:
+        c.delete(force=True)
+    except Exception:
+        pass

@@ -1,0 +1,316 @@
+"""runh.Container: the container lifecycle as a library (the CLI is a thin layer over it).
+
+    c = Container.create("id", bundle="/b", root="/run/runh", pid_file="/b/pid")
+    c.start(); c.kill(15); c.delete(force=True)
+
+Kernel work is in the Rust core (`runh._core`); this module owns the state directory, its
+lock, status derivation and race-free signalling (pidfds, checked against the recorded start
+time so that a reused pid is never signalled).
+"""
+
+import os
+
+from runh import state as st
+from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, ContainerNotRunning,
+                         InvalidState, NotSupported, RunhError, UsageError)
+
+_SIGKILL = 9
+
+
+def _core():
+    import runh._core as core  # the Rust extension; loaded only by commands that need it
+
+    return core
+
+
+def _pidfd(pid, starttime):
+    """A pidfd for pid if it is still the process recorded at create, else None."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    # The pidfd pins this process: if its start time still matches now, it is ours.
+    start, letter = st.proc_start_time(pid)
+    if start != starttime or letter in ("Z", "X", "x"):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _wait_pidfd(fd, timeout_ms=10_000):
+    """Wait until the process behind fd has exited (pidfd polls readable); True if it did."""
+    import select
+
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(timeout_ms))
+
+
+def _descendants(pid):
+    """pid and every descendant, from /proc (used until the cgroup code gives the member list)."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        ppid = int(data[data.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return sorted(out)
+
+
+class Container:
+    """One container under a state root. Obtain with Container.load or Container.create."""
+
+    def __init__(self, container_id, root=st.DEFAULT_ROOT, state=None):
+        self.id = st.validate_id(container_id)
+        self.root = root
+        self.dir = os.path.join(root, container_id)
+        self._state = state
+
+    # --- lookup -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, container_id, root=st.DEFAULT_ROOT):
+        c = cls(container_id, root)
+        c._state = st.read_state(root, container_id)
+        return c
+
+    @classmethod
+    def list(cls, root=st.DEFAULT_ROOT):
+        """Every container under root, sorted by id (a missing root is an empty list)."""
+        try:
+            names = sorted(os.listdir(root))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            try:
+                out.append(cls.load(name, root))
+            except (ContainerNotFound, UsageError, ValueError):
+                continue
+        return out
+
+    @property
+    def pid(self):
+        return (self._state or {}).get("pid", 0)
+
+    def status(self):
+        return st.status_of(self.dir, self._state)
+
+    def state(self):
+        """The runtime-spec state (plus runc's fields), as `runh state` prints it."""
+        s = self._state or {}
+        status = self.status()
+        out = {
+            "ociVersion": s.get("ociVersion", ""),
+            "id": self.id,
+            "pid": s.get("pid", 0) if status in (st.CREATED, st.RUNNING, st.PAUSED) else 0,
+            "status": status,
+            "bundle": s.get("bundle", ""),
+            "rootfs": s.get("rootfs", ""),
+            "created": s.get("created", ""),
+            "owner": s.get("owner", ""),
+        }
+        if s.get("annotations"):
+            out["annotations"] = s["annotations"]
+        return out
+
+    # --- create / start -----------------------------------------------------------------
+    @classmethod
+    def create(cls, container_id, bundle=None, root=st.DEFAULT_ROOT, pid_file=None,
+               console_socket=None, no_pivot=False, no_new_keyring=False, preserve_fds=0,
+               detach=True, systemd_cgroup=False, log=None):
+        """Create the container: init is cloned, set up, and parked until start."""
+        from runh.spec import load_config, rootfs_path
+        from runh.log import rfc3339
+
+        c = cls(container_id, root)
+        bundle = os.path.abspath(bundle or os.getcwd())
+        if systemd_cgroup:
+            raise NotSupported("systemd cgroup driver is not supported yet")
+        # Everything checkable is checked before anything exists on disk.
+        raw, config = load_config(bundle)
+        rootfs = rootfs_path(bundle, config)
+        process = config.get("process")
+        if process is None:
+            raise ConfigError("config.json: process: is required to create a container")
+        if process.get("terminal") and not console_socket:
+            if detach:
+                raise ConfigError("cannot allocate tty if runh will detach without setting console socket")
+            raise NotSupported("process.terminal without --console-socket in the foreground "
+                               "needs a pty proxy, which runh does not have yet")
+        if console_socket and not process.get("terminal"):
+            raise ConfigError("cannot use console socket if runh will not detach or allocate tty")
+        if preserve_fds < 0:
+            raise UsageError("--preserve-fds must be >= 0")
+
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(c.dir, 0o711)
+        except FileExistsError:
+            raise ContainerExists(container_id) from None
+        pid = 0
+        try:
+            with st.Lock(c.dir):
+                pid = _core().create(raw, bundle, c.dir, no_pivot=no_pivot,
+                                     no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                                     console_socket=console_socket)
+                starttime, _ = st.proc_start_time(pid)
+                state = {
+                    "ociVersion": config["ociVersion"],
+                    "id": container_id,
+                    "pid": pid,
+                    "starttime": starttime,
+                    "bundle": bundle,
+                    "rootfs": rootfs,
+                    "created": rfc3339(),
+                    "owner": "",
+                    "annotations": config.get("annotations") or {},
+                }
+                from runh.jsonio import dumps
+
+                st.write_atomic(os.path.join(c.dir, st.STATE_FILE), dumps(state))
+                c._state = state
+                if pid_file:
+                    # Atomic, so a caller polling for the file never reads a partial pid.
+                    st.write_atomic(os.path.abspath(pid_file), str(pid), 0o644)
+        except BaseException:
+            if pid > 0:
+                try:
+                    os.kill(pid, _SIGKILL)  # still our child: the pid cannot have been reused
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+            _remove_dir(c.dir)
+            raise
+        return c
+
+    def start(self):
+        """Release the parked init; it execs the container's process."""
+        with st.Lock(self.dir) as lk:
+            if lk is None:
+                raise ContainerNotFound(self.id)
+            self._state = st.read_state(self.root, self.id)
+            status = self.status()
+            if status != st.CREATED:
+                if status == st.STOPPED:
+                    raise InvalidState("cannot start a container that has stopped")
+                raise InvalidState(f"cannot start an already running container")
+            _core().start(self.dir)
+            try:
+                os.unlink(os.path.join(self.dir, st.NOTIFY_SOCK))
+            except FileNotFoundError:
+                pass
+
+    # --- signals ------------------------------------------------------------------------
+    def kill(self, sig=15, all=False):
+        with st.Lock(self.dir) as lk:
+            if lk is None:
+                raise ContainerNotFound(self.id)
+            self._state = st.read_state(self.root, self.id)
+            self._signal(sig, all)
+
+    def _signal(self, sig, all=False):
+        import _signal
+
+        s = self._state or {}
+        if self.status() not in (st.CREATED, st.RUNNING, st.PAUSED):
+            raise ContainerNotRunning(self.id)
+        fd = _pidfd(s["pid"], s.get("starttime"))
+        if fd is None:
+            raise ContainerNotRunning(self.id)
+        try:
+            if all:
+                # Until the cgroup code provides the member list, signal the process tree
+                # (children first, so init does not reap them into orphans unsignalled).
+                for p in reversed(_descendants(s["pid"])):
+                    if p != s["pid"]:
+                        try:
+                            os.kill(p, sig)
+                        except ProcessLookupError:
+                            pass
+            _signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            raise ContainerNotRunning(self.id) from None
+        finally:
+            os.close(fd)
+
+    # --- delete -------------------------------------------------------------------------
+    def delete(self, force=False):
+        with st.Lock(self.dir) as lk:
+            if lk is None:
+                raise ContainerNotFound(self.id)
+            try:
+                self._state = st.read_state(self.root, self.id)
+            except ValueError:
+                self._state = {}  # unreadable state: nothing to signal, just remove it
+            status = self.status()
+            s = self._state or {}
+            if status in (st.RUNNING, st.PAUSED) and not force:
+                raise InvalidState(f"cannot delete container {self.id} that is not stopped: {status}")
+            if status in (st.CREATED, st.RUNNING, st.PAUSED) or (status == st.CREATING and force):
+                fd = _pidfd(s.get("pid", 0), s.get("starttime")) if s.get("pid") else None
+                if fd is not None:
+                    import _signal
+
+                    try:
+                        if force:
+                            for p in reversed(_descendants(s["pid"])):
+                                if p != s["pid"]:
+                                    try:
+                                        os.kill(p, _SIGKILL)
+                                    except ProcessLookupError:
+                                        pass
+                        _signal.pidfd_send_signal(fd, _SIGKILL)
+                        _wait_pidfd(fd)
+                    except ProcessLookupError:
+                        pass
+                    finally:
+                        os.close(fd)
+            elif status == st.CREATING:
+                raise InvalidState(f"cannot delete container {self.id} that is being created")
+            _remove_dir(self.dir)
+
+    # --- processes ----------------------------------------------------------------------
+    def pids(self):
+        if self.status() not in (st.CREATED, st.RUNNING, st.PAUSED):
+            return []
+        return _descendants(self.pid)
+
+    def wait(self):
+        """Wait for init (a child of this process, as in `run`); return its exit status the
+        shell way: the code, or 128+signal if it was killed."""
+        while True:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                return 255
+            if os.WIFEXITED(status):
+                return os.WEXITSTATUS(status)
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+
+
+def _remove_dir(path):
+    try:
+        for name in os.listdir(path):
+            try:
+                os.unlink(os.path.join(path, name))
+            except IsADirectoryError:
+                import shutil
+
+                shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+__all__ = ["Container", "RunhError"]

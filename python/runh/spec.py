@@ -1,0 +1,127 @@
+"""config.json: load and validate a bundle's config, and the default spec of `runh spec`."""
+
+import os
+
+from runh.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+
+
+def load_config(bundle):
+    """Read, parse and validate <bundle>/config.json. Returns (raw bytes, parsed dict).
+
+    The raw bytes go to the Rust core unchanged (it parses them with serde); the dict is what
+    Python needs (root.path, process.terminal, annotations, ociVersion)."""
+    path = os.path.join(bundle, CONFIG_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"JSON specification file {CONFIG_FILE} not found in bundle {bundle}", 2) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}", e.errno) from None
+    from runh.jsonio import loads
+
+    try:
+        config = loads(raw)
+    except ValueError as e:
+        raise ConfigError(f"config.json: invalid JSON: {e}") from None
+    validate(config)
+    return raw, config
+
+
+def validate(config):
+    """Raise ConfigError naming the JSON path of the first problem in config."""
+    from runh.schema._validate import validate as fast
+
+    if fast(config):
+        return
+    from runh.schema import explain
+
+    raise ConfigError(explain(config) or "config.json: does not match the runtime-spec schema")
+
+
+def rootfs_path(bundle, config):
+    """Absolute root.path (relative paths are relative to the bundle); it must be a directory."""
+    path = config["root"]["path"]
+    if not path.startswith("/"):
+        path = os.path.join(bundle, path)
+    path = os.path.normpath(path)
+    if not os.path.isdir(path):
+        raise ConfigError(f"rootfs ({path}) does not exist (root.path in config.json)", 2)
+    return path
+
+
+_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+
+def default_spec(rootless=False):
+    """The config `runh spec` writes: runc's defaults, at runtime-spec 1.3.0."""
+    from runh import SPEC_VERSION
+
+    spec = {
+        "ociVersion": SPEC_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: list(_CAPS) for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "runh",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi",
+            ],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+    if rootless:
+        _to_rootless(spec)
+    return spec
+
+
+def _to_rootless(spec):
+    # As `runc spec --rootless`: a user namespace mapping the caller to root, no network
+    # namespace (it would have no usable network), no cgroup device rules, /sys bind-mounted
+    # (sysfs cannot be mounted without owning a network namespace), no gid= on devpts.
+    linux = spec["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    linux.pop("resources", None)
+    mounts = []
+    for m in spec["mounts"]:
+        if m["destination"] == "/sys":
+            m = {"destination": "/sys", "type": "none", "source": "/sys",
+                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+        elif m["destination"] == "/sys/fs/cgroup":
+            continue
+        elif m["type"] == "devpts":
+            m = dict(m, options=[o for o in m["options"] if not o.startswith("gid=")])
+        mounts.append(m)
+    spec["mounts"] = mounts

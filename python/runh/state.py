@@ -1,0 +1,126 @@
+"""Container state on disk: `<root>/<id>/state.json`, its lock, and status derivation.
+
+Layout of a state dir:
+  state.json   written atomically (tmp + rename) once create succeeded; absent while creating
+  notify.sock  the socket the parked init listens on; present exactly while the container is
+               "created" (removed once start released init)
+  lock         flock'ed by create/start/kill/delete on this id, so they serialise
+Status is never stored: it is derived from the recorded init pid and its start time
+(field 22 of /proc/<pid>/stat), so a reused pid is never mistaken for the container.
+"""
+
+import fcntl
+import os
+
+from runh.errors import ContainerNotFound, UsageError
+
+DEFAULT_ROOT = "/run/runh"
+STATE_FILE = "state.json"
+NOTIFY_SOCK = "notify.sock"
+LOCK_FILE = "lock"
+
+CREATING, CREATED, RUNNING, STOPPED, PAUSED = "creating", "created", "running", "stopped", "paused"
+
+_ID_EXTRA = frozenset("_+-.")
+
+
+def validate_id(container_id):
+    """runc's rule: ^[\\w+-.]+$ (ASCII word chars), and neither "." nor ".." nor a path."""
+    if not container_id or container_id in (".", ".."):
+        raise UsageError(f"invalid container id format: {container_id!r}")
+    for c in container_id:
+        if not (c.isascii() and (c.isalnum() or c in _ID_EXTRA)):
+            raise UsageError(f"invalid container id format: {container_id}")
+    if ".." in container_id:
+        raise UsageError(f"invalid container id format: {container_id}")
+    return container_id
+
+
+def state_dir(root, container_id):
+    return os.path.join(root, validate_id(container_id))
+
+
+def proc_start_time(pid):
+    """Start time of pid in clock ticks since boot (field 22 of /proc/<pid>/stat) and its
+    state letter; (None, None) if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None, None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = data[data.rindex(b")") + 2 :].split()
+    return int(rest[19]), rest[0].decode()
+
+
+def write_atomic(path, data, mode=0o644):
+    """Write bytes to path via a temp file in the same directory and rename(2)."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class Lock:
+    """flock on <state_dir>/lock; a context manager. Serialises lifecycle calls on one id."""
+
+    def __init__(self, sdir):
+        self.path = os.path.join(sdir, LOCK_FILE)
+        self.fd = -1
+
+    def __enter__(self):
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            return None  # state dir vanished: the caller sees ContainerNotFound next
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd >= 0:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = -1
+
+
+def read_state(root, container_id):
+    """The recorded state dict of a container; ContainerNotFound if there is none."""
+    sdir = state_dir(root, container_id)
+    from runh.jsonio import loads
+
+    try:
+        with open(os.path.join(sdir, STATE_FILE), "rb") as f:
+            return loads(f.read())
+    except FileNotFoundError:
+        if os.path.isdir(sdir):
+            return None  # creating: dir made, state.json not written yet
+        raise ContainerNotFound(container_id) from None
+    except NotADirectoryError:
+        raise ContainerNotFound(container_id) from None
+
+
+def status_of(sdir, st):
+    """Derive the status from a state dict (None = still creating)."""
+    if st is None:
+        return CREATING
+    pid = st.get("pid", 0)
+    if pid <= 0:
+        return STOPPED
+    start, letter = proc_start_time(pid)
+    if start is None or start != st.get("starttime") or letter in ("Z", "X", "x"):
+        return STOPPED
+    if os.path.exists(os.path.join(sdir, NOTIFY_SOCK)):
+        return CREATED
+    if letter == "t" or letter == "T":
+        # A frozen cgroup shows tasks in "D"/"t"; only the freezer knows for sure. Until the
+        # cgroup code tells us, a stopped-by-signal init still counts as running.
+        return RUNNING
+    return RUNNING
