@@ -343,4 +343,47 @@ mod tests {
         r2.unwrap();
         assert_eq!(n.unwrap(), 1);
     }
+
+    /// The filter enforced for real: a child moved into the cgroup may open the listed
+    /// /dev/null and gets EPERM for the unlisted /dev/kmsg; after an update that lists
+    /// kmsg, it may open it too.
+    #[test]
+    fn filter_denies_unlisted_and_allows_listed() {
+        let base = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            "/sys/fs/cgroup/unified"
+        } else {
+            "/sys/fs/cgroup"
+        };
+        let dir = format!("{base}/runh-test-bpf2-{}", std::process::id());
+        if std::fs::create_dir(&dir).is_err() {
+            return;
+        }
+        let probe = |dir: &str| -> i32 {
+            let procs = CString::new(format!("{dir}/cgroup.procs")).unwrap();
+            let null = CString::new("/dev/null").unwrap();
+            let kmsg = CString::new("/dev/kmsg").unwrap();
+            unsafe {
+                let pid = libc::fork();
+                if pid == 0 {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        libc::_exit(100);
+                    }
+                    let a = libc::open(null.as_ptr(), libc::O_RDONLY) >= 0;
+                    let b = libc::open(kmsg.as_ptr(), libc::O_RDONLY) >= 0;
+                    libc::_exit(a as i32 | (b as i32) << 1);
+                }
+                let mut status = 0;
+                libc::waitpid(pid, &mut status, 0);
+                libc::WEXITSTATUS(status)
+            }
+        };
+        let null = rule(true, 'c', Some(1), Some(3), "rwm");
+        let kmsg = rule(true, 'c', Some(1), Some(11), "r");
+        let r1 = apply(&dir, &[null.clone()]).map(|_| probe(&dir));
+        let r2 = apply(&dir, &[null, kmsg]).map(|_| probe(&dir));
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(r1.unwrap(), 0b01, "null allowed, kmsg denied");
+        assert_eq!(r2.unwrap(), 0b11, "both allowed after the update");
+    }
 }
