@@ -5,9 +5,20 @@
 //! - the library half used by `runh-init` (rust/init), the small static program that the
 //!   extension execs as the first program of every container. No Python runs in a
 //!   container: after clone the child only execs runh-init (see `clone.rs` for why).
+pub mod caps;
 pub mod cgroups;
+#[cfg(feature = "python")]
+pub mod clone;
 pub mod devices;
 pub mod error;
+#[cfg(feature = "python")]
+pub mod memfd;
 pub mod mounts;
+pub mod namespaces;
+pub mod process;
+#[cfg(feature = "python")]
+mod python;
 pub mod rootfs;
 pub mod spec;
+pub mod sync;
+pub mod tty;

@@ -1,0 +1,75 @@
+//! Builds `runh-init` (rust/init) and hands its path to the extension, which embeds the
+//! bytes with `include_bytes!` (see `memfd.rs`).
+//!
+//! Only the Python extension embeds the init: runh-init itself depends on this crate
+//! without the `python` feature, so when that feature is off this script does nothing
+//! (and cannot recurse into itself).
+//!
+//! runh-init is built by a nested cargo into its own target dir under OUT_DIR, with the
+//! workspace's `init` profile (small, panic=abort, stripped) and a static C runtime, so it
+//! needs no loader and no libc from the container's rootfs: it runs before and during
+//! pivot_root, when the host's libraries are gone.
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RUNH_INIT_BIN");
+    if env::var_os("CARGO_FEATURE_PYTHON").is_none() {
+        return;
+    }
+    // Rebuild the init whenever any code it is made of changes.
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("src").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("init/src").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("init/Cargo.toml").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("Cargo.toml").display());
+
+    // An already-built init may be supplied (packagers, cross builds).
+    if let Some(prebuilt) = env::var_os("RUNH_INIT_BIN") {
+        println!("cargo:rustc-env=RUNH_INIT_BIN={}", PathBuf::from(prebuilt).display());
+        return;
+    }
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let target = env::var("TARGET").unwrap();
+    let target_dir = out_dir.join("init-target");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    let mut cmd = Command::new(cargo);
+    // The outer build's settings (profile, features, rustflags for the Python extension,
+    // maturin's target dir) must not leak into the init's build: drop every CARGO_* and
+    // RUSTFLAGS variable except the ones that locate the toolchain and the registry.
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let keep = matches!(key.as_str(), "CARGO_HOME" | "CARGO_MAKEFLAGS" | "CARGO_NET_OFFLINE");
+        if (key.starts_with("CARGO_") && !keep)
+            || key == "RUSTFLAGS"
+            || key == "RUSTDOCFLAGS"
+            || key.starts_with("PYO3_")
+            || key == "MATURIN_PYTHON_SYSCONFIGDATA_DIR"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    // `--target` keeps crt-static off build scripts and proc macros (serde_derive is a
+    // dylib and cannot be static); only runh-init itself is linked statically.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("init/Cargo.toml"))
+        .args(["--profile", "init", "--target", &target])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if env::var_os("CARGO_NET_OFFLINE").is_some() {
+        cmd.arg("--offline");
+    }
+    let status = cmd.status().expect("running cargo to build runh-init");
+    if !status.success() {
+        panic!("building runh-init failed: {status}");
+    }
+    let bin = target_dir.join(&target).join("init").join("runh-init");
+    assert!(bin.exists(), "runh-init not found at {}", bin.display());
+    println!("cargo:rustc-env=RUNH_INIT_BIN={}", bin.display());
+}

@@ -1,0 +1,220 @@
+//! runh-init: the first program in every runh container.
+//!
+//! Exec'd by the runh process's clone child from a sealed memfd (see runh-core's
+//! `memfd.rs`) as `runh-init <sync fd>`. It reads its plan over the sync socket, does all
+//! container setup in order, reports "ready", parks on the notify socket until
+//! `runh start` connects, then drops privileges and execs the container's process.
+//! Every failure is reported: on the sync socket during setup, on the start connection
+//! after it.
+use runh_core::error::{Error, Kind, Result};
+use runh_core::spec::Spec;
+use runh_core::sync::{self, Msg, Plan};
+use runh_core::{caps, namespaces, process, rootfs, tty};
+use std::os::fd::RawFd;
+
+/// What survives the park: the parsed config and plan are dropped before it, so that the
+/// parked init holds as little memory as possible (it is charged to the container).
+struct Parked {
+    notify_fd: RawFd,
+    preserve_fds: i32,
+    user: runh_core::spec::User,
+    caps: Option<caps::Sets>,
+    no_new_privileges: bool,
+    exec: process::Exec,
+}
+
+fn cloexec(fd: RawFd) {
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn write_file(path: &str, value: &str, what: impl FnOnce() -> String) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), what()))
+}
+
+fn setup(sync_fd: RawFd) -> Result<Parked> {
+    let (plan, config) = sync::recv_plan(sync_fd)?;
+    let Plan { notify_fd, console_fd, preserve_fds, .. } = plan;
+    // Inherited without CLOEXEC across the exec into this program; restore it.
+    cloexec(notify_fd);
+    if let Some(fd) = console_fd {
+        cloexec(fd);
+    }
+    let spec: Spec = serde_json::from_slice(&config).map_err(|e| Error::config(format!("parse config.json: {e}")))?;
+    drop(config);
+    let ns = namespaces::Plan::from_spec(&spec)?;
+
+    ns.join_all()?;
+    if ns.joins_pid() {
+        // setns(CLONE_NEWPID) only places future children in the namespace: one more
+        // fork, paid only in this case (about 0.1 ms here). The first process tells the
+        // parent the new pid (in the parent's pid namespace, which is also its own) and
+        // leaves.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Error::last_os("fork into the joined pid namespace"));
+        }
+        if pid > 0 {
+            let _ = sync::send(sync_fd, &Msg::Pid(pid));
+            unsafe { libc::_exit(0) };
+        }
+    }
+    if plan.unshare_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
+        return Err(Error::last_os("unshare the cgroup namespace"));
+    }
+    // A session of its own: the container must not share runh's controlling terminal or
+    // process group (and TIOCSCTTY below needs a session leader).
+    if unsafe { libc::setsid() } < 0 {
+        return Err(Error::last_os("setsid"));
+    }
+    if !plan.no_new_keyring {
+        // A new anonymous session keyring, so containers do not share the host's keys.
+        const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize) };
+        if r < 0 {
+            let e = Error::last_os("create a session keyring");
+            // ENOSYS: keyrings compiled out; not a reason to fail.
+            if e.errno != libc::ENOSYS {
+                return Err(e);
+            }
+        }
+    }
+
+    rootfs::prepare(&spec, &rootfs::RootfsOptions { rootfs: &plan.rootfs, bundle: &plan.bundle, no_pivot: plan.no_pivot })?;
+
+    let p = spec.process.as_ref().ok_or_else(|| Error::config("process is required"))?;
+    if p.terminal {
+        let fd = console_fd.ok_or_else(|| Error::config("process.terminal is true but no console socket was given"))?;
+        tty::setup_console(fd, p.console_size)?;
+    }
+    if let Some(fd) = console_fd {
+        unsafe { libc::close(fd) };
+    }
+    if let Some(h) = spec.hostname.as_deref().filter(|h| !h.is_empty()) {
+        if !ns.has(libc::CLONE_NEWUTS) {
+            return Err(Error::config("unable to set hostname without a private UTS namespace"));
+        }
+        if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } < 0 {
+            return Err(Error::last_os(format!("sethostname {h:?}")));
+        }
+    }
+    if let Some(d) = spec.domainname.as_deref().filter(|d| !d.is_empty()) {
+        if !ns.has(libc::CLONE_NEWUTS) {
+            return Err(Error::config("unable to set domainname without a private UTS namespace"));
+        }
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } < 0 {
+            return Err(Error::last_os(format!("setdomainname {d:?}")));
+        }
+    }
+    if let Some(linux) = &spec.linux {
+        for (key, value) in &linux.sysctl {
+            if key.contains("..") || key.starts_with('/') {
+                return Err(Error::config(format!("invalid sysctl key {key:?}")));
+            }
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            write_file(&path, value, || format!("set sysctl {key}={value}"))?;
+        }
+    }
+    rootfs::finalize(&spec)?;
+
+    if let Some(v) = p.oom_score_adj {
+        process::set_oom_score_adj(v)?;
+    }
+    process::set_rlimits(&p.rlimits)?;
+    let exec = process::Exec::prepare(p)?;
+    let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
+    process::enter_cwd(&p.cwd)?;
+
+    Ok(Parked {
+        notify_fd,
+        preserve_fds,
+        user: p.user.clone(),
+        caps,
+        no_new_privileges: p.no_new_privileges,
+        exec,
+    })
+}
+
+/// Wait for `runh start`: accept on notify.sock and read its one byte.
+fn park(notify_fd: RawFd) -> Result<RawFd> {
+    loop {
+        let conn = unsafe { libc::accept4(notify_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        if conn < 0 {
+            let e = Error::last_os("accept on notify.sock");
+            if e.errno == libc::EINTR || e.errno == libc::ECONNABORTED {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut b = [0u8; 1];
+        let n = unsafe { libc::read(conn, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            // No second start can connect from here on.
+            unsafe { libc::close(notify_fd) };
+            return Ok(conn);
+        }
+        // A peer that connected and left without the byte is not `start`.
+        unsafe { libc::close(conn) };
+    }
+}
+
+/// After start: user, capabilities, umask, no_new_privs, the fd sweep, execve.
+fn finish(p: &Parked) -> Error {
+    let r = (|| -> Result<()> {
+        if let Some(c) = &p.caps {
+            caps::drop_bounding(c)?;
+        }
+        process::set_user(&p.user)?;
+        if let Some(c) = &p.caps {
+            caps::apply(c)?;
+        }
+        process::clear_keepcaps();
+        process::set_umask(&p.user);
+        if p.no_new_privileges {
+            process::set_no_new_privs()?;
+        }
+        // SECCOMP CALL POINT: load linux.seccomp here — after no_new_privs (needed to
+        // load a filter without CAP_SYS_ADMIN) and after setuid/capset (which the filter
+        // may forbid), before the fd sweep and execve.
+        process::cloexec_from(3 + p.preserve_fds as u32)?;
+        Ok(())
+    })();
+    match r {
+        Err(e) => e,
+        Ok(()) => p.exec.exec(),
+    }
+}
+
+fn main() {
+    process::reset_signals();
+    let sync_fd: RawFd = match std::env::args().nth(1).and_then(|a| a.parse().ok()) {
+        Some(fd) => fd,
+        None => {
+            eprintln!("runh-init: this program is run by runh, not by hand");
+            std::process::exit(2);
+        }
+    };
+    cloexec(sync_fd);
+    let parked = match setup(sync_fd) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sync::send(sync_fd, &Msg::from_error(&e));
+            std::process::exit(1);
+        }
+    };
+    if sync::send(sync_fd, &Msg::Ready).is_err() {
+        // The parent is gone: nobody can start this container.
+        std::process::exit(1);
+    }
+    unsafe {
+        libc::close(sync_fd);
+        // Give the setup's heap back to the kernel before parking.
+        libc::malloc_trim(0);
+    }
+    let conn = match park(parked.notify_fd) {
+        Ok(c) => c,
+        Err(_) => std::process::exit(1),
+    };
+    let e = finish(&parked);
+    let _ = sync::send_raw(conn, &Msg::from_error(&e).encode());
+    std::process::exit(if e.kind == Kind::Exec { 127 } else { 1 });
+}

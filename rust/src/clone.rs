@@ -1,0 +1,448 @@
+//! The parent side of `create` and `start`, run in the runh process.
+//!
+//! create: parse the config, make the sync socketpair, the notify socket and the runh-init
+//! memfd, then one clone3 with the CLONE_NEW* flags (and CLONE_INTO_CGROUP when a cgroup
+//! v2 dir is given). The child is a copy-on-write image of the Python process: it must not
+//! allocate or touch Python objects (every page it writes is copied and charged to the
+//! container's memory cgroup, runc #1980), so everything it needs — fd numbers, argv — is
+//! prepared before clone, and it only clears CLOEXEC on three fds and execveat()s the
+//! memfd. All container setup then happens in runh-init, which reports back on the sync
+//! socket.
+//!
+//! start: connect to `<state_dir>/notify.sock` and send one byte; init answers with an
+//! error, or execs, which closes the (CLOEXEC) connection: EOF means success.
+use crate::caps;
+use crate::error::{Error, Kind, Result};
+use crate::namespaces;
+use crate::spec::Spec;
+use crate::sync::{self, Msg, Plan};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+pub const NOTIFY_SOCK: &str = "notify.sock";
+
+pub struct CreateOptions<'a> {
+    pub config: &'a [u8],
+    pub bundle: &'a str,
+    pub state_dir: &'a str,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    pub console_socket: Option<&'a str>,
+    /// cgroup v2 directory to clone the init straight into.
+    pub cgroup_dir: Option<&'a str>,
+    /// cgroup.procs files (v1 hierarchies) the init pid is written to before setup.
+    pub cgroup_procs: &'a [String],
+}
+
+/// fds owned by create; closed on every path.
+#[derive(Default)]
+struct Fds(Vec<RawFd>);
+
+impl Fds {
+    fn keep(&mut self, fd: RawFd) -> RawFd {
+        self.0.push(fd);
+        fd
+    }
+}
+
+impl Drop for Fds {
+    fn drop(&mut self) {
+        for fd in &self.0 {
+            unsafe { libc::close(*fd) };
+        }
+    }
+}
+
+fn cstr(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::config(format!("path contains a NUL byte: {s:?}")))
+}
+
+fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let b = path.as_bytes();
+    if b.len() >= addr.sun_path.len() {
+        return Err(Error::from_errno(libc::ENAMETOOLONG, format!("socket path {path}")));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + b.len() + 1;
+    Ok((addr, len as libc::socklen_t))
+}
+
+fn unix_socket(kind: libc::c_int) -> Result<RawFd> {
+    let fd = unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        Err(Error::last_os("create unix socket"))
+    } else {
+        Ok(fd)
+    }
+}
+
+fn connect(fd: RawFd, path: &str, what: &str) -> Result<()> {
+    let (addr, len) = sockaddr(path)?;
+    loop {
+        if unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) } == 0 {
+            return Ok(());
+        }
+        let e = Error::last_os(format!("connect to {what} {path}"));
+        if e.errno != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Checks that need no process, so a bad config fails before anything is cloned.
+fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<()> {
+    let p = spec.process.as_ref().ok_or_else(|| Error::config("process is required to create a container"))?;
+    if p.args.is_empty() {
+        return Err(Error::config("process.args must not be empty"));
+    }
+    if let Some(c) = &p.capabilities {
+        caps::Sets::from_spec(c)?;
+    }
+    for r in &p.rlimits {
+        crate::process::rlimit_resource(&r.kind).ok_or_else(|| Error::config(format!("unknown rlimit type {:?}", r.kind)))?;
+    }
+    if spec.hostname.as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
+        return Err(Error::config("unable to set hostname without a private UTS namespace"));
+    }
+    if spec.domainname.as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
+        return Err(Error::config("unable to set domainname without a private UTS namespace"));
+    }
+    if !ns.has(libc::CLONE_NEWNS) {
+        return Err(Error::config("a mount namespace is required (linux.namespaces has no \"mount\")"));
+    }
+    if p.terminal && opts.console_socket.is_none() {
+        return Err(Error::config("process.terminal is true but no console socket was given"));
+    }
+    if !p.terminal && opts.console_socket.is_some() {
+        return Err(Error::config("a console socket was given but process.terminal is false"));
+    }
+    Ok(())
+}
+
+fn rootfs_path(spec: &Spec, bundle: &str) -> Result<String> {
+    let root = spec.root.as_ref().map(|r| r.path.as_str()).unwrap_or("");
+    if root.is_empty() {
+        return Err(Error::config("root.path is required"));
+    }
+    let joined = if root.starts_with('/') { root.to_string() } else { format!("{}/{}", bundle.trim_end_matches('/'), root) };
+    // realpath: R2's rootfs code binds it, and a symlinked rootfs must mean its target.
+    std::fs::canonicalize(&joined)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::ENOENT), format!("rootfs {joined}")))
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Everything the child uses, prepared before clone.
+struct ChildPlan {
+    memfd: RawFd,
+    /// fds the child passes into init: CLOEXEC is cleared on them in the child only.
+    pass: [RawFd; 3],
+    argv: [*const libc::c_char; 3],
+    envp: [*const libc::c_char; 1],
+    sync_fd: RawFd,
+}
+
+/// In the child after clone: no allocation, no locks, only async-signal-safe calls.
+fn child(c: &ChildPlan) -> ! {
+    unsafe {
+        for fd in c.pass {
+            if fd >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            }
+        }
+        libc::syscall(libc::SYS_execveat, c.memfd, c"".as_ptr(), c.argv.as_ptr(), c.envp.as_ptr(), libc::AT_EMPTY_PATH);
+        // Report on the sync socket in the protocol's encoding, from a stack buffer.
+        let errno = *libc::__errno_location();
+        let ctx = b"execveat runh-init";
+        let mut buf = [0u8; 6 + 18];
+        buf[0] = 5; // TAG_ERROR
+        buf[1] = 0; // Kind::Syscall
+        buf[2..6].copy_from_slice(&errno.to_le_bytes());
+        buf[6..].copy_from_slice(ctx);
+        libc::send(c.sync_fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL);
+        libc::_exit(127);
+    }
+}
+
+/// clone3 with a fallback to clone(2). Returns (pid, whether CLONE_INTO_CGROUP applied).
+fn spawn(flags: u64, cgroup_fd: Option<RawFd>, c: &ChildPlan) -> Result<(libc::pid_t, bool)> {
+    // Signals blocked across clone: a handler of Python's must not run in the child
+    // (it would write Python's wakeup fd and touch its memory). init unblocks them.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    let mut into_cgroup = cgroup_fd.is_some();
+    let mut pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid == 0 {
+        child(c);
+    }
+    if pid < 0 {
+        let errno = unsafe { *libc::__errno_location() };
+        // ENOSYS: pre-5.3 kernel or a seccomp filter (older Docker profiles) that blocks
+        // clone3; E2BIG/EINVAL: a kernel without CLONE_INTO_CGROUP (pre-5.7). Then plain
+        // clone, fork-like (no CLONE_VM, no new stack), and cgroup placement by writing
+        // cgroup.procs instead. Other errors (EBUSY for a cgroup with controllers in
+        // the wrong mode, EPERM) are real.
+        if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+            into_cgroup = false;
+            let f = (flags & !(libc::CLONE_NEWCGROUP as u64)) | libc::SIGCHLD as u64;
+            pid = unsafe { libc::syscall(libc::SYS_clone, f, 0usize, 0usize, 0usize, 0usize) };
+            if pid == 0 {
+                child(c);
+            }
+        }
+    }
+    let e = if pid < 0 { Some(Error::last_os("clone the container init")) } else { None };
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    match e {
+        Some(e) => Err(e),
+        None => Ok((pid as libc::pid_t, into_cgroup)),
+    }
+}
+
+fn reap(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
+            return status;
+        }
+    }
+}
+
+fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {status}")
+    }
+}
+
+/// Create the container: returns the init's pid once it is set up and parked.
+/// On failure nothing is left: the child is killed and reaped, notify.sock removed.
+pub fn create(opts: &CreateOptions) -> Result<i32> {
+    let spec: Spec = serde_json::from_slice(opts.config).map_err(|e| Error::config(format!("parse config.json: {e}")))?;
+    let ns = namespaces::Plan::from_spec(&spec)?;
+    precheck(&spec, &ns, opts)?;
+    let rootfs = rootfs_path(&spec, opts.bundle)?;
+
+    let mut fds = Fds::default();
+    let mut sv = [0; 2];
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
+        return Err(Error::last_os("create the sync socketpair"));
+    }
+    let parent_sync = fds.keep(sv[0]);
+    let child_sync = fds.keep(sv[1]);
+
+    let notify_path = format!("{}/{}", opts.state_dir.trim_end_matches('/'), NOTIFY_SOCK);
+    let notify = fds.keep(unix_socket(libc::SOCK_STREAM)?);
+    let (addr, len) = sockaddr(&notify_path)?;
+    if unsafe { libc::bind(notify, &addr as *const _ as *const libc::sockaddr, len) } < 0 {
+        return Err(Error::last_os(format!("bind {notify_path}")));
+    }
+    let notify_cpath = cstr(&notify_path)?;
+    let result = create_bound(opts, &spec, &ns, rootfs, &mut fds, parent_sync, child_sync, notify);
+    if result.is_err() {
+        unsafe { libc::unlink(notify_cpath.as_ptr()) };
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_bound(
+    opts: &CreateOptions,
+    spec: &Spec,
+    ns: &namespaces::Plan,
+    rootfs: String,
+    fds: &mut Fds,
+    parent_sync: RawFd,
+    child_sync: RawFd,
+    notify: RawFd,
+) -> Result<i32> {
+    if unsafe { libc::listen(notify, 1) } < 0 {
+        return Err(Error::last_os("listen on notify.sock"));
+    }
+    let console = match opts.console_socket {
+        Some(path) => {
+            let fd = fds.keep(unix_socket(libc::SOCK_STREAM)?);
+            connect(fd, path, "console socket")?;
+            Some(fd)
+        }
+        None => None,
+    };
+    let memfd = fds.keep(crate::memfd::init_fd()?);
+
+    // fds 0..3+preserve_fds belong to the container; ours go above them, as
+    // CLOEXEC copies in the parent that the child alone makes inheritable.
+    let base = 3 + opts.preserve_fds.max(0);
+    let dup_high = |fd: RawFd| -> Result<RawFd> {
+        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
+        if d < 0 {
+            Err(Error::last_os("dup fd for init"))
+        } else {
+            Ok(d)
+        }
+    };
+    let init_sync = fds.keep(dup_high(child_sync)?);
+    let init_notify = fds.keep(dup_high(notify)?);
+    let init_console = match console {
+        Some(fd) => fds.keep(dup_high(fd)?),
+        None => -1,
+    };
+    let cgroup_fd = match opts.cgroup_dir {
+        Some(dir) => {
+            let c = cstr(dir)?;
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(Error::last_os(format!("open cgroup {dir}")));
+            }
+            Some(fds.keep(fd))
+        }
+        None => None,
+    };
+
+    let arg0 = c"runh-init";
+    let arg1 = CString::new(init_sync.to_string()).unwrap();
+    let cp = ChildPlan {
+        memfd,
+        pass: [init_sync, init_notify, init_console],
+        argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
+        envp: [std::ptr::null()],
+        sync_fd: init_sync,
+    };
+    // A cgroup namespace made by clone is rooted where the child starts: only right when
+    // it starts in the container's cgroup. Otherwise init unshares it after placement.
+    let wants_cgroupns = ns.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0;
+    let mut flags = ns.clone_flags;
+    if cgroup_fd.is_none() {
+        flags &= !(libc::CLONE_NEWCGROUP as u64);
+    }
+    let (pid, into_cgroup) = spawn(flags, cgroup_fd, &cp)?;
+
+    let setup = (|| -> Result<i32> {
+        // Close the child's ends now, so that init's exit reads as EOF.
+        for fd in [child_sync, init_sync, init_notify, init_console] {
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+                fds.0.retain(|f| *f != fd);
+            }
+        }
+        let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
+        if let (Some(dir), false) = (opts.cgroup_dir, into_cgroup) {
+            procs.push(format!("{}/cgroup.procs", dir.trim_end_matches('/')));
+        }
+        for f in &procs {
+            std::fs::write(f, pid.to_string())
+                .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("add init to {f}")))?;
+        }
+        let plan = Plan {
+            rootfs,
+            bundle: opts.bundle.to_string(),
+            no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
+            preserve_fds: opts.preserve_fds.max(0),
+            notify_fd: init_notify,
+            console_fd: console.map(|_| init_console),
+            unshare_cgroupns: wants_cgroupns && !into_cgroup,
+            config_len: 0,
+        };
+        sync::send_plan(parent_sync, &plan, opts.config)?;
+        let mut init_pid = pid;
+        loop {
+            match sync::recv(parent_sync)? {
+                Some(Msg::Ready) => return Ok(init_pid),
+                Some(Msg::Pid(p)) => {
+                    // init forked into a pid namespace joined by path; the first child
+                    // exits at once and its pid is no longer the container's.
+                    reap(pid);
+                    init_pid = p;
+                }
+                Some(other) => return Err(other.into_error("ready")),
+                None => {
+                    let st = if init_pid == pid { describe_status(reap(pid)) } else { "gone".into() };
+                    return Err(Error::sync(format!("container init exited during setup ({st})")));
+                }
+            }
+        }
+    })();
+    if setup.is_err() {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        reap(pid);
+        let _ = spec; // spec is only needed for precheck; kept borrowed for clarity
+    }
+    setup.map_err(|mut e| {
+        if e.kind == Kind::Syscall && e.context.is_empty() {
+            e.context = "container init".into();
+        }
+        e
+    })
+}
+
+/// Release a parked init: returns once it has exec'd the container's process.
+pub fn start(state_dir: &str) -> Result<()> {
+    let path = format!("{}/{}", state_dir.trim_end_matches('/'), NOTIFY_SOCK);
+    let fd = unix_socket(libc::SOCK_STREAM)?;
+    let fds = Fds(vec![fd]);
+    connect(fd, &path, "container init at")?;
+    let go = [1u8];
+    if unsafe { libc::send(fd, go.as_ptr().cast(), 1, libc::MSG_NOSIGNAL) } < 0 {
+        return Err(Error::last_os("signal container init to start"));
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            let e = Error::last_os("wait for container init to exec");
+            if e.errno == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf.extend_from_slice(&chunk[..n as usize]);
+    }
+    drop(fds);
+    if buf.is_empty() {
+        // Nothing listens on it any more: remove it, so a second start fails cleanly.
+        if let Ok(c) = CString::new(path) {
+            unsafe { libc::unlink(c.as_ptr()) };
+        }
+        return Ok(());
+    }
+    Err(Msg::decode(&buf)?.into_error("exec"))
+}

@@ -1,0 +1,124 @@
+//! linux.namespaces: which ones clone creates, and which ones init joins by path.
+use crate::error::{Error, Result};
+use crate::spec::Spec;
+use std::ffi::CString;
+
+/// One namespace type as config.json names it, with its CLONE_NEW* flag.
+pub fn flag(kind: &str) -> Option<libc::c_int> {
+    Some(match kind {
+        "pid" => libc::CLONE_NEWPID,
+        "network" => libc::CLONE_NEWNET,
+        "mount" => libc::CLONE_NEWNS,
+        "ipc" => libc::CLONE_NEWIPC,
+        "uts" => libc::CLONE_NEWUTS,
+        "user" => libc::CLONE_NEWUSER,
+        "cgroup" => libc::CLONE_NEWCGROUP,
+        "time" => 0x80, // CLONE_NEWTIME
+        _ => return None,
+    })
+}
+
+/// What the config asks for, split by how it is done.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// CLONE_NEW* for the namespaces without a path: created by clone itself.
+    pub clone_flags: u64,
+    /// (CLONE_NEW* flag, path) for the ones to join; init opens all of them first and
+    /// joins the mount namespace last, since it changes how later paths resolve.
+    pub join: Vec<(libc::c_int, String)>,
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Result<Plan> {
+        let mut plan = Plan::default();
+        let mut seen = 0;
+        for ns in spec.linux.iter().flat_map(|l| l.namespaces.iter()) {
+            let f = flag(&ns.kind).ok_or_else(|| Error::config(format!("unknown namespace type {:?} in linux.namespaces", ns.kind)))?;
+            if seen & f != 0 {
+                return Err(Error::config(format!("namespace {:?} listed twice in linux.namespaces", ns.kind)));
+            }
+            seen |= f;
+            match ns.path.as_deref() {
+                Some(p) if !p.is_empty() => plan.join.push((f, p.to_string())),
+                _ => {
+                    if ns.kind == "user" || ns.kind == "time" {
+                        return Err(Error::config(format!("a new {} namespace is not supported yet", ns.kind)));
+                    }
+                    plan.clone_flags |= f as u64;
+                }
+            }
+        }
+        if plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER) {
+            return Err(Error::config("joining a user namespace is not supported yet"));
+        }
+        // Mount last: joining it changes what the remaining paths mean.
+        plan.join.sort_by_key(|(f, _)| (*f == libc::CLONE_NEWNS) as u8);
+        Ok(plan)
+    }
+
+    pub fn has(&self, f: libc::c_int) -> bool {
+        self.clone_flags & f as u64 != 0 || self.join.iter().any(|(g, _)| *g == f)
+    }
+
+    /// Whether a pid namespace is joined by path: setns(CLONE_NEWPID) only moves the
+    /// caller's future children, so init must fork once more to be inside it.
+    pub fn joins_pid(&self) -> bool {
+        self.join.iter().any(|(f, _)| *f == libc::CLONE_NEWPID)
+    }
+
+    /// Open every path first (they are host paths, resolved before any setns changes the
+    /// view), then setns in order.
+    pub fn join_all(&self) -> Result<()> {
+        let mut fds = Vec::with_capacity(self.join.len());
+        for (f, p) in &self.join {
+            let c = CString::new(p.as_str()).map_err(|_| Error::config("namespace path contains a NUL byte"))?;
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                let e = Error::last_os(format!("open namespace {p}"));
+                fds.iter().for_each(|(_, fd, _)| unsafe {
+                    libc::close(*fd);
+                });
+                return Err(e);
+            }
+            fds.push((*f, fd, p));
+        }
+        let mut result = Ok(());
+        for (f, fd, p) in &fds {
+            if result.is_ok() && unsafe { libc::setns(*fd, *f) } < 0 {
+                result = Err(Error::last_os(format!("join namespace {p}")));
+            }
+            unsafe { libc::close(*fd) };
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ns: &str) -> Spec {
+        serde_json::from_str(&format!(r#"{{"linux":{{"namespaces":{ns}}}}}"#)).unwrap()
+    }
+
+    #[test]
+    fn split() {
+        let p = Plan::from_spec(&spec(
+            r#"[{"type":"mount","path":"/proc/1/ns/mnt"},{"type":"pid"},{"type":"network","path":"/run/netns/x"},{"type":"uts"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(p.clone_flags, (libc::CLONE_NEWPID | libc::CLONE_NEWUTS) as u64);
+        assert_eq!(p.join[0].0, libc::CLONE_NEWNET);
+        assert_eq!(p.join[1].0, libc::CLONE_NEWNS);
+        assert!(p.has(libc::CLONE_NEWUTS));
+        assert!(!p.has(libc::CLONE_NEWIPC));
+        assert!(!p.joins_pid());
+    }
+
+    #[test]
+    fn rejects() {
+        assert!(Plan::from_spec(&spec(r#"[{"type":"user"}]"#)).unwrap_err().context.contains("not supported yet"));
+        assert!(Plan::from_spec(&spec(r#"[{"type":"bogus"}]"#)).is_err());
+        assert!(Plan::from_spec(&spec(r#"[{"type":"pid"},{"type":"pid"}]"#)).is_err());
+    }
+}

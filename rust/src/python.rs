@@ -1,0 +1,67 @@
+//! The `runh._core` module: the Python-facing functions, and core errors raised as the
+//! `runh.errors` classes (imported when an error is raised, never on the success path).
+use crate::clone;
+use crate::error::{Error, Kind};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+/// Convert a core error into the matching runh.errors exception, with `.errno` set.
+pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    let class = match e.kind {
+        Kind::Syscall => "SyscallError",
+        Kind::Config => "ConfigError",
+        Kind::Exec => "ExecError",
+        Kind::Sync => "SyncError",
+    };
+    let made = (|| -> PyResult<PyErr> {
+        let cls = py.import("runh.errors")?.getattr(class)?;
+        let exc = cls.call1((e.to_string(), e.errno))?;
+        Ok(PyErr::from_value(exc))
+    })();
+    made.unwrap_or_else(|_| PyRuntimeError::new_err(e.to_string()))
+}
+
+#[pyfunction]
+#[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
+                    preserve_fds=0, console_socket=None, cgroup_dir=None, cgroup_procs=Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+fn create(
+    py: Python<'_>,
+    config: &[u8],
+    bundle: &str,
+    state_dir: &str,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    preserve_fds: i32,
+    console_socket: Option<&str>,
+    cgroup_dir: Option<&str>,
+    cgroup_procs: Vec<String>,
+) -> PyResult<i32> {
+    let opts = clone::CreateOptions {
+        config,
+        bundle,
+        state_dir,
+        no_pivot,
+        no_new_keyring,
+        preserve_fds,
+        console_socket,
+        cgroup_dir,
+        cgroup_procs: &cgroup_procs,
+    };
+    // The GIL is released while init sets up (ms of kernel work, in another process).
+    py.allow_threads(|| clone::create(&opts)).map_err(|e| to_py(py, e))
+}
+
+#[pyfunction]
+fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
+    py.allow_threads(|| clone::start(state_dir)).map_err(|e| to_py(py, e))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(create, m)?)?;
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
+    crate::cgroups::py::register(m)?;
+    Ok(())
+}
