@@ -1,0 +1,200 @@
+"""The benchmark's own OCI bundle: a busybox-static rootfs and configs for each scenario.
+
+The bench must work from an installed package, so it builds its bundle itself instead of
+relying on the test suite's helpers. Every runtime runs the same rootfs, and the scenarios
+differ only in config.json (process.args, seccomp), so each scenario gets its own small
+bundle directory whose root.path points at the one shared rootfs.
+"""
+
+import json
+import os
+import shutil
+
+BUSYBOX = "/bin/busybox"
+# Applets the scenarios use; each is a symlink to the one static binary.
+APPLETS = ("true", "sh", "sleep", "cat")
+
+# Syscalls a seccomp allowlist must not grant even when the host header lists them:
+# the usual container-profile denials (kernel modules, kexec, reboot, clock, keyring...).
+SECCOMP_DENY = frozenset("""
+    acct add_key bpf clock_adjtime clock_settime create_module delete_module finit_module
+    get_kernel_syms init_module ioperm iopl kcmp kexec_file_load kexec_load keyctl
+    lookup_dcookie mount move_mount fsopen fsmount fsconfig fspick open_tree nfsservctl
+    perf_event_open personality pivot_root process_vm_readv process_vm_writev ptrace
+    query_module quotactl reboot request_key setns settimeofday swapoff swapon
+    _sysctl sysfs umount2 unshare uselib userfaultfd ustat vm86 vm86old
+""".split())
+UNISTD_HEADERS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h")
+
+
+class BundleError(Exception):
+    """The bundle cannot be built (no static busybox, unreadable given bundle)."""
+
+
+def _is_static_elf(path):
+    # A dynamic executable has a PT_INTERP program header; a static one has none. Reading
+    # the ELF header by hand avoids shelling out to `file` (absent on minimal hosts).
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # ELFCLASS64 only
+            return False
+        e_phoff, = struct.unpack_from("<Q", head, 0x20)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", head, 0x36)
+        f.seek(e_phoff)
+        table = f.read(e_phentsize * e_phnum)
+    for i in range(e_phnum):
+        p_type, = struct.unpack_from("<I", table, i * e_phentsize)
+        if p_type == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def build_rootfs(rootfs, busybox=BUSYBOX):
+    """Create a minimal rootfs at `rootfs`: busybox, its applet links, the mount points."""
+    if not os.path.exists(busybox):
+        raise BundleError(f"{busybox} not found: install busybox-static or pass --bundle")
+    if not _is_static_elf(busybox):
+        raise BundleError(f"{busybox} is not a static binary: install busybox-static or pass --bundle")
+    for d in ("bin", "dev", "proc", "sys", "tmp", "etc", "run"):
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
+    for applet in APPLETS:
+        os.symlink("busybox", os.path.join(rootfs, "bin", applet))
+    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/:/bin/sh\n")
+    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
+        f.write("root:x:0:\n")
+
+
+def base_config(rootfs, args):
+    """The config every runtime gets: runc's default shape, without linux.resources.
+
+    No linux.resources (and no linux.devices) so that crun builds no eBPF device filter:
+    loading one needs RLIMIT_MEMLOCK headroom that root lacks on some hosts (no
+    CAP_SYS_RESOURCE). Namespaces, mounts, masked and read-only paths are the usual
+    container set, so the numbers measure the work a real container costs.
+    """
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": list(args),
+            "env": ["PATH=/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": os.path.abspath(rootfs), "readonly": True},
+        "hostname": "bench",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    }
+
+
+def _host_syscalls():
+    for header in UNISTD_HEADERS:
+        try:
+            with open(header) as f:
+                text = f.read()
+        except OSError:
+            continue
+        names = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("__NR_"):
+                names.append(parts[1][5:])
+        if names:
+            return names
+    return None
+
+
+def seccomp_profile():
+    """A container-style seccomp profile: default errno, one allowlist rule of ~330 names.
+
+    Built from the host's syscall table minus the usual denials, so its size matches what
+    container engines pass (Docker's default profile allows about 350 names). Hosts with
+    no kernel headers get a deny-list profile instead, which is smaller and says so.
+    """
+    names = _host_syscalls()
+    if names:
+        allowed = sorted(n for n in names if n not in SECCOMP_DENY)
+        return {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}],
+        }, f"allowlist of {len(allowed)} syscalls"
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": sorted(SECCOMP_DENY), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    }, f"denylist of {len(SECCOMP_DENY)} syscalls (no kernel headers for an allowlist)"
+
+
+class Bundles:
+    """The scenario bundles under `workdir`, all sharing one rootfs.
+
+    `source` is an existing bundle to measure instead of the busybox one: its config.json
+    is copied with root.path made absolute and the terminal turned off; its process is kept
+    for `run`, and the `exec` and `seccomp` variants replace only what they need.
+    """
+
+    def __init__(self, workdir, source=None):
+        self.workdir = workdir
+        self.notes = []
+        if source:
+            cfg_path = os.path.join(source, "config.json")
+            try:
+                with open(cfg_path) as f:
+                    base = json.load(f)
+            except (OSError, ValueError) as e:
+                raise BundleError(f"cannot read {cfg_path}: {e}") from None
+            root = base.get("root", {}).get("path", "rootfs")
+            base.setdefault("root", {})["path"] = os.path.join(os.path.abspath(source), root)
+            base.setdefault("process", {})["terminal"] = False
+            self.source = os.path.abspath(source)
+            self._base = base
+        else:
+            rootfs = os.path.join(workdir, "rootfs")
+            build_rootfs(rootfs)
+            self.source = None
+            self._base = base_config(rootfs, ["/bin/true"])
+
+    def make(self, name, args=None, seccomp=False):
+        """Write bundle `name` and return its path."""
+        cfg = json.loads(json.dumps(self._base))
+        if args is not None:
+            cfg["process"]["args"] = list(args)
+        if seccomp:
+            profile, note = seccomp_profile()
+            cfg.setdefault("linux", {})["seccomp"] = profile
+            self.notes.append(f"seccomp profile: {note}")
+        path = os.path.join(self.workdir, "bundle-" + name)
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        return path

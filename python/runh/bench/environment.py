@@ -1,0 +1,142 @@
+"""Which runtimes to measure and what cgroup set-up the host gives them.
+
+crun refuses hybrid cgroup hosts (v1 controllers plus a cgroup2 tree at
+/sys/fs/cgroup/unified). To compare every runtime on such a host the benchmark re-runs
+itself, with all runtimes, inside a private mount namespace whose /sys/fs/cgroup is a
+fresh cgroup2 mount. Everything then sees pure cgroup v2 (with whatever controllers the
+v2 tree has), which is also what production hosts run. On a pure v2 host nothing is wrapped.
+"""
+
+import os
+import shutil
+import sys
+
+NS_ENV = "RUNH_BENCH_CGROUP2_NS"  # set in the re-run; its value is the host's mode
+DEFAULT_RUNTIMES = ("runh", "runc", "crun", "youki")
+NS_SCRIPT = 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"'
+
+
+def cgroup_mode(mountinfo="/proc/self/mountinfo"):
+    """'v2' (unified), 'hybrid' (v1 plus a cgroup2 tree), 'v1' or 'none'."""
+    top, has_v1, has_v2 = None, False, False
+    with open(mountinfo) as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point = left.split()[4]
+            fstype = right.split()[0]
+            if point == "/sys/fs/cgroup":
+                top = fstype  # the last mount on the point is the visible one
+            elif point.startswith("/sys/fs/cgroup/"):
+                has_v1 |= fstype == "cgroup"
+                has_v2 |= fstype == "cgroup2"
+    if top == "cgroup2":
+        return "v2"
+    if top is None and not has_v1:
+        return "none"
+    return "hybrid" if has_v2 else "v1"
+
+
+def wrapper_argv(argv):
+    """argv run inside a private mount namespace with a fresh cgroup2 /sys/fs/cgroup."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    return [unshare, "-m", "--propagation", "private", "sh", "-c", NS_SCRIPT, "sh", *argv]
+
+
+def rerun_in_namespace(args, mode):
+    """Run this benchmark again inside the cgroup2 namespace; return its exit status."""
+    import signal
+    import subprocess
+    argv = wrapper_argv([sys.executable, "-m", "runh.bench", *args])
+    if argv is None:
+        return None
+    env = dict(os.environ)
+    env[NS_ENV] = mode
+    # The re-run may be started from a checkout (benches/startup.py) rather than an
+    # installed package: give it the directory that holds this `runh` package.
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen(argv, env=env)
+    # Ctrl-C reaches the child too (same process group); it cleans up and exits, and
+    # this process only relays its status. SIGTERM is forwarded.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    return child.wait()
+
+
+class Runtime:
+    """One runtime binary with its own private --root under the benchmark's temp dir."""
+
+    def __init__(self, name, path, explicit):
+        self.name = name
+        self.path = path
+        self.explicit = explicit
+        self.version = None
+        self.status = "ok"      # ok | missing | broken
+        self.error = None
+        self.root = None
+        self.live = {}          # container id -> init pid (0 if unknown), for cleanup
+        self._seq = 0
+
+    def argv(self, *cmd):
+        return [self.path, "--root", self.root, *cmd]
+
+    def new_id(self, tag):
+        self._seq += 1
+        cid = f"bench-{self.name}-{tag}-{os.getpid()}-{self._seq}"
+        self.live[cid] = 0
+        return cid
+
+    def state_exists(self, cid):
+        return os.path.exists(os.path.join(self.root, cid))
+
+    def as_json(self):
+        return {"path": self.path, "version": self.version, "status": self.status, "error": self.error}
+
+
+def _find(name):
+    if name == "runh":
+        # The runh installed next to this interpreter (the venv) before anything on PATH.
+        local = os.path.join(os.path.dirname(sys.executable), "runh")
+        if os.access(local, os.X_OK):
+            return local
+    return shutil.which(name)
+
+
+def parse_runtimes(specs):
+    """`--runtime` values (NAME, PATH or NAME=PATH) to Runtimes; none given: the defaults."""
+    out = []
+    for spec in specs or DEFAULT_RUNTIMES:
+        explicit = bool(specs)
+        if "=" in spec:
+            name, path = spec.split("=", 1)
+        elif "/" in spec:
+            name, path = os.path.basename(spec), spec
+        else:
+            name, path = spec, _find(spec)
+        if any(r.name == name for r in out):
+            name = f"{name}#{len(out)}"
+        rt = Runtime(name, os.path.abspath(path) if path else None, explicit)
+        if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+            rt.status = "missing"
+            rt.error = f"{path or name}: not found or not executable"
+        out.append(rt)
+    return out
+
+
+def probe_version(rt):
+    import subprocess
+    try:
+        p = subprocess.run([rt.path, "--version"], capture_output=True, text=True, timeout=10)
+    except OSError as e:
+        rt.status, rt.error = "broken", f"{rt.path}: {e.strerror}"
+        return
+    except subprocess.TimeoutExpired:
+        rt.status, rt.error = "broken", f"{rt.path} --version timed out"
+        return
+    first = (p.stdout or p.stderr).strip().splitlines()
+    rt.version = first[0] if first else None
+    if p.returncode != 0:
+        # Not fatal: the scenarios decide whether the runtime works.
+        rt.version = None

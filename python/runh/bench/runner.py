@@ -1,0 +1,313 @@
+"""The benchmark driver: options, the interleaved loop, progress, cleanup, outputs."""
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+from . import environment, harness, report, scenarios
+from .bundle import Bundles, BundleError
+
+
+class UsageFailure(Exception):
+    """Bad options or nothing to measure: a one-line message and exit status 2."""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="runh bench",
+        description="Measure container start-up of runh against runc, crun and any "
+                    "runc-compatible runtime, interleaved on one bundle.")
+    p.add_argument("-r", "--runtime", action="append", metavar="NAME[=PATH]",
+                   help="runtime to measure (repeatable): a name looked up on PATH, a path, "
+                        "or NAME=PATH; default: " + ", ".join(environment.DEFAULT_RUNTIMES)
+                        + " (those found)")
+    p.add_argument("-b", "--baseline", metavar="NAME",
+                   help="runtime the ratios are taken against (default: runc if measured, "
+                        "else the first)")
+    p.add_argument("-n", "--iterations", type=int, default=30, metavar="N",
+                   help="measured iterations per scenario and runtime (default 30)")
+    p.add_argument("-w", "--warmup", type=int, default=3, metavar="N",
+                   help="unmeasured warm-up iterations first (default 3)")
+    p.add_argument("-s", "--scenarios", default=",".join(scenarios.DEFAULT), metavar="LIST",
+                   help="comma-separated, from: " + ", ".join(scenarios.ALL)
+                        + " (default: all)")
+    p.add_argument("-c", "--concurrency", type=int, default=8, metavar="N",
+                   help="containers started at once in the concurrent scenario (default 8)")
+    p.add_argument("--rounds", type=int, metavar="N",
+                   help="measured rounds of the concurrent scenario (default: iterations/5, at least 3)")
+    p.add_argument("--rss-iterations", type=int, default=3, metavar="N",
+                   help="extra untimed iterations that measure peak RSS through GNU time "
+                        "(default 3; 0 to skip)")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="measure this bundle instead of the built-in busybox one")
+    p.add_argument("-o", "--output", default="bench-results", metavar="DIR",
+                   help="directory for results.json, results.png and results.txt "
+                        "(default ./bench-results)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--timeout", type=float, default=harness.DEFAULT_TIMEOUT, metavar="S",
+                   help="kill a runtime call after S seconds (default 30)")
+    p.add_argument("--no-cgroup2-ns", action="store_true",
+                   help="on a hybrid/v1 host, do not move into a private cgroup2 mount namespace")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    if a.iterations < 1 or a.warmup < 0 or a.concurrency < 1 or (a.rounds is not None and a.rounds < 1):
+        p.error("iterations, concurrency and rounds must be positive, warm-up non-negative")
+    names = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    bad = [s for s in names if s not in scenarios.ALL]
+    if bad or not names:
+        p.error(f"unknown scenario(s): {', '.join(bad) or '(none)'}; choose from {', '.join(scenarios.ALL)}")
+    a.scenarios = names
+    if a.rounds is None:
+        a.rounds = max(3, a.iterations // 5)
+    return a
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most 20 times a second; silent when
+    stderr is not a terminal (logs stay clean) or with --quiet."""
+
+    def __init__(self, total, enabled):
+        self.total, self.done = total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def tick(self, label, n=1):
+        self.done += n
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.05 and self.done < self.total):
+            return
+        self._last = now
+        width = 30
+        frac = self.done / self.total if self.total else 1
+        bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+        sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {now - self._t0:5.0f}s  {label:<28.28}")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.flush()
+
+
+class Context:
+    def __init__(self, workdir, spawner, bundles, args):
+        self.workdir = workdir
+        self.spawner = spawner
+        self.bundles = bundles
+        self.timeout = args.timeout
+        self.concurrency = args.concurrency
+        self.rss_pass = False
+
+
+def _cleanup(runtimes, spawner, workdir):
+    """Delete every container still registered, reap, and remove the temp dir.
+
+    Runs with SIGINT ignored, so a second Ctrl-C cannot strand containers half-deleted.
+    Returns a list of problems (reported, never raised).
+    """
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    problems = []
+    try:
+        for rt in runtimes:
+            for cid, pid in list(rt.live.items()):
+                if spawner is not None and rt.root and rt.state_exists(cid):
+                    r = spawner.run(rt.argv("delete", "--force", cid))
+                    if not r.ok and rt.state_exists(cid):
+                        problems.append(f"{rt.name}: delete --force {cid}: {r.stderr.strip()[-200:]}")
+                if pid:
+                    # The init was re-parented to us (subreaper): it is ours to kill and reap.
+                    try:
+                        with open(f"/proc/{pid}/stat") as f:
+                            ours = f.read().rsplit(")", 1)[1].split()[1] == str(os.getpid())
+                        if ours:
+                            os.kill(pid, signal.SIGKILL)
+                            os.waitpid(pid, 0)
+                    except (FileNotFoundError, ProcessLookupError, ChildProcessError):
+                        pass
+                rt.live.pop(cid, None)
+        harness.reap_strays()
+        if spawner is not None:
+            spawner.close()
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if os.path.exists(workdir):
+                problems.append(f"could not remove {workdir}")
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return problems
+
+
+def _sigterm(*_):
+    raise KeyboardInterrupt
+
+
+def run_bench(args, cgroup_note, host_mode):
+    runtimes = environment.parse_runtimes(args.runtime)
+    bad = [rt for rt in runtimes if rt.status != "ok" and rt.explicit]
+    if bad:
+        # A path the user named and that does not exist is a typo: stop before spending
+        # minutes measuring the others. Missing default runtimes are only reported.
+        raise UsageFailure("; ".join(f"runtime {rt.name}: {rt.error}" for rt in bad))
+    for rt in runtimes:
+        if rt.status == "ok":
+            environment.probe_version(rt)
+    usable = [rt for rt in runtimes if rt.status == "ok"]
+    if not usable:
+        raise UsageFailure("no runtime to measure: " + "; ".join(rt.error for rt in runtimes))
+    names = [rt.name for rt in usable]
+    baseline = args.baseline or ("runc" if "runc" in names else names[0])
+    if baseline not in names:
+        raise UsageFailure(f"baseline {baseline} is not among the measured runtimes ({', '.join(names)})")
+
+    # Make the outputs' directory first: failing there after the run would waste it.
+    json_path, png_path, txt_path = report.output_paths(args.output)
+    workdir = spawner = None
+    samples, failures = {}, {}
+    scs = []
+    signal.signal(signal.SIGTERM, _sigterm)
+    interrupted = False
+    try:
+        workdir = tempfile.mkdtemp(prefix="runh-bench-")
+        harness.set_subreaper()
+        spawner = harness.Spawner(workdir, args.timeout)
+        bundles = Bundles(workdir, args.bundle)
+        ctx = Context(workdir, spawner, bundles, args)
+        for rt in usable:
+            rt.root = os.path.join(workdir, "root-" + rt.name.replace("/", "_"))
+            os.makedirs(rt.root)
+        scs = [scenarios.ALL[n](ctx) for n in args.scenarios]
+        rounds = {sc.name: (args.rounds if sc.name == "concurrent" else args.iterations) for sc in scs}
+        rss_n = args.rss_iterations if spawner.time_bin else 0
+        total = sum((rounds[sc.name] + args.warmup + (rss_n if sc.rss_metrics else 0)) * len(usable)
+                    for sc in scs)
+        progress = Progress(total, not args.quiet)
+        for sc in scs:
+            sc.prepare()
+            fails = failures.setdefault(sc.name, {})
+            got = samples.setdefault(sc.name, {})
+            active = []
+            for rt in usable:
+                try:
+                    sc.setup(rt)
+                    active.append(rt)
+                except (harness.RuntimeFailed, OSError, ValueError, TimeoutError) as e:
+                    fails[rt.name] = f"setup: {e}"
+                    sc.teardown(rt)
+            n = rounds[sc.name]
+            timed_end = args.warmup + n
+            extra = rss_n if sc.rss_metrics else 0
+            if sc.rss_metrics and not spawner.time_bin and args.rss_iterations:
+                sc.notes.append("peak RSS not measured: GNU time not found (/usr/bin/time)")
+            elif extra:
+                sc.notes.append(harness.RSS_NOTE + f", {extra} untimed runs")
+            for i in range(timed_end + extra):
+                ctx.rss_pass = i >= timed_end
+                for rt in list(active):
+                    try:
+                        m = sc.measure(rt)
+                    except (harness.RuntimeFailed, OSError, ValueError, TimeoutError) as e:
+                        # Report it and drop the runtime from this scenario; the others go on.
+                        fails[rt.name] = (f"warm-up {i + 1}" if i < args.warmup else f"iteration {i - args.warmup + 1}") + f": {e}"
+                        active.remove(rt)
+                        _cleanup_one(rt, spawner)
+                        progress.tick(f"{sc.name} {rt.name} FAILED", timed_end + extra - i)
+                        continue
+                    if i >= args.warmup:
+                        per = got.setdefault(rt.name, {})
+                        for k, v in m.items():
+                            # Timed runs give the timings, RSS runs only the peak RSS.
+                            if (k in sc.rss_metrics) == ctx.rss_pass:
+                                per.setdefault(k, []).append(v)
+                    progress.tick(f"{sc.name} {rt.name}")
+            for rt in active:
+                sc.teardown(rt)
+            harness.reap_strays()
+        progress.close()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        problems = _cleanup(usable, spawner, workdir)
+    for p in problems:
+        print(f"runh bench: cleanup: {p}", file=sys.stderr)
+    if interrupted:
+        print("\nrunh bench: interrupted; containers deleted, temp dir removed", file=sys.stderr)
+        return 130
+
+    meta = {
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "concurrency": args.concurrency,
+        "concurrent_rounds": args.rounds,
+        "rss_iterations": args.rss_iterations,
+        "interleaved": True,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"kernel": platform.system() + " " + platform.release(), "cpus": os.cpu_count(),
+                 "python": platform.python_version()},
+        "cgroup": {"host_mode": host_mode, "private_cgroup2_namespace": host_mode != "v2" and
+                   os.environ.get(environment.NS_ENV) is not None, "note": cgroup_note},
+        "bundle": args.bundle or "built-in busybox-static",
+        "runtimes": {rt.name: rt.as_json() for rt in runtimes},
+    }
+    doc = report.build(meta, scs, samples, failures, baseline)
+    text = report.table(doc)
+    print(text)
+    report.write_json(doc, json_path)
+    report.write_text(text, txt_path)
+    outputs = [json_path, txt_path]
+    if not args.no_plot:
+        if report.plot(doc, png_path):
+            outputs.insert(1, png_path)
+        else:
+            print("runh bench: no plot (matplotlib not installed or nothing measured)", file=sys.stderr)
+    print("wrote " + ", ".join(outputs))
+    return 0
+
+
+def _cleanup_one(rt, spawner):
+    """After a failed measurement: delete that runtime's containers before going on."""
+    for cid, pid in list(rt.live.items()):
+        if rt.state_exists(cid):
+            spawner.run(rt.argv("delete", "--force", cid))
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        rt.live.pop(cid, None)
+    harness.reap_strays()
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    in_ns = os.environ.get(environment.NS_ENV)
+    try:
+        mode = environment.cgroup_mode()
+    except OSError:
+        mode = "none"
+    if in_ns:
+        host_mode, note = in_ns, (f"{in_ns} cgroup host: every runtime ran in a private mount "
+                                  "namespace with a fresh cgroup2 /sys/fs/cgroup")
+    elif mode == "v2":
+        host_mode, note = mode, "pure cgroup v2 host: runtimes ran as they are"
+    elif args.no_cgroup2_ns:
+        host_mode, note = mode, f"{mode} cgroup host, run as is (--no-cgroup2-ns): crun may refuse it"
+    else:
+        if os.geteuid() == 0:
+            status = environment.rerun_in_namespace(argv if argv is not None else sys.argv[1:], mode)
+            if status is not None:
+                return status
+        host_mode, note = mode, f"{mode} cgroup host; could not make a private cgroup2 namespace (need root and unshare)"
+    try:
+        return run_bench(args, note, host_mode)
+    except (UsageFailure, BundleError) as e:
+        print(f"runh bench: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
