@@ -361,8 +361,10 @@ class Runner:
         deadline = time.time() + timeout
         st = None
         while time.time() < deadline:
-            st = self.state(cid)
-            if st["status"] == status:
+            r = self("state", cid)
+            # (a `run` started in the background may not have created the container yet)
+            st = json.loads(r.stdout) if r.returncode == 0 else None
+            if st and st["status"] == status:
                 return st
             time.sleep(0.02)
         raise AssertionError(f"{cid} status {st and st['status']}, wanted {status}")
