@@ -193,18 +193,28 @@ fn split_last(path: &str) -> (&str, &str) {
 
 /// Open `path` inside the rootfs (O_PATH), creating it and its missing parents (0755
 /// dirs; an empty 0644 file for `Create::File`) inside the rootfs first if needed.
-/// Existing paths cost a single openat2; only missing ones walk up.
+/// Existing paths cost a single openat2; only missing ones walk up. A dangling symlink
+/// on the way (say /var/run -> /run with no /run yet) has its target created, read
+/// relative to the rootfs, as runc does.
 pub fn ensure_in_root(root: RawFd, path: &str, create: Create) -> Result<OwnedFd> {
+    ensure_depth(root, path, create, 0)
+}
+
+/// Linux's own limit on symlinks followed in one lookup.
+const MAX_SYMLINKS: u32 = 40;
+
+fn ensure_depth(root: RawFd, path: &str, create: Create, depth: u32) -> Result<OwnedFd> {
+    let open_err = |e| Error::from_errno(e, format!("open {path} in rootfs"));
     match open_in_root(root, path, libc::O_PATH) {
         Ok(fd) => return Ok(fd),
-        Err(libc::ENOENT) => {}
-        Err(e) => return Err(Error::from_errno(e, format!("open {path} in rootfs"))),
+        Err(libc::ENOENT) if depth < MAX_SYMLINKS => {}
+        Err(e) => return Err(open_err(e)),
     }
     let (parent, last) = split_last(path.trim_start_matches('/'));
     if last.is_empty() {
-        return Err(Error::from_errno(libc::ENOENT, format!("open {path} in rootfs")));
+        return Err(open_err(libc::ENOENT));
     }
-    let pfd = ensure_in_root(root, parent, Create::Dir)?;
+    let pfd = ensure_depth(root, parent, Create::Dir, depth)?;
     let name = cstr(last)?;
     let ret = match create {
         Create::Dir => unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) },
@@ -223,12 +233,26 @@ pub fn ensure_in_root(root: RawFd, path: &str, create: Create) -> Result<OwnedFd
             fd
         }
     };
-    // EEXIST: a race, or a dangling symlink; the re-open below resolves it (inside the
-    // root) or fails with ENOENT, which we report rather than follow outside.
     if ret < 0 && errno() != libc::EEXIST {
         return Err(Error::last_os(format!("create {path} in rootfs")));
     }
-    open_in_root(root, path, libc::O_PATH).map_err(|e| Error::from_errno(e, format!("open {path} in rootfs")))
+    match open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => Ok(fd),
+        // EEXIST then ENOENT: `last` is a dangling symlink. Create what it names, still
+        // inside the root (RESOLVE_IN_ROOT reads absolute targets from the rootfs).
+        Err(libc::ENOENT) => {
+            let mut buf = [0u8; libc::PATH_MAX as usize];
+            let n = unsafe { libc::readlinkat(pfd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return Err(open_err(libc::ENOENT));
+            }
+            let target = std::str::from_utf8(&buf[..n as usize]).map_err(|_| open_err(libc::EINVAL))?;
+            let next = if target.starts_with('/') { target.to_string() } else { format!("{parent}/{target}") };
+            ensure_depth(root, &next, create, depth + 1)?;
+            open_in_root(root, path, libc::O_PATH).map_err(open_err)
+        }
+        Err(e) => Err(open_err(e)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -536,7 +560,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const PROPAGATION: libc::c_ulong = libc::MS_PRIVATE | libc::MS_SHARED | libc::MS_SLAVE | libc::MS_UNBINDABLE;
@@ -610,4 +634,144 @@ mod tests {
         assert_eq!(own_cgroup(pc, &h[0].controllers), Some("/a/b"));
         assert_eq!(own_cgroup(pc, &h[1].controllers), Some("/s"));
     }
+
+    // ---- tests that mount: each runs in a forked child with its own mount namespace,
+    // so nothing it mounts can outlive it or reach the host.
+
+    /// A fresh directory under the temp dir, removed on drop.
+    pub(crate) struct TempDir(pub String);
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let p = format!("{}/runh-r2-{tag}-{}-{n}", std::env::temp_dir().display(), std::process::id());
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Run `f` in a forked child inside a private mount namespace; None if not root.
+    pub(crate) fn in_mount_ns(f: impl FnOnce() -> std::result::Result<(), String>) -> Option<()> {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return None;
+        }
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = (|| {
+                if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                    return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+                }
+                sys_mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None, || "rprivate /".into())
+                    .map_err(|e| e.to_string())?;
+                f()
+            })();
+            if let Err(e) = &code {
+                eprintln!("child failed: {e}");
+            }
+            unsafe { libc::_exit(code.is_err() as i32) };
+        }
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "child status {st:#x}");
+        Some(())
+    }
+
+    fn root_fd(path: &str) -> OwnedFd {
+        open_host(path, libc::O_DIRECTORY).unwrap()
+    }
+
+    #[test]
+    fn symlinks_stay_inside_root() {
+        let t = TempDir::new("resolve");
+        let outside = TempDir::new("outside");
+        let root = format!("{}/root", t.0);
+        std::fs::create_dir_all(format!("{root}/real")).unwrap();
+        std::os::unix::fs::symlink("../../../../../..", format!("{root}/up")).unwrap();
+        std::os::unix::fs::symlink(&outside.0, format!("{root}/abs")).unwrap();
+        std::os::unix::fs::symlink("/real", format!("{root}/inside")).unwrap();
+        let rfd = root_fd(&root);
+        // ".." through a symlink is clamped at the root: "up/x" is "<root>/x".
+        ensure_in_root(rfd.as_raw_fd(), "/up/x", Create::Dir).unwrap();
+        assert!(std::path::Path::new(&format!("{root}/x")).is_dir());
+        // An absolute symlink is read relative to the root, never the host.
+        ensure_in_root(rfd.as_raw_fd(), "/inside/y/z", Create::File).unwrap();
+        assert!(std::path::Path::new(&format!("{root}/real/y/z")).is_file());
+        // A symlink to a host directory: its target is created inside the root instead.
+        ensure_in_root(rfd.as_raw_fd(), "/abs/evil", Create::Dir).unwrap();
+        assert!(!std::path::Path::new(&format!("{}/evil", outside.0)).exists());
+        assert!(std::path::Path::new(&format!("{root}{}/evil", outside.0)).is_dir());
+        // A symlink loop ends with an error, not a hang.
+        std::os::unix::fs::symlink("/loop", format!("{root}/loop")).unwrap();
+        assert!(ensure_in_root(rfd.as_raw_fd(), "/loop/x", Create::Dir).is_err());
+        // Magic links are refused outright.
+        assert!(open_in_root(rfd.as_raw_fd(), "/proc/self/root", libc::O_PATH).is_err());
+    }
+
+    fn mnt(dest: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+        Mount { destination: dest.into(), kind: Some(kind.into()), source: Some(source.into()), options: o(options), ..Default::default() }
+    }
+
+    fn statvfs_flags(path: &str) -> u64 {
+        let c = CString::new(path).unwrap();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0, "statvfs {path}");
+        st.f_flag
+    }
+
+    #[test]
+    fn mounts_land_inside_root() {
+        let t = TempDir::new("mounts");
+        let root = format!("{}/root", t.0);
+        let hostdir = format!("{}/hostdir", t.0);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&hostdir).unwrap();
+        std::fs::write(format!("{hostdir}/f"), "hello").unwrap();
+        std::fs::write(format!("{}/file", t.0), "file").unwrap();
+        // A symlink pointing at the host's hostdir must not receive the tmpfs.
+        std::os::unix::fs::symlink(&hostdir, format!("{root}/evil")).unwrap();
+        let (r, h, bundle) = (root.clone(), hostdir.clone(), t.0.clone());
+        in_mount_ns(move || {
+            let rfd = root_fd(&r);
+            let ctx = MountContext { root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false };
+            let e = |e: Error| e.to_string();
+            mount_entry(&mnt("/tmp", "tmpfs", "tmpfs", &["nosuid", "mode=1777", "size=1m"]), &ctx).map_err(e)?;
+            if statvfs_flags(&format!("{r}/tmp")) & libc::ST_NOSUID == 0 {
+                return Err("tmpfs not nosuid".into());
+            }
+            // Read-only bind of a directory: needs the second remount call.
+            mount_entry(&mnt("/data", "bind", &h, &["rbind", "ro", "nodev"]), &ctx).map_err(e)?;
+            let f = statvfs_flags(&format!("{r}/data"));
+            if f & libc::ST_RDONLY == 0 || f & libc::ST_NODEV == 0 {
+                return Err(format!("bind not ro,nodev: {f:#x}"));
+            }
+            if std::fs::read_to_string(format!("{r}/data/f")).map_err(|e| e.to_string())? != "hello" {
+                return Err("bind content".into());
+            }
+            // A file bind with a bundle-relative source creates a file destination.
+            mount_entry(&mnt("/etc/file", "none", "file", &["bind"]), &ctx).map_err(e)?;
+            if std::fs::read_to_string(format!("{r}/etc/file")).map_err(|e| e.to_string())? != "file" {
+                return Err("file bind content".into());
+            }
+            // Through the malicious symlink: lands in <root>/<hostdir>, not on hostdir.
+            mount_entry(&mnt("/evil/sub", "tmpfs", "tmpfs", &[]), &ctx).map_err(e)?;
+            if std::path::Path::new(&format!("{h}/sub")).exists() || !std::path::Path::new(&format!("{r}{h}/sub")).is_dir() {
+                return Err("mount escaped the rootfs".into());
+            }
+            // Errors name the mount.
+            let err = mount_entry(&mnt("/bad", "nosuchfs", "src", &[]), &ctx).unwrap_err().to_string();
+            if !err.starts_with("mount src to /bad: ") {
+                return Err(format!("bad error text {err}"));
+            }
+            Ok(())
+        });
+        assert!(!std::path::Path::new(&format!("{hostdir}/sub")).exists());
+    }
 }
+

@@ -237,4 +237,104 @@ mod tests {
         spec.linux.as_mut().unwrap().rootfs_propagation = Some("bogus".into());
         assert!(root_propagation(&spec).is_err());
     }
+
+    use crate::mounts::tests::{in_mount_ns, TempDir};
+
+    /// runc spec's mounts, masked and read-only paths, with a read-only root.
+    const CONFIG: &str = r#"{
+      "ociVersion": "1.0.2", "root": {"path": "rootfs", "readonly": true},
+      "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid","strictatime","mode=755","size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620","gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid","noexec","nodev","mode=1777","size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid","noexec","nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid","noexec","nodev","ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid","noexec","nodev","relatime","ro"]}
+      ],
+      "linux": {
+        "namespaces": [{"type": "mount"}, {"type": "network"}],
+        "devices": [{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229, "fileMode": 420, "uid": 7, "gid": 8}],
+        "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/acpi", "/sys/firmware", "/nonexistent"],
+        "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/nonexistent"]
+      }
+    }"#;
+
+    fn stat(path: &str) -> Option<libc::stat> {
+        let c = std::ffi::CString::new(path).unwrap();
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0).then_some(st)
+    }
+
+    fn readonly(path: &str) -> bool {
+        let c = std::ffi::CString::new(path).unwrap();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
+    }
+
+    fn check_inside() -> std::result::Result<(), String> {
+        let dev = |p: &str, maj, min, mode| {
+            let st = stat(p).ok_or(format!("{p} missing"))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(maj, min) || st.st_mode & 0o7777 != mode {
+                return Err(format!("{p}: mode {:o} rdev {:x}", st.st_mode, st.st_rdev));
+            }
+            Ok(())
+        };
+        dev("/dev/null", 1, 3, 0o666)?;
+        dev("/dev/tty", 5, 0, 0o666)?;
+        dev("/dev/fuse", 10, 229, 0o644)?;
+        if stat("/dev/fuse").map(|s| (s.st_uid, s.st_gid)) != Some((7, 8)) {
+            return Err("/dev/fuse owner".into());
+        }
+        let link = std::fs::read_link("/dev/ptmx").map_err(|e| e.to_string())?;
+        if link.to_str() != Some("pts/ptmx") || std::fs::read_link("/dev/fd").is_err() {
+            return Err("dev symlinks".into());
+        }
+        if stat("/bin/busybox").is_none() || !std::env::current_dir().map(|d| d == std::path::Path::new("/")).unwrap_or(false) {
+            return Err("not inside the rootfs".into());
+        }
+        if !readonly("/") || !readonly("/proc/sys") || !readonly("/sys") || readonly("/dev") || readonly("/proc") {
+            return Err("read-only flags".into());
+        }
+        if stat("/proc/keys").map(|s| s.st_rdev) != Some(libc::makedev(1, 3)) {
+            return Err("/proc/keys not masked".into());
+        }
+        if std::fs::read_dir("/sys/firmware").map(|d| d.count()).unwrap_or(1) != 0 {
+            return Err("/sys/firmware not masked".into());
+        }
+        // The old root is gone.
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+        if mi.lines().any(|l| l.split(' ').nth(4) == Some("/work")) {
+            return Err("host mounts still visible".into());
+        }
+        Ok(())
+    }
+
+    fn run_prepare(no_pivot: bool) {
+        let t = TempDir::new(if no_pivot { "nopivot" } else { "pivot" });
+        let rootfs = format!("{}/rootfs", t.0);
+        std::fs::create_dir_all(format!("{rootfs}/bin")).unwrap();
+        std::fs::copy("/bin/busybox", format!("{rootfs}/bin/busybox")).unwrap();
+        let spec: Spec = serde_json::from_str(CONFIG).unwrap();
+        let bundle = t.0.clone();
+        in_mount_ns(move || {
+            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot };
+            prepare(&spec, &opts).map_err(|e| format!("prepare: {e}"))?;
+            finalize(&spec).map_err(|e| format!("finalize: {e}"))?;
+            check_inside()
+        });
+        // Nothing was left in the bundle but the directories the mounts needed.
+        assert!(stat(&format!("{rootfs}/dev/null")).is_none());
+    }
+
+    #[test]
+    fn prepare_with_pivot_root() {
+        run_prepare(false);
+    }
+
+    #[test]
+    fn prepare_with_no_pivot() {
+        run_prepare(true);
+    }
 }
+
