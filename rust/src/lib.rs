@@ -19,6 +19,7 @@ pub mod process;
 #[cfg(feature = "python")]
 mod python;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod sync;
 pub mod tty;

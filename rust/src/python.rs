@@ -63,5 +63,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
+    crate::seccomp::py::register(m)?;
     Ok(())
 }

@@ -1,0 +1,124 @@
+//! The architectures runh filters, their audit tokens and syscall tables.
+use super::tables;
+
+/// The x32 ABI runs on the x86_64 audit arch; its syscall numbers carry this bit.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arch {
+    X86_64,
+    X86,
+    X32,
+    Aarch64,
+    Arm,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 5] = [Arch::X86_64, Arch::X86, Arch::X32, Arch::Aarch64, Arch::Arm];
+
+    /// AUDIT_ARCH_* as seen in `seccomp_data.arch` (linux/audit.h).
+    pub fn audit(self) -> u32 {
+        match self {
+            Arch::X86_64 | Arch::X32 => 0xC000_003E,
+            Arch::X86 => 0x4000_0003,
+            Arch::Aarch64 => 0xC000_00B7,
+            Arch::Arm => 0x4000_0028,
+        }
+    }
+
+    /// Whether syscall arguments are 64 bits wide. As in libseccomp, x32 counts as 32-bit:
+    /// only the low word of each argument is compared.
+    pub fn is_64(self) -> bool {
+        matches!(self, Arch::X86_64 | Arch::Aarch64)
+    }
+
+    fn table(self) -> &'static [(&'static str, u32)] {
+        match self {
+            Arch::X86_64 => tables::X86_64,
+            Arch::X86 => tables::X86,
+            Arch::X32 => tables::X32,
+            Arch::Aarch64 => tables::AARCH64,
+            Arch::Arm => tables::ARM,
+        }
+    }
+
+    /// The syscall number of `name` on this arch, or None when the arch has no such call.
+    pub fn syscall(self, name: &str) -> Option<u32> {
+        let t = self.table();
+        t.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| t[i].1)
+    }
+
+    /// `SCMP_ARCH_*` as the runtime-spec spells it. Ok(None): a libseccomp arch runh does
+    /// not filter; a process on a host of runh's arches cannot make its syscalls, so
+    /// leaving it out changes nothing the kernel can observe.
+    pub fn from_spec(name: &str) -> Result<Option<Arch>, ()> {
+        Ok(Some(match name {
+            "SCMP_ARCH_X86_64" => Arch::X86_64,
+            "SCMP_ARCH_X86" => Arch::X86,
+            "SCMP_ARCH_X32" => Arch::X32,
+            "SCMP_ARCH_AARCH64" => Arch::Aarch64,
+            "SCMP_ARCH_ARM" => Arch::Arm,
+            "SCMP_ARCH_MIPS" | "SCMP_ARCH_MIPS64" | "SCMP_ARCH_MIPS64N32" | "SCMP_ARCH_MIPSEL"
+            | "SCMP_ARCH_MIPSEL64" | "SCMP_ARCH_MIPSEL64N32" | "SCMP_ARCH_PPC" | "SCMP_ARCH_PPC64"
+            | "SCMP_ARCH_PPC64LE" | "SCMP_ARCH_S390" | "SCMP_ARCH_S390X" | "SCMP_ARCH_PARISC"
+            | "SCMP_ARCH_PARISC64" | "SCMP_ARCH_RISCV64" | "SCMP_ARCH_LOONGARCH64"
+            | "SCMP_ARCH_M68K" | "SCMP_ARCH_SH" | "SCMP_ARCH_SHEB" => return Ok(None),
+            _ => return Err(()),
+        }))
+    }
+
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Some(match name {
+            "x86_64" | "amd64" => Arch::X86_64,
+            "x86" | "i386" | "i686" => Arch::X86,
+            "x32" => Arch::X32,
+            "aarch64" | "arm64" => Arch::Aarch64,
+            "arm" => Arch::Arm,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::X86 => "x86",
+            Arch::X32 => "x32",
+            Arch::Aarch64 => "aarch64",
+            Arch::Arm => "arm",
+        }
+    }
+
+    /// The arch runh itself is built for: libseccomp always filters it (seccomp_init adds
+    /// it), whatever `architectures` lists, and so does runh.
+    pub fn native() -> Arch {
+        #[cfg(target_arch = "x86_64")]
+        return Arch::X86_64;
+        #[cfg(target_arch = "aarch64")]
+        return Arch::Aarch64;
+        #[cfg(target_arch = "x86")]
+        return Arch::X86;
+        #[cfg(target_arch = "arm")]
+        return Arch::Arm;
+    }
+}
+
+/// i386 multiplexes the socket and SysV IPC calls through socketcall(2) and ipc(2), whose
+/// first argument names the call (linux/net.h SYS_*, linux/ipc.h). A rule on one of these
+/// names also covers the multiplexed form, with arg 0 replaced by the call number, as
+/// libseccomp does; the direct syscall (where i386 has one) keeps the rule as written.
+pub fn x86_multiplexed(name: &str) -> Option<(&'static str, u64)> {
+    const SOCKET: [&str; 20] = [
+        "socket", "bind", "connect", "listen", "accept", "getsockname", "getpeername",
+        "socketpair", "send", "recv", "sendto", "recvfrom", "shutdown", "setsockopt",
+        "getsockopt", "sendmsg", "recvmsg", "accept4", "recvmmsg", "sendmmsg",
+    ];
+    const IPC: [(&str, u64); 12] = [
+        ("semop", 1), ("semget", 2), ("semctl", 3), ("semtimedop", 4), ("msgsnd", 11),
+        ("msgrcv", 12), ("msgget", 13), ("msgctl", 14), ("shmat", 21), ("shmdt", 22),
+        ("shmget", 23), ("shmctl", 24),
+    ];
+    if let Some(i) = SOCKET.iter().position(|n| *n == name) {
+        return Some(("socketcall", i as u64 + 1));
+    }
+    IPC.iter().find(|(n, _)| *n == name).map(|(_, k)| ("ipc", *k))
+}
