@@ -26,8 +26,10 @@ class RuntimeFailed(Exception):
         self.status = status
         self.stderr = stderr.strip()
         tail = self.stderr.splitlines()[-1] if self.stderr else ""
-        super().__init__(f"{os.path.basename(argv[0])} {argv[-2] if len(argv) > 1 else ''}"
-                         f" {argv[-1]}: {status}{': ' + tail if tail else ''}")
+        # argv is [runtime, "--root", ROOT, command, ..., id]: name the command and the id.
+        cmd = argv[3] if len(argv) > 4 and argv[1] == "--root" else ""
+        super().__init__(f"{os.path.basename(argv[0])} {cmd} {argv[-1]}: {status}"
+                         + (f": {tail}" if tail else ""))
 
 
 # Why peak RSS is not taken from our own wait4: a child's ru_maxrss includes the peak RSS
