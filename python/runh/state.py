@@ -94,17 +94,18 @@ class Lock:
 def read_state(root, container_id):
     """The recorded state dict of a container; ContainerNotFound if there is none."""
     sdir = state_dir(root, container_id)
-    from runh.jsonio import loads
-
     try:
         with open(os.path.join(sdir, STATE_FILE), "rb") as f:
-            return loads(f.read())
+            data = f.read()
     except FileNotFoundError:
         if os.path.isdir(sdir):
             return None  # creating: dir made, state.json not written yet
         raise ContainerNotFound(container_id) from None
     except NotADirectoryError:
         raise ContainerNotFound(container_id) from None
+    from runh.jsonio import loads
+
+    return loads(data)
 
 
 def status_of(sdir, st):
@@ -119,8 +120,6 @@ def status_of(sdir, st):
         return STOPPED
     if os.path.exists(os.path.join(sdir, NOTIFY_SOCK)):
         return CREATED
-    if letter == "t" or letter == "T":
-        # A frozen cgroup shows tasks in "D"/"t"; only the freezer knows for sure. Until the
-        # cgroup code tells us, a stopped-by-signal init still counts as running.
-        return RUNNING
+    # "paused" needs the cgroup freezer state; until that is wired in, a live started
+    # init is running.
     return RUNNING

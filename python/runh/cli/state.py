@@ -10,8 +10,10 @@ def run(g, o, args):
     import sys
 
     from runh.container import Container
+
+    state = Container.load(args[0], g.root).state()
     from runh.jsonio import dumps
 
     # runc prints json.MarshalIndent(state, "", "  ") plus a newline.
-    sys.stdout.write(dumps(Container.load(args[0], g.root).state(), "  ") + "\n")
+    sys.stdout.write(dumps(state, "  ") + "\n")
     return 0

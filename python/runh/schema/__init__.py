@@ -70,14 +70,19 @@ def _plain(err):
     return path, err.message
 
 
+_validator = None  # jsonschema's validator, built once per process (error path only)
+
+
 def explain(config):
     """The first precise error for an invalid config, as `config.json: <path>: <message>`,
     or None if jsonschema finds none (which the tests make sure never happens)."""
+    global _validator
     import jsonschema
 
-    cls = jsonschema.validators.validator_for(load_schema())
-    validator = cls(load_schema())
-    err = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if _validator is None:
+        schema = load_schema()
+        _validator = jsonschema.validators.validator_for(schema)(schema)
+    err = jsonschema.exceptions.best_match(_validator.iter_errors(config))
     if err is None:
         return None
     path, msg = _plain(err)
