@@ -34,6 +34,7 @@ GLOBAL_OPTIONS = (
 
 # command name -> module under runh.cli (kept here so the fast path imports one module only)
 COMMANDS = {
+    "bench": "bench",
     "checkpoint": "checkpoint",
     "create": "create",
     "delete": "delete",
