@@ -155,6 +155,16 @@ pub(crate) fn open_host(path: &str, extra: libc::c_int) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// open(2) of a path for reading and writing (CLOEXEC).
+pub(crate) fn open_host_rw(path: &str) -> Result<OwnedFd> {
+    let c = cstr(path)?;
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::last_os(format!("open {path}")));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// openat2 with RESOLVE_IN_ROOT: `path` is looked up as if `root` were "/", so "..",
 /// absolute symlinks and relative symlinks all stay inside the rootfs. Magic links
 /// (/proc/self/fd/...) are refused: they would jump out regardless of the root.
@@ -260,6 +270,8 @@ fn ensure_depth(root: RawFd, path: &str, create: Create, depth: u32) -> Result<O
 
 /// What the caller knows that changes how some mounts are done.
 pub struct MountContext<'a> {
+    /// The rootfs's real host path (symlinks resolved), to tell where a destination landed.
+    pub rootfs: &'a str,
     /// O_PATH fd of the rootfs (opened after the rootfs was bind-mounted onto itself, so
     /// that new mounts under it are seen when walking from it).
     pub root: RawFd,
@@ -313,9 +325,48 @@ pub fn mount_entry(m: &Mount, ctx: &MountContext) -> Result<()> {
     }
 }
 
+/// Files under /proc that may be covered (lxcfs-style emulation), as runc allows.
+const PROC_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuse to cover /proc or anything in it with something other than procfs: that would
+/// hide masked paths or fake kernel interfaces (the class of runc's CVE-2019-19921). The
+/// check is on where the destination really resolved (symlinks included), read back from
+/// the fd: one readlink per mount.
+fn check_proc_dest(m: &Mount, dest: RawFd, ctx: &MountContext) -> Result<()> {
+    let real = real_path(dest).map_err(|e| Error::from_errno(e.errno, format!("{}: read back destination", mount_name(m))))?;
+    let real = real.as_str();
+    let root = ctx.rootfs.trim_end_matches('/');
+    let Some(inside) = real.strip_prefix(root).filter(|r| r.is_empty() || r.starts_with('/')) else {
+        return Ok(());
+    };
+    let in_proc = inside == "/proc" || inside.starts_with("/proc/");
+    if !in_proc || PROC_ALLOWED.contains(&inside) {
+        return Ok(());
+    }
+    if inside == "/proc" && m.kind.as_deref() == Some("proc") {
+        return Ok(());
+    }
+    Err(Error::config(format!("{}: {inside} cannot be mounted because it is inside /proc", mount_name(m))))
+}
+
+/// Where an fd really is, symlinks resolved (from /proc/self/fd).
+pub(crate) fn real_path(fd: RawFd) -> Result<String> {
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    let link = fd_path(fd);
+    let n = unsafe { libc::readlink(link.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return Err(Error::last_os("readlink"));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
 /// A filesystem mount (proc, tmpfs, devpts, mqueue, sysfs, ...) onto a directory.
 fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
     let dest = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
+    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
     let target = fd_path(dest.as_raw_fd());
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
@@ -380,6 +431,7 @@ fn bind_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> 
     }
     let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
     let dest = ensure_in_root(ctx.root, &m.destination, create)?;
+    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
     let bind_flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
     sys_mount(Some(&fd_path(src.as_raw_fd())), &fd_path(dest.as_raw_fd()), None, bind_flags, None, || mount_name(m))?;
     let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
@@ -739,7 +791,8 @@ pub(crate) mod tests {
         let (r, h, bundle) = (root.clone(), hostdir.clone(), t.0.clone());
         in_mount_ns(move || {
             let rfd = root_fd(&r);
-            let ctx = MountContext { root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false };
+            let real = real_path(rfd.as_raw_fd()).map_err(|e| e.to_string())?;
+            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false };
             let e = |e: Error| e.to_string();
             mount_entry(&mnt("/tmp", "tmpfs", "tmpfs", &["nosuid", "mode=1777", "size=1m"]), &ctx).map_err(e)?;
             if statvfs_flags(&format!("{r}/tmp")) & libc::ST_NOSUID == 0 {
@@ -764,6 +817,16 @@ pub(crate) mod tests {
             if std::path::Path::new(&format!("{h}/sub")).exists() || !std::path::Path::new(&format!("{r}{h}/sub")).is_dir() {
                 return Err("mount escaped the rootfs".into());
             }
+            // Nothing but procfs on /proc, nothing at all inside it (save runc's list),
+            // even through a symlink.
+            std::os::unix::fs::symlink("/proc/sys", format!("{r}/sneaky")).map_err(|e| e.to_string())?;
+            for (d, k) in [("/proc", "tmpfs"), ("/proc/sys/x", "tmpfs"), ("/sneaky", "tmpfs")] {
+                if mount_entry(&mnt(d, k, k, &[]), &ctx).is_ok() {
+                    return Err(format!("{k} on {d} was allowed"));
+                }
+            }
+            mount_entry(&mnt("/proc", "proc", "proc", &[]), &ctx).map_err(e)?;
+            mount_entry(&mnt("/proc/uptime", "bind", "/proc/uptime", &["bind"]), &ctx).map_err(e)?;
             // Errors name the mount.
             let err = mount_entry(&mnt("/bad", "nosuchfs", "src", &[]), &ctx).unwrap_err().to_string();
             if !err.starts_with("mount src to /bad: ") {

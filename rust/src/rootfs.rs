@@ -71,7 +71,9 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
     })?;
     // Opened after the bind so that walking from it sees the mounts made below.
     let root = mounts::open_host(rootfs, libc::O_DIRECTORY)?;
+    let real_rootfs = mounts::real_path(root.as_raw_fd())?;
     let ctx = MountContext {
+        rootfs: &real_rootfs,
         root: root.as_raw_fd(),
         bundle: opts.bundle,
         new_netns: has_ns(spec, "network"),
@@ -80,7 +82,8 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
     for m in &spec.mounts {
         mounts::mount_entry(m, &ctx)?;
     }
-    if needs_dev_setup(spec) {
+    let setup_dev = needs_dev_setup(spec);
+    if setup_dev {
         devices::create_devices(root.as_raw_fd(), spec, has_ns(spec, "user"))?;
         devices::create_symlinks(root.as_raw_fd())?;
     }
@@ -96,6 +99,31 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
     if let Some(p) = prop {
         // Now "/" is the container's own root, so this cannot touch the host.
         sys_mount(None, ROOT, None, p, None, || "apply rootfsPropagation to /".into())?;
+    }
+    if setup_dev {
+        reopen_dev_null()?;
+    }
+    Ok(())
+}
+
+/// Stdio that is the host's /dev/null becomes the container's /dev/null, as with runc:
+/// otherwise the container would hold a file of the host's /dev after pivot_root.
+/// One open and three fstat; the dup3 only where needed.
+fn reopen_dev_null() -> Result<()> {
+    let null = mounts::open_host_rw("/dev/null")?;
+    let mut nst: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(null.as_raw_fd(), &mut nst) } != 0 {
+        return Err(Error::last_os("stat /dev/null"));
+    }
+    for fd in 0..3 {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            continue; // closed stdio: nothing to re-point
+        }
+        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nst.st_rdev;
+        if is_null && (st.st_dev, st.st_ino) != (nst.st_dev, nst.st_ino) && unsafe { libc::dup3(null.as_raw_fd(), fd, 0) } < 0 {
+            return Err(Error::last_os(format!("re-point fd {fd} at the container's /dev/null")));
+        }
     }
     Ok(())
 }
