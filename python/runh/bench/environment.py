@@ -72,6 +72,7 @@ class Runtime:
         self.name = name
         self.path = path
         self.explicit = explicit
+        self.index = 0
         self.version = None
         self.status = "ok"      # ok | missing | broken
         self.error = None
@@ -83,8 +84,11 @@ class Runtime:
         return [self.path, "--root", self.root, *cmd]
 
     def new_id(self, tag):
+        # Short: runh and youki put notify.sock under <root>/<id>, and AF_UNIX paths are
+        # limited to 108 bytes. The runtime's index keeps ids distinct across runtimes,
+        # since default cgroup paths are named after the id.
         self._seq += 1
-        cid = f"bench-{self.name}-{tag}-{os.getpid()}-{self._seq}"
+        cid = f"b{os.getpid()}-{self.index}{tag[:4]}{self._seq}"
         self.live[cid] = 0
         return cid
 
@@ -118,6 +122,7 @@ def parse_runtimes(specs):
         if any(r.name == name for r in out):
             name = f"{name}#{len(out)}"
         rt = Runtime(name, os.path.abspath(path) if path else None, explicit)
+        rt.index = len(out)
         if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
             rt.status = "missing"
             rt.error = f"{path or name}: not found or not executable"

@@ -173,13 +173,13 @@ def run_bench(args, cgroup_note, host_mode):
     signal.signal(signal.SIGTERM, _sigterm)
     interrupted = False
     try:
-        workdir = tempfile.mkdtemp(prefix="runh-bench-")
+        workdir = tempfile.mkdtemp(prefix="rhb-")
         harness.set_subreaper()
         spawner = harness.Spawner(workdir, args.timeout)
         bundles = Bundles(workdir, args.bundle)
         ctx = Context(workdir, spawner, bundles, args)
         for rt in usable:
-            rt.root = os.path.join(workdir, "root-" + rt.name.replace("/", "_"))
+            rt.root = os.path.join(workdir, f"r{rt.index}")
             os.makedirs(rt.root)
         scs = [scenarios.ALL[n](ctx) for n in args.scenarios]
         rounds = {sc.name: (args.rounds if sc.name == "concurrent" else args.iterations) for sc in scs}

@@ -1,0 +1,243 @@
+"""The start-up benchmark (runh.bench) end to end, with small N. Timings are never asserted:
+only that it runs, reports, writes valid JSON and a PNG, fails cleanly, and leaves nothing.
+
+Each run is a subprocess (the bench makes itself a subreaper and, on a hybrid host,
+re-runs itself in a private cgroup2 mount namespace) with TMPDIR pointed at the test's own
+directory, so "nothing left behind" is checked on a directory no one else uses.
+"""
+
+import json
+import re
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PYDIR = os.path.join(REPO, "python")
+sys.path.insert(0, PYDIR)
+
+from runh.bench import bundle as bbundle, environment, report  # noqa: E402
+
+pytestmark = pytest.mark.bench
+
+SMALL = ["-n", "2", "-w", "1", "-c", "2", "--rounds", "1", "--rss-iterations", "1", "-q"]
+RUNH = os.environ.get("RUNH", os.path.join(REPO, ".venv", "bin", "runh"))
+
+
+@pytest.fixture
+def short_tmp():
+    """A private TMPDIR with a short path: runtimes put AF_UNIX sockets under it."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="rhbt", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def bench(tmpdir, *args, timeout=600):
+    tmp = tmpdir
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=PYDIR)
+    p = subprocess.run([sys.executable, "-m", "runh.bench", *args], capture_output=True,
+                       text=True, timeout=timeout, env=env)
+    return p, tmp
+
+
+def cgroup_dirs():
+    """Top-level cgroup2 dirs, where runtimes put containers without a cgroupsPath."""
+    for top in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.exists(os.path.join(top, "cgroup.procs")):
+            return {d for d in os.listdir(top) if re.match(r"b\d+-\d", d)}
+    return set()
+
+
+def bench_processes(tmp):
+    """Processes whose command line names the test's temp dir (runtimes and inits)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(tmp).encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def need(*names):
+    missing = [n for n in names if not shutil.which(n)]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    if os.geteuid() != 0:
+        pytest.skip("runtimes need root")
+
+
+def runh_works(tmp_path):
+    """A quick `runh run` of the bench's own bundle: runh may not work yet."""
+    if not os.access(RUNH, os.X_OK):
+        return f"{RUNH} not built (make build)"
+    work = os.path.join(tmp_path, "probe")
+    b = bbundle.Bundles(work)
+    path = b.make("probe")
+    root = os.path.join(work, "root")
+    try:
+        p = subprocess.run([RUNH, "--root", root, "run", "--bundle", path, "b0-probe"],
+                           capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "runh run timed out"
+    finally:
+        subprocess.run([RUNH, "--root", root, "delete", "--force", "b0-probe"],
+                       capture_output=True)
+    if p.returncode != 0:
+        return f"runh run fails: {p.stderr.strip()[-200:]}"
+    return None
+
+
+def check_outputs(out, runtimes, scenarios):
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc["meta"]["runtimes"]) >= set(runtimes)
+    assert set(doc["scenarios"]) == set(scenarios)
+    for rt in runtimes:
+        st = doc["scenarios"]["run"]["metrics"]["wall"]["runtimes"][rt]
+        assert st["n"] == 2 and len(st["samples"]) == 2
+        assert st["min"] <= st["median"] <= st["p95"] <= st["max"]
+        assert "ratio" in st
+        lc = doc["scenarios"]["lifecycle"]["metrics"]
+        for metric in ("create", "start", "wait", "delete", "total", "init_vmrss"):
+            assert len(lc[metric]["runtimes"][rt]["samples"]) == 2, (rt, metric)
+        assert len(doc["scenarios"]["concurrent"]["metrics"]["throughput"]["runtimes"][rt]["samples"]) == 1
+    base = doc["meta"]["baseline"]
+    assert doc["scenarios"]["run"]["metrics"]["wall"]["runtimes"][base]["ratio"] == 1.0
+    png = (out / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "results.txt").read_text().startswith("runh bench:")
+    return doc
+
+
+def check_clean(tmp, before_cgroups):
+    assert os.listdir(tmp) == [], f"left in TMPDIR: {os.listdir(tmp)}"
+    assert bench_processes(tmp) == []
+    assert cgroup_dirs() - before_cgroups == set()
+
+
+def test_runc_crun_end_to_end(tmp_path, short_tmp):
+    need("runc", "crun")
+    before = cgroup_dirs()
+    out = tmp_path / "out"
+    scen = ["run", "lifecycle", "exec", "concurrent", "run-seccomp"]
+    p, tmp = bench(short_tmp, "-r", "runc", "-r", "crun", *SMALL, "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    doc = check_outputs(out, ["runc", "crun"], scen)
+    assert doc["scenarios"]["run"]["failures"] == {}
+    assert "runc" in p.stdout and "crun" in p.stdout and "vs runc" in p.stdout
+    if environment.cgroup_mode() != "v2":
+        # On a hybrid host it says it moved into a private cgroup2 namespace.
+        assert doc["meta"]["cgroup"]["private_cgroup2_namespace"] is True
+        assert "private mount namespace" in p.stdout
+    check_clean(tmp, before)
+
+
+def test_with_runh(tmp_path, short_tmp):
+    need("runc", "crun")
+    why = runh_works(short_tmp)
+    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
+    if why:
+        pytest.skip(why)
+    before = cgroup_dirs()
+    out = tmp_path / "out"
+    p, tmp = bench(short_tmp, "-r", f"runh={RUNH}", "-r", "runc", "-r", "crun", *SMALL,
+                   "-s", "run,lifecycle,exec,concurrent", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["scenarios"]["run"]["metrics"]["wall"]["runtimes"]["runh"]["n"] == 2
+    # exec may not exist yet in runh: then it is reported as a failure, not fatal.
+    ex = doc["scenarios"]["exec"]
+    assert "runh" in ex["failures"] or "runh" in ex["metrics"]["wall"]["runtimes"]
+    check_clean(tmp, before)
+
+
+def test_bad_runtime_path_fails_cleanly(tmp_path, short_tmp):
+    out = tmp_path / "out"
+    p, tmp = bench(short_tmp, "-r", "/nonexistent/runtime", *SMALL, "-o", str(out), timeout=60)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert "/nonexistent/runtime" in p.stderr and "not found" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    assert os.listdir(tmp) == []
+
+
+def test_failing_runtime_is_reported_not_fatal(tmp_path, short_tmp):
+    need("runc")
+    before = cgroup_dirs()
+    out = tmp_path / "out"
+    p, tmp = bench(short_tmp, "-r", "runc", "-r", "broken=/bin/false", *SMALL,
+                   "-s", "run,exec", "--no-plot", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert "broken" in doc["scenarios"]["run"]["failures"]
+    assert "broken" in doc["scenarios"]["exec"]["failures"]
+    assert doc["scenarios"]["run"]["metrics"]["wall"]["runtimes"]["runc"]["n"] == 2
+    assert "FAILED broken" in p.stdout
+    assert not (out / "results.png").exists()
+    check_clean(tmp, before)
+
+
+def test_bad_options_exit_2(tmp_path, short_tmp):
+    p, _ = bench(short_tmp, "-s", "nosuch", timeout=60)
+    assert p.returncode == 2 and "unknown scenario" in p.stderr
+    p, _ = bench(short_tmp, "-r", "runc", "-b", "crun", "-q", timeout=60)
+    assert p.returncode == 2 and "baseline crun" in p.stderr
+
+
+# ------------------------------------------------------------------ pure functions
+
+MOUNTINFO_HYBRID = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+MOUNTINFO_V2 = "31 23 0:28 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n"
+MOUNTINFO_V1 = MOUNTINFO_HYBRID.splitlines(True)[0] + MOUNTINFO_HYBRID.splitlines(True)[1]
+# After the bench's `mount -t cgroup2` over the tmpfs, the last mount on the point wins.
+MOUNTINFO_WRAPPED = MOUNTINFO_HYBRID + "90 31 0:38 / /sys/fs/cgroup rw - cgroup2 none rw\n"
+
+
+@pytest.mark.parametrize("text,mode", [(MOUNTINFO_HYBRID, "hybrid"), (MOUNTINFO_V2, "v2"),
+                                       (MOUNTINFO_V1, "v1"), (MOUNTINFO_WRAPPED, "v2"),
+                                       ("", "none")])
+def test_cgroup_mode(tmp_path, text, mode):
+    f = tmp_path / "mountinfo"
+    f.write_text(text)
+    assert environment.cgroup_mode(str(f)) == mode
+
+
+def test_stats():
+    assert report.percentile([1, 2, 3, 4], 0.5) == 2.5
+    s = report.summarize([5, None, 1, 3])
+    assert (s["n"], s["median"], s["min"], s["max"]) == (3, 3, 1, 5)
+    assert report.summarize([None]) is None
+
+
+def test_static_busybox_check(tmp_path):
+    if os.path.exists(bbundle.BUSYBOX):
+        assert bbundle._is_static_elf(bbundle.BUSYBOX)
+    assert not bbundle._is_static_elf(sys.executable)  # a dynamic interpreter
+    bad = tmp_path / "bb"
+    bad.write_bytes(b"#!/bin/sh\n")
+    bad.chmod(0o755)
+    with pytest.raises(bbundle.BundleError):
+        bbundle.build_rootfs(str(tmp_path / "rootfs"), busybox=str(bad))
+
+
+def test_seccomp_profile_shape():
+    profile, note = bbundle.seccomp_profile()
+    assert "syscalls" in profile and note
+    names = {n for rule in profile["syscalls"] for n in rule["names"]}
+    if profile["defaultAction"] == "SCMP_ACT_ERRNO":
+        assert {"execve", "exit_group", "read"} <= names
+        assert not names & bbundle.SECCOMP_DENY
