@@ -132,7 +132,7 @@ struct CapData {
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// capset the effective, permitted and inheritable sets, then raise the ambient ones
-/// (each must already be permitted and inheritable), clearing any others first.
+/// that are permitted and inheritable, clearing any others first.
 pub fn apply(sets: &Sets) -> Result<()> {
     let known = if last_cap() >= 63 { u64::MAX } else { (1u64 << (last_cap() + 1)) - 1 };
     let (e, p, i) = (sets.effective & known, sets.permitted & known, sets.inheritable & known);
@@ -146,8 +146,12 @@ pub fn apply(sets: &Sets) -> Result<()> {
         return Err(Error::last_os("capset"));
     }
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
+    // The kernel only lets an ambient capability be raised when it is both permitted
+    // and inheritable. runc's default spec lists ambient caps with no inheritable set, so
+    // the others are skipped rather than failing the start (runc only warns about them).
+    let raisable = sets.ambient & p & i;
     for c in 0..=last_cap().min(63) {
-        if sets.ambient & (1 << c) != 0 {
+        if raisable & (1 << c) != 0 {
             let r = unsafe {
                 libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, c as libc::c_ulong, 0, 0)
             };

@@ -253,7 +253,7 @@ fn describe_status(status: i32) -> String {
 /// Create the container: returns the init's pid once it is set up and parked.
 /// On failure nothing is left: the child is killed and reaped, notify.sock removed.
 pub fn create(opts: &CreateOptions) -> Result<i32> {
-    let spec: Spec = serde_json::from_slice(opts.config).map_err(|e| Error::config(format!("parse config.json: {e}")))?;
+    let spec: Spec = sync::parse_config(opts.config)?;
     let ns = namespaces::Plan::from_spec(&spec)?;
     precheck(&spec, &ns, opts)?;
     let rootfs = rootfs_path(&spec, opts.bundle)?;
@@ -437,11 +437,12 @@ pub fn start(state_dir: &str) -> Result<()> {
         buf.extend_from_slice(&chunk[..n as usize]);
     }
     drop(fds);
+    // init closed its listening socket on accept: nothing will listen on this path
+    // again, whatever the outcome, so a second start fails with ENOENT.
+    if let Ok(c) = CString::new(path) {
+        unsafe { libc::unlink(c.as_ptr()) };
+    }
     if buf.is_empty() {
-        // Nothing listens on it any more: remove it, so a second start fails cleanly.
-        if let Ok(c) = CString::new(path) {
-            unsafe { libc::unlink(c.as_ptr()) };
-        }
         return Ok(());
     }
     Err(Msg::decode(&buf)?.into_error("exec"))

@@ -177,6 +177,12 @@ pub fn send_plan(fd: RawFd, plan: &Plan, config: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// config.json bytes as the core's Spec (both sides parse it: the parent for the clone
+/// flags and early checks, init for the setup).
+pub fn parse_config(config: &[u8]) -> Result<crate::spec::Spec> {
+    serde_json::from_slice(config).map_err(|e| Error::config(format!("parse config.json: {e}")))
+}
+
 /// Init side: the plan and the whole config.
 pub fn recv_plan(fd: RawFd) -> Result<(Plan, Vec<u8>)> {
     let plan: Plan = match recv(fd)? {

@@ -6,10 +6,10 @@
 //! `runh start` connects, then drops privileges and execs the container's process.
 //! Every failure is reported: on the sync socket during setup, on the start connection
 //! after it.
-use runh_core::error::{Error, Kind, Result};
-use runh_core::spec::Spec;
-use runh_core::sync::{self, Msg, Plan};
-use runh_core::{caps, namespaces, process, rootfs, tty};
+use _core::error::{Error, Kind, Result};
+use _core::spec::Spec;
+use _core::sync::{self, Msg, Plan};
+use _core::{caps, namespaces, process, rootfs, tty};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -17,7 +17,7 @@ use std::os::fd::RawFd;
 struct Parked {
     notify_fd: RawFd,
     preserve_fds: i32,
-    user: runh_core::spec::User,
+    user: _core::spec::User,
     caps: Option<caps::Sets>,
     no_new_privileges: bool,
     exec: process::Exec,
@@ -39,7 +39,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     if let Some(fd) = console_fd {
         cloexec(fd);
     }
-    let spec: Spec = serde_json::from_slice(&config).map_err(|e| Error::config(format!("parse config.json: {e}")))?;
+    let spec: Spec = sync::parse_config(&config)?;
     drop(config);
     let ns = namespaces::Plan::from_spec(&spec)?;
 
