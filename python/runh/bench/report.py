@@ -75,7 +75,8 @@ def table(doc):
     lines = []
     lines.append(f"runh bench: {meta['iterations']} iterations after {meta['warmup']} warm-up, "
                  f"interleaved; baseline {base}")
-    lines.append(f"host: {meta['host']['kernel']}, {meta['host']['cpus']} CPUs, cgroups {meta['cgroup']['host_mode']}"
+    lines.append(f"host: {meta['host']['kernel']}, {meta['host']['cpus']} CPUs, load {meta['host']['loadavg_1m_before']:.1f}"
+                 f"->{meta['host']['loadavg_1m_after']:.1f}, cgroups {meta['cgroup']['host_mode']}"
                  f"; {meta['cgroup']['note']}")
     for name, rt in meta["runtimes"].items():
         state = (rt["version"] or "") if rt["status"] == "ok" else f"{rt['status'].upper()}: {rt['error']}"
@@ -101,7 +102,7 @@ def table(doc):
                              f" {_fmt(st['min'], unit):>8} {_fmt(st['max'], unit):>8} {r:>9}")
                 label = ""
     lines.append("")
-    lines.append("ms: wall time per call; K/M: KiB/MiB (peak RSS from wait4, init RSS from /proc); "
+    lines.append("ms: wall time per call; K/M: KiB/MiB (peak RSS via GNU time, init RSS from /proc/<pid>/status); "
                  "^ = higher is better; ratio = median / baseline median")
     return "\n".join(lines)
 

@@ -172,6 +172,7 @@ def run_bench(args, cgroup_note, host_mode):
     scs = []
     signal.signal(signal.SIGTERM, _sigterm)
     interrupted = False
+    load_before = os.getloadavg()[0]
     try:
         workdir = tempfile.mkdtemp(prefix="rhb-")
         harness.set_subreaper()
@@ -248,7 +249,9 @@ def run_bench(args, cgroup_note, host_mode):
         "interleaved": True,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"kernel": platform.system() + " " + platform.release(), "cpus": os.cpu_count(),
-                 "python": platform.python_version()},
+                 "python": platform.python_version(),
+                 # Other work on the machine shows up as spread (p95, max): record it.
+                 "loadavg_1m_before": load_before, "loadavg_1m_after": os.getloadavg()[0]},
         "cgroup": {"host_mode": host_mode, "private_cgroup2_namespace": host_mode != "v2" and
                    os.environ.get(environment.NS_ENV) is not None, "note": cgroup_note},
         "bundle": args.bundle or "built-in busybox-static",
