@@ -1,0 +1,71 @@
+"""runh._core: the Rust core of runh (built from rust/ by maturin).
+
+Process creation and the create/start handshake, plus the cgroup and seccomp kernel work
+(their functions are registered by rust/src/cgroups/py.rs and rust/src/seccomp/py.rs).
+
+Every function raises the `runh.errors` classes, each with `.errno` set:
+SyscallError (a system call failed; the message names what was being done, e.g.
+``mount proc to /proc: operation not permitted``), ConfigError (the config asks for
+something impossible or unsupported), ExecError (the container's program cannot be
+executed), SyncError (runh-init died or broke the protocol). Errors that happen inside the
+container's init are sent back over the sync socket and raised here with the same text.
+"""
+
+NOTIFY_SOCK: str
+"""File name of the socket, inside the state dir, on which a created init waits for start."""
+
+def create(
+    config: bytes,
+    bundle: str,
+    state_dir: str,
+    *,
+    no_pivot: bool = False,
+    no_new_keyring: bool = False,
+    preserve_fds: int = 0,
+    console_socket: str | None = None,
+    cgroup_dir: str | None = None,
+    cgroup_procs: list[str] = [],
+) -> int:
+    """Create a container and return its init's pid once the init is set up and parked.
+
+    config: the raw config.json bytes, already validated by the caller. root.path is
+        resolved against `bundle` (and symlinks in it resolved).
+    state_dir: an existing directory; `<state_dir>/notify.sock` is created and the init
+        listens on it until `start`. The path must fit in sockaddr_un (107 bytes).
+    no_pivot: MS_MOVE + chroot instead of pivot_root (rootfs on a ramfs).
+    no_new_keyring: keep the caller's session keyring instead of a new anonymous one.
+    preserve_fds: fds 3 .. 3+N-1 of the caller are passed into the container as they are.
+    console_socket: with process.terminal, the AF_UNIX path to which the pty master is
+        sent (one message, one SCM_RIGHTS fd, payload the slave's name like
+        b"/dev/pts/0"). Required when process.terminal is true, refused otherwise.
+    cgroup_dir: a cgroup v2 directory: the init is cloned straight into it
+        (clone3 CLONE_INTO_CGROUP), so not a page of it is charged elsewhere; on kernels
+        without that, its cgroup.procs is written instead.
+    cgroup_procs: cgroup.procs files (cgroup v1 hierarchies) that the init's pid is
+        written to before it starts any setup.
+
+    With process.args[0] resolved against the container's PATH inside the container, a
+    missing program fails here with ExecError
+    ``exec: "NAME": executable file not found in $PATH``. Namespaces without a path are
+    created by clone; with a path they are joined by the init (a pid namespace by path
+    costs one more fork, and the returned pid is then the forked one's). New user and
+    time namespaces raise ConfigError (not supported yet).
+
+    On any failure nothing is left behind: the child is killed and reaped, notify.sock
+    removed; every mount was made in the child's own mount namespace. The returned pid is
+    the caller's child: the caller (or its subreaper, once the caller exits) reaps it.
+    """
+
+def start(state_dir: str) -> None:
+    """Release the init parked by `create` and return once it has exec'd the program.
+
+    Connects to `<state_dir>/notify.sock` and sends one byte; the init then sets user,
+    groups, capabilities, umask and no_new_privs, marks every fd above 3+preserve_fds
+    close-on-exec and execs. EOF on the connection means the exec succeeded; otherwise the
+    init's error is raised (ExecError for a program that cannot be executed; the init then
+    exits 127). notify.sock is removed in both cases, so a second start raises
+    SyscallError (ENOENT, or ECONNREFUSED if the init died).
+    """
+
+# cgroups (rust/src/cgroups/py.rs) and seccomp (rust/src/seccomp/py.rs) functions are
+# declared by their owners below this line.
