@@ -260,7 +260,7 @@ def test_create_config_errors_leave_nothing(tmp_path):
 HOT = [["state", "nosuch"], ["kill", "nosuch", "KILL"], ["delete", "-f", "nosuch"],
        ["start", "nosuch"], ["ps", "--format", "json", "nosuch"], ["list", "--format=json"]]
 HEAVY = ["click", "jsonschema", "re", "typing", "dataclasses", "datetime", "subprocess", "argparse",
-         "logging", "pathlib", "enum", "signal", "json", "importlib", "shutil", "select"]
+         "logging", "pathlib", "enum", "signal", "json", "importlib", "shutil", "select", "os"]
 
 
 @pytest.mark.parametrize("argv", HOT, ids=[a[0] for a in HOT])
