@@ -62,8 +62,8 @@ def test_device_rules_last_match_wins_order():
                                             "access": "rw"}]},
                               [{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}])
     assert rules[0] == {"allow": False, "type": "a", "major": None, "minor": None, "access": "rwm"}
-    assert rules[-1]["minor"] == 200 and rules[-2]["minor"] == 229
-    assert v1._rule_text(rules[1]) == "c *:* m"
+    assert rules[1]["minor"] == 200 and rules[-1]["minor"] == 229
+    assert v1._rule_text(rules[2]) == "c *:* m"
 
 
 def test_paths_absolute_relative_default(ctx):
@@ -100,9 +100,10 @@ def manager(ctx):
 
 
 def _spawn(m, procs, cmd="sleep 60"):
-    p = subprocess.Popen(["/bin/busybox", "sh", "-c", cmd], start_new_session=True)
+    # The child joins before it execs, so that nothing it forks starts outside.
+    p = subprocess.Popen(["/bin/busybox", "sh", "-c", cmd], start_new_session=True,
+                         preexec_fn=lambda: m.add(os.getpid()))
     procs.append(p)
-    m.add(p.pid)
     return p
 
 

@@ -86,19 +86,21 @@ DEFAULT_DEVICES = [
 
 
 def device_rules(resources, devices=()):
-    """The effective rule list, in order (last match wins): deny all, the defaults, the
-    config's linux.devices (each allowed rwm), then linux.resources.devices."""
+    """The effective rule list, in order (last match wins): deny all, the config's
+    linux.resources.devices, then the defaults and linux.devices (each allowed rwm). The
+    defaults come after the config's rules, as runc orders them, so the usual leading
+    "deny all" of a config does not take /dev/null away from the container."""
     rules = [{"allow": False, "type": "a", "major": None, "minor": None, "access": "rwm"}]
-    rules += DEFAULT_DEVICES
+    for r in (resources or {}).get("devices") or ():
+        rules.append({"allow": bool(r.get("allow")), "type": r.get("type") or "a",
+                      "major": r.get("major"), "minor": r.get("minor"),
+                      "access": r.get("access") or "rwm"})
+    rules += [dict(d) for d in DEFAULT_DEVICES]
     for d in devices or ():
         if d.get("type") == "p":  # fifos are not subject to the device controller
             continue
         rules.append({"allow": True, "type": d.get("type", "c")[0].replace("u", "c"),
                       "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
-    for r in (resources or {}).get("devices") or ():
-        rules.append({"allow": bool(r.get("allow")), "type": r.get("type") or "a",
-                      "major": r.get("major"), "minor": r.get("minor"),
-                      "access": r.get("access") or "rwm"})
     return [_wild(r) for r in rules]
 
 

@@ -1,9 +1,14 @@
-"""runh resume: placeholder until its owner lands it; exits 1 with a clear message."""
+"""runh resume: thaw a paused container."""
 
-from runh.cli._stub import not_implemented
-
-HELP = "resume (not implemented yet)"
-DESCRIPTION = "runh resume is not implemented yet."
+HELP = "resumes all processes that have been previously paused"
+DESCRIPTION = """The resume command resumes all processes in the instance of the container.
+Use runh list to identify instances of containers and their current status."""
 OPTIONS = ()
-ARGS = (("container-id", True), ("args", "*"))
-run = not_implemented("resume")
+ARGS = (("container-id", True),)
+
+
+def run(g, o, args):
+    from runh.cli import _freezer
+
+    _freezer.set_frozen(args[0], g.root, False)
+    return 0

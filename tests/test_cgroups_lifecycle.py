@@ -1,0 +1,126 @@
+"""Cgroups through the CLI on this host (hybrid → v1): limits land in the files, pause and
+resume, update, ps and kill --all over every process, events --stats, delete leaves no
+cgroup behind."""
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import edit_config, sh
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def _limits(token):
+    def edit(c):
+        c["linux"]["cgroupsPath"] = f"/runh-test-{token}"
+        c["linux"]["resources"] = {"memory": {"limit": 64 << 20},
+                                   "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+                                   "pids": {"limit": 40}}
+    return edit
+
+
+@pytest.fixture
+def started(runh, ctx, make_bundle):
+    b = make_bundle(args=sh("sleep 300 & sleep 300 & exec sleep 300"), edit=_limits(ctx.token))
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    r = runh("start", cid)
+    assert r.returncode == 0, r.stderr
+    yield cid
+    runh("delete", "--force", cid)
+
+
+def _v1(token, ctrl, f):
+    with open(f"/sys/fs/cgroup/{ctrl}/runh-test-{token}/{f}") as fh:
+        return fh.read().strip()
+
+
+def _ps(runh, cid):
+    r = runh("ps", "--format", "json", cid)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_limits_pause_update_ps_kill_all_delete(runh, ctx, started):
+    cid, tok = started, ctx.token
+    if not os.path.isdir("/sys/fs/cgroup/memory"):
+        pytest.skip("v1 host checks")
+    assert _v1(tok, "memory", "memory.limit_in_bytes") == str(64 << 20)
+    assert _v1(tok, "cpu", "cpu.shares") == "512"
+    assert _v1(tok, "cpu", "cpu.cfs_quota_us") == "50000"
+    assert _v1(tok, "pids", "pids.max") == "40"
+    deadline = time.time() + 5
+    while len(_ps(runh, cid)) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    pids = _ps(runh, cid)
+    assert len(pids) == 3
+    assert runh.state(cid)["pid"] in pids
+
+    assert runh("pause", cid).returncode == 0
+    assert runh.state(cid)["status"] == "paused"
+    assert _v1(tok, "freezer", "freezer.state") == "FROZEN"
+    assert runh("pause", cid).returncode != 0
+    assert runh("resume", cid).returncode == 0
+    assert runh.state(cid)["status"] == "running"
+
+    r = runh("update", "--resources", "-", cid, input=json.dumps({"memory": {"limit": 128 << 20}}))
+    assert r.returncode == 0, r.stderr
+    assert _v1(tok, "memory", "memory.limit_in_bytes") == str(128 << 20)
+    r = runh("update", "--pids-limit", "30", "--memory", "96m", cid)
+    assert r.returncode == 0, r.stderr
+    assert _v1(tok, "pids", "pids.max") == "30"
+    assert _v1(tok, "memory", "memory.limit_in_bytes") == str(96 << 20)
+
+    r = runh("events", "--stats", cid)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    assert ev["data"]["pids"] == {"current": 3, "limit": 30}
+    assert ev["data"]["memory"]["usage"]["limit"] == 96 << 20
+
+    assert runh("kill", "--all", cid, "KILL").returncode == 0
+    runh.wait_status(cid, "stopped")
+    for p in pids:
+        assert not os.path.exists(f"/proc/{p}") or "Z" in open(f"/proc/{p}/stat").read().split()[2]
+    assert runh("delete", cid).returncode == 0
+    for ctrl in ("memory", "cpu", "pids", "freezer", "devices"):
+        assert not os.path.exists(f"/sys/fs/cgroup/{ctrl}/runh-test-{tok}")
+
+
+def test_delete_force_of_paused_container_removes_everything(runh, ctx, started):
+    cid, tok = started, ctx.token
+    assert runh("pause", cid).returncode == 0
+    r = runh("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert runh("state", cid).returncode != 0
+    for ctrl in ("memory", "cpu", "pids", "freezer"):
+        assert not os.path.exists(f"/sys/fs/cgroup/{ctrl}/runh-test-{tok}")
+
+
+def test_default_cgroup_path_is_own_cgroup_plus_id(runh, ctx, make_bundle):
+    b = make_bundle(args=["sleep", "30"])
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    try:
+        pid = runh.state(cid)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
+        with open("/proc/self/cgroup") as f:
+            own = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
+        assert lines["pids"] == own["pids"].rstrip("/") + "/" + cid
+        assert lines["memory"] == own["memory"].rstrip("/") + "/" + cid
+    finally:
+        assert runh("delete", "--force", cid).returncode == 0
+    assert not os.path.exists(f"/sys/fs/cgroup/pids{own['pids'].rstrip('/')}/{cid}")
+
+
+def test_systemd_cgroup_is_a_clear_error(runh, ctx, make_bundle):
+    b = make_bundle(args=["true"],
+                    edit=lambda c: c["linux"].__setitem__("cgroupsPath", "system.slice:runh:x"))
+    r = runh("run", "--bundle", b, ctx.new_id())
+    assert r.returncode != 0 and "not supported yet" in r.stderr
