@@ -133,3 +133,45 @@ mod tests {
         assert_eq!(Arch::X86.syscall("socketcall"), Some(102));
     }
 }
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    /// The default profile's program is accepted by the kernel and enforced: in a forked
+    /// child, getpid works, clone3 fails with ENOSYS (errnoRet 38), mount with EPERM.
+    #[test]
+    fn kernel_accepts_and_enforces_default_profile() {
+        let json = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/seccomp_default_amd64.json")).unwrap();
+        let c = compile_with(&json, Arch::native()).unwrap();
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = (|| {
+                if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                    return 10;
+                }
+                if load(&c.program, c.flags).is_err() {
+                    return 11;
+                }
+                if unsafe { libc::getpid() } <= 0 {
+                    return 12;
+                }
+                let r = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
+                if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                    return 13;
+                }
+                let r = unsafe { libc::syscall(libc::SYS_mount, 0usize, 0usize, 0usize, 0usize, 0usize) };
+                if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+                    return 14;
+                }
+                0
+            })();
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+}
