@@ -77,6 +77,33 @@ class RunSeccomp(Run):
     def prepare(self):
         super().prepare()
         self.notes.extend(self.ctx.bundles.notes[-1:])
+        self.probe_bundle = self.ctx.bundles.make("seccomp-probe", args=["/bin/sleep", "1000000"],
+                                                  seccomp=True)
+
+    def setup(self, rt):
+        """Check that the runtime really applies the profile: a run that skips seccomp
+        would look fast. A parked-then-started sleeper shows `Seccomp: 2` in its status."""
+        cid = rt.new_id("scpr")
+        pid_file = os.path.join(self.ctx.workdir, f"{rt.name}.scpr.pid")
+        self._run(rt, "create", "--bundle", self.probe_bundle, "--pid-file", pid_file, cid)
+        with open(pid_file) as f:
+            pid = rt.live[cid] = int(f.read().strip())
+        try:
+            self._run(rt, "start", cid)
+            time.sleep(0.05)  # let it reach execve
+            mode = proc_status(pid, ("Seccomp",)).get("Seccomp")
+        except FileNotFoundError:
+            mode = None
+        finally:
+            self.ctx.spawner.run(rt.argv("delete", "--force", cid))
+            try:
+                wait_exit(pid, self.ctx.timeout)
+            except TimeoutError:
+                pass
+            rt.live.pop(cid, None)
+        if mode != 2:
+            self.notes.append(f"{rt.name} did NOT apply the profile (Seccomp: {mode} in the "
+                              "container): its numbers here are without seccomp")
 
 
 class Lifecycle(Scenario):
