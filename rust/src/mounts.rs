@@ -414,7 +414,9 @@ pub(crate) fn fs_flags(fd: RawFd) -> libc::c_ulong {
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        // ST_RELATIME (4096 in statvfs.h): the libc crate has no constant for it on musl,
+        // which runh-init is built with when available.
+        (4096, libc::MS_RELATIME),
     ];
     map.iter().filter(|(st_f, _)| st.f_flag & *st_f != 0).fold(0, |acc, (_, ms)| acc | ms)
 }
