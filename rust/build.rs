@@ -33,7 +33,7 @@ fn main() {
     }
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let target = env::var("TARGET").unwrap();
+    let target = init_target(&env::var("TARGET").unwrap());
     let target_dir = out_dir.join("init-target");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
@@ -72,4 +72,26 @@ fn main() {
     let bin = target_dir.join(&target).join("init").join("runh-init");
     assert!(bin.exists(), "runh-init not found at {}", bin.display());
     println!("cargo:rustc-env=RUNH_INIT_BIN={}", bin.display());
+}
+
+/// musl when its std is installed for this toolchain (`rustup target add
+/// <arch>-unknown-linux-musl`), else the host's glibc linked statically. Measured here:
+/// a static hello world is 377 KB with musl and 1.12 MB with glibc, and every create
+/// copies the init into a memfd (0.68 ms for the 1.39 MB glibc init on this machine), so
+/// musl is worth taking when it is there; glibc keeps a bare toolchain working.
+fn init_target(target: &str) -> String {
+    let Some(musl) = target.strip_suffix("-unknown-linux-gnu").map(|arch| format!("{arch}-unknown-linux-musl")) else {
+        return target.to_string();
+    };
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(rustc).args(["--print", "target-libdir", "--target", &musl]).output();
+    let has_std = libdir.ok().filter(|o| o.status.success()).is_some_and(|o| {
+        let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        std::fs::read_dir(dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))))
+    });
+    if has_std {
+        musl
+    } else {
+        target.to_string()
+    }
 }

@@ -109,7 +109,13 @@ pub fn enter_cwd(cwd: &str) -> Result<()> {
     }
 }
 
-pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+/// setrlimit's resource type differs between glibc and musl (init may be built with either).
+#[cfg(target_env = "gnu")]
+pub type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type RlimitResource = libc::c_int;
+
+pub fn rlimit_resource(name: &str) -> Option<RlimitResource> {
     Some(match name {
         "RLIMIT_CPU" => libc::RLIMIT_CPU,
         "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,

@@ -19,20 +19,20 @@ pub fn setup_console(console_fd: RawFd, size: Option<ConsoleSize>) -> Result<()>
     )?;
     let r = (|| {
         let unlock: libc::c_int = 0;
-        check(unsafe { libc::ioctl(master, TIOCSPTLCK, &unlock) }, || "unlockpt".into())?;
+        check(unsafe { libc::ioctl(master, TIOCSPTLCK as _, &unlock) }, || "unlockpt".into())?;
         let mut n: libc::c_uint = 0;
-        check(unsafe { libc::ioctl(master, TIOCGPTN, &mut n) }, || "get pty number".into())?;
+        check(unsafe { libc::ioctl(master, TIOCGPTN as _, &mut n) }, || "get pty number".into())?;
         let slave = check(
-            unsafe { libc::ioctl(master, TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) },
+            unsafe { libc::ioctl(master, TIOCGPTPEER as _, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) },
             || "open pty slave".into(),
         )?;
         if let Some(sz) = size {
             let ws = libc::winsize { ws_row: sz.height, ws_col: sz.width, ws_xpixel: 0, ws_ypixel: 0 };
-            check(unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) }, || "set console size".into())?;
+            check(unsafe { libc::ioctl(slave, libc::TIOCSWINSZ as _, &ws) }, || "set console size".into())?;
         }
         // The payload is the slave's name, as runc sends it; callers only read the fd.
         send_fd(console_fd, master, format!("/dev/pts/{n}").as_bytes())?;
-        check(unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) }, || "make the console the controlling terminal".into())?;
+        check(unsafe { libc::ioctl(slave, libc::TIOCSCTTY as _, 0) }, || "make the console the controlling terminal".into())?;
         for std in 0..3 {
             check(unsafe { libc::dup3(slave, std, 0) }, || format!("dup console to fd {std}"))?;
         }
@@ -53,11 +53,11 @@ pub fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
+        msg.msg_controllen = space as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
         if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
             return Err(Error::last_os("send the pty master to the console socket"));
@@ -77,7 +77,7 @@ pub fn recv_fd(sock: RawFd) -> Result<(RawFd, Vec<u8>)> {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
+        msg.msg_controllen = space as _;
         let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             return Err(Error::last_os("receive fd"));

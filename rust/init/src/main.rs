@@ -207,7 +207,9 @@ fn main() {
     }
     unsafe {
         libc::close(sync_fd);
-        // Give the setup's heap back to the kernel before parking.
+        // Give the setup's heap back to the kernel before parking (musl's allocator
+        // returns large frees by itself and has no malloc_trim).
+        #[cfg(target_env = "gnu")]
         libc::malloc_trim(0);
     }
     let conn = match park(parked.notify_fd) {
