@@ -229,7 +229,7 @@ class Ctx:
     def __init__(self):
         Ctx.counter += 1
         self.token = f"{SESSION}x{Ctx.counter}"
-        self.dir = os.path.join(BASE, str(Ctx.counter))
+        self.dir = os.path.join(BASE, self.token)  # the token in every path: see find_leftovers
         self.root = os.path.join(self.dir, "root")
         os.makedirs(self.root)
         self._n = 0
