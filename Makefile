@@ -43,7 +43,7 @@ install: $(VENV)/.deps
 	$(VENV)/bin/pip install -q --no-build-isolation .
 
 demo:
-	sh scripts/demo.sh
+	RUNH=$(VENV)/bin/runh PY=$(PY) sh scripts/demo.sh
 
 # ---- make test: everything the suite needs, a build, then the whole suite (cgroupv2 included)
 test: apt-test build
