@@ -1,7 +1,7 @@
 """Test infrastructure: busybox bundles, a `runh` runner with a private --root per test, and
 a leftovers check around every test.
 
-Everything a test creates carries a token (`rh<6 hex>x<n>`: session + test number) in its
+Everything a test creates carries a token (`rh<6 hex>t<4 digits>`: session + test number) in its
 paths and container ids, so the leftovers check finds what *this* test made and nothing
 else, even while other people run containers on the same machine. Cleanup only ever
 touches things carrying that token.
@@ -228,7 +228,8 @@ class Ctx:
 
     def __init__(self):
         Ctx.counter += 1
-        self.token = f"{SESSION}x{Ctx.counter}"
+        # Fixed width, so that no token is a prefix of another.
+        self.token = f"{SESSION}t{Ctx.counter:04d}"
         self.dir = os.path.join(BASE, self.token)  # the token in every path: see find_leftovers
         self.root = os.path.join(self.dir, "root")
         os.makedirs(self.root)

@@ -22,6 +22,11 @@ def test_checker_sees_mounts_and_processes(ctx):
     os.makedirs(m)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", m], check=True)
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(100)", ctx.token])
+    # Popen returns once exec closed its CLOEXEC pipe, a moment before the kernel has set
+    # up the new argv: /proc/<pid>/cmdline is empty in that window.
+    deadline = time.time() + 5
+    while time.time() < deadline and not open(f"/proc/{p.pid}/cmdline").read():
+        time.sleep(0.01)
     try:
         found = find_leftovers(ctx.token, ctx.root)
         assert m in found.get("mounts", []), found
