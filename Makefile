@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 # Debian's interpreter: it starts in 5.5 ms with -I -S here; pyenv's shim is a slow bash script.
 SYSPY   ?= /usr/bin/python3.11
 # rustup's toolchain is preinstalled under ~/.cargo; CI's environment may not have it on PATH.
-export PATH := $(HOME)/.cargo/bin:$(PATH)
+export PATH := $(HOME)/.cargo/bin:/root/.cargo/bin:$(PATH)
 # pytest arguments, e.g. make test PYTEST_ARGS='-m "not cgroupv2" -x'
 PYTEST_ARGS ?=
 
