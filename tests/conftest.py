@@ -279,7 +279,14 @@ def pytest_sessionfinish(session, exitstatus):
         clean_leftovers(found)
         sys.stderr.write(f"\nSESSION LEFTOVERS (cleaned): {json.dumps(found)}\n")
         session.exitstatus = 1
-    _reap_containers()
+    # Every subprocess is finished now: reap whatever orphan was re-parented to us.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
     shutil.rmtree(BASE, ignore_errors=True)
 
 
