@@ -33,6 +33,11 @@ pub struct CreateOptions<'a> {
     pub cgroup_dir: Option<&'a str>,
     /// cgroup.procs files (v1 hierarchies) the init pid is written to before setup.
     pub cgroup_procs: &'a [String],
+    /// The state root (`--root`): compiled seccomp filters are cached under it.
+    pub root: Option<&'a str>,
+    /// The runtime-spec state of the container without its pid, as JSON: sent to the
+    /// seccomp agent at `linux.seccomp.listenerPath` (only needed when that is set).
+    pub seccomp_state: Option<&'a [u8]>,
 }
 
 /// fds owned by create; closed on every path.
@@ -158,7 +163,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 struct ChildPlan {
     memfd: RawFd,
     /// fds the child passes into init: CLOEXEC is cleared on them in the child only.
-    pass: [RawFd; 3],
+    pass: [RawFd; 4],
     argv: [*const libc::c_char; 3],
     envp: [*const libc::c_char; 1],
     sync_fd: RawFd,
@@ -257,6 +262,12 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     let ns = namespaces::Plan::from_spec(&spec)?;
     precheck(&spec, &ns, opts)?;
     let rootfs = rootfs_path(&spec, opts.bundle)?;
+    // Compiled here, before anything is cloned: a bad profile fails create at once, and the
+    // parent's cache makes the common case one file read (benches/seccomp_bench.py).
+    let seccomp = match spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()) {
+        Some(v) => Some(crate::seccomp::compile_for_create(v, opts.root.map(std::path::Path::new))?),
+        None => None,
+    };
 
     let mut fds = Fds::default();
     let mut sv = [0; 2];
@@ -273,7 +284,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         return Err(Error::last_os(format!("bind {notify_path}")));
     }
     let notify_cpath = cstr(&notify_path)?;
-    let result = create_bound(opts, &spec, &ns, rootfs, &mut fds, parent_sync, child_sync, notify);
+    let result = create_bound(opts, &spec, &ns, rootfs, seccomp, &mut fds, parent_sync, child_sync, notify);
     if result.is_err() {
         unsafe { libc::unlink(notify_cpath.as_ptr()) };
     }
@@ -286,6 +297,7 @@ fn create_bound(
     spec: &Spec,
     ns: &namespaces::Plan,
     rootfs: String,
+    seccomp: Option<crate::seccomp::Compiled>,
     fds: &mut Fds,
     parent_sync: RawFd,
     child_sync: RawFd,
@@ -301,6 +313,19 @@ fn create_bound(
             Some(fd)
         }
         None => None,
+    };
+    // SCMP_ACT_NOTIFY: connect to the agent now, from the host (see seccomp/notify.rs).
+    let seccomp_json = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref());
+    let str_field = |k: &str| seccomp_json.and_then(|v| v.get(k)).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let listener = match &seccomp {
+        Some(c) if c.uses_notify => {
+            let path = str_field("listenerPath")
+                .ok_or_else(|| Error::config("linux.seccomp.listenerPath is required when SCMP_ACT_NOTIFY is used"))?;
+            let fd = fds.keep(unix_socket(libc::SOCK_STREAM)?);
+            connect(fd, path, "seccomp listenerPath")?;
+            Some(fd)
+        }
+        _ => None,
     };
     let memfd = fds.keep(crate::memfd::init_fd()?);
 
@@ -321,6 +346,10 @@ fn create_bound(
         Some(fd) => fds.keep(dup_high(fd)?),
         None => -1,
     };
+    let init_listener = match listener {
+        Some(fd) => fds.keep(dup_high(fd)?),
+        None => -1,
+    };
     let cgroup_fd = match opts.cgroup_dir {
         Some(dir) => {
             let c = cstr(dir)?;
@@ -337,7 +366,7 @@ fn create_bound(
     let arg1 = CString::new(init_sync.to_string()).unwrap();
     let cp = ChildPlan {
         memfd,
-        pass: [init_sync, init_notify, init_console],
+        pass: [init_sync, init_notify, init_console, init_listener],
         argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
         sync_fd: init_sync,
@@ -353,7 +382,7 @@ fn create_bound(
 
     let setup = (|| -> Result<i32> {
         // Close the child's ends now, so that init's exit reads as EOF.
-        for fd in [child_sync, init_sync, init_notify, init_console] {
+        for fd in [child_sync, init_sync, init_notify, init_console, init_listener] {
             if fd >= 0 {
                 unsafe { libc::close(fd) };
                 fds.0.retain(|f| *f != fd);
@@ -377,8 +406,22 @@ fn create_bound(
             console_fd: console.map(|_| init_console),
             unshare_cgroupns: wants_cgroupns && !into_cgroup,
             config_len: 0,
+            seccomp_len: seccomp.as_ref().map_or(0, |c| c.program.len()),
+            seccomp_flags: seccomp.as_ref().map_or(0, |c| c.flags),
+            seccomp_listener_fd: listener.map(|_| init_listener),
+            seccomp_state: match listener {
+                Some(_) => Some(crate::seccomp::notify::process_state(
+                    opts.seccomp_state.unwrap_or(b"{}"),
+                    pid,
+                    str_field("listenerMetadata"),
+                )?),
+                None => None,
+            },
         };
         sync::send_plan(parent_sync, &plan, opts.config)?;
+        if let Some(c) = &seccomp {
+            sync::send_seccomp(parent_sync, &c.program)?;
+        }
         let mut init_pid = pid;
         loop {
             match sync::recv(parent_sync)? {

@@ -23,7 +23,8 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
-                    preserve_fds=0, console_socket=None, cgroup_dir=None, cgroup_procs=Vec::new()))]
+                    preserve_fds=0, console_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
+                    root=None, seccomp_state=None))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     py: Python<'_>,
@@ -36,6 +37,8 @@ fn create(
     console_socket: Option<&str>,
     cgroup_dir: Option<&str>,
     cgroup_procs: Vec<String>,
+    root: Option<&str>,
+    seccomp_state: Option<&[u8]>,
 ) -> PyResult<i32> {
     let opts = clone::CreateOptions {
         config,
@@ -47,6 +50,8 @@ fn create(
         console_socket,
         cgroup_dir,
         cgroup_procs: &cgroup_procs,
+        root,
+        seccomp_state,
     };
     // The GIL is released while init sets up (ms of kernel work, in another process).
     py.allow_threads(|| clone::create(&opts)).map_err(|e| to_py(py, e))

@@ -31,6 +31,15 @@ pub struct Plan {
     pub unshare_cgroupns: bool,
     /// Length of the config.json bytes that follow the plan.
     pub config_len: usize,
+    /// linux.seccomp compiled by the parent: the program's length in bytes (it follows the
+    /// config as `Msg::Seccomp` chunks; 0 = no filter) and its SECCOMP_FILTER_FLAG_* bits.
+    pub seccomp_len: usize,
+    pub seccomp_flags: u32,
+    /// A socket the parent connected to `linux.seccomp.listenerPath` (a host path, which
+    /// init can no longer reach after pivot_root), and the container process state JSON
+    /// init sends on it with the listener fd.
+    pub seccomp_listener_fd: Option<RawFd>,
+    pub seccomp_state: Option<String>,
 }
 
 // Largest payload per message: well below the default socket buffer (208 KiB), so a
@@ -42,6 +51,7 @@ const TAG_CONFIG: u8 = 2;
 const TAG_READY: u8 = 3;
 const TAG_PID: u8 = 4;
 const TAG_ERROR: u8 = 5;
+const TAG_SECCOMP: u8 = 6;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
@@ -49,6 +59,7 @@ pub enum Msg {
     Config(Vec<u8>),
     Ready,
     Pid(i32),
+    Seccomp(Vec<u8>),
     Error { kind: Kind, errno: i32, context: String },
 }
 
@@ -84,6 +95,10 @@ impl Msg {
                 out.push(TAG_CONFIG);
                 out.extend_from_slice(b);
             }
+            Msg::Seccomp(b) => {
+                out.push(TAG_SECCOMP);
+                out.extend_from_slice(b);
+            }
             Msg::Ready => out.push(TAG_READY),
             Msg::Pid(p) => {
                 out.push(TAG_PID);
@@ -105,6 +120,7 @@ impl Msg {
         Ok(match tag {
             TAG_PLAN => Msg::Plan(rest.to_vec()),
             TAG_CONFIG => Msg::Config(rest.to_vec()),
+            TAG_SECCOMP => Msg::Seccomp(rest.to_vec()),
             TAG_READY => Msg::Ready,
             TAG_PID if rest.len() == 4 => Msg::Pid(i32::from_le_bytes(rest.try_into().unwrap())),
             TAG_ERROR if rest.len() >= 5 => Msg::Error {
@@ -177,6 +193,27 @@ pub fn send_plan(fd: RawFd, plan: &Plan, config: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Parent side, after the plan: the compiled seccomp program (`plan.seccomp_len` bytes).
+pub fn send_seccomp(fd: RawFd, program: &[u8]) -> Result<()> {
+    for chunk in program.chunks(CHUNK) {
+        send_raw(fd, &[&[TAG_SECCOMP][..], chunk].concat())?;
+    }
+    Ok(())
+}
+
+/// Init side, after `recv_plan`: the seccomp program, empty when `len` is 0.
+pub fn recv_seccomp(fd: RawFd, len: usize) -> Result<Vec<u8>> {
+    let mut program = Vec::with_capacity(len);
+    while program.len() < len {
+        match recv(fd)? {
+            Some(Msg::Seccomp(b)) => program.extend_from_slice(&b),
+            Some(other) => return Err(other.into_error("seccomp program")),
+            None => return Err(Error::sync("parent closed the sync socket while sending the seccomp program")),
+        }
+    }
+    Ok(program)
+}
+
 /// config.json bytes as the core's Spec (both sides parse it: the parent for the clone
 /// flags and early checks, init for the setup).
 pub fn parse_config(config: &[u8]) -> Result<crate::spec::Spec> {
@@ -212,6 +249,7 @@ mod tests {
             Msg::Pid(4242),
             Msg::Plan(b"{}".to_vec()),
             Msg::Config(vec![]),
+            Msg::Seccomp(vec![1, 2, 3]),
             Msg::Error { kind: Kind::Exec, errno: 2, context: "exec: \"x\": not found".into() },
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);

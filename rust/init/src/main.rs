@@ -20,7 +20,31 @@ struct Parked {
     user: _core::spec::User,
     caps: Option<caps::Sets>,
     no_new_privileges: bool,
+    seccomp: Option<Seccomp>,
     exec: process::Exec,
+}
+
+/// linux.seccomp as the parent compiled it, kept across the park.
+struct Seccomp {
+    program: Vec<u8>,
+    flags: u32,
+    /// The socket connected to listenerPath and the state JSON to send on it.
+    listener: Option<(RawFd, String)>,
+}
+
+impl Seccomp {
+    /// seccomp(2), then hand the SCMP_ACT_NOTIFY listener (if any) to the agent.
+    fn load(&self) -> Result<()> {
+        let fd = _core::seccomp::load(&self.program, self.flags)?;
+        match (fd, &self.listener) {
+            (Some(fd), Some((sock, state))) => _core::seccomp::notify::send_listener(*sock, fd, state),
+            (Some(fd), None) => {
+                unsafe { libc::close(fd) };
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
+    }
 }
 
 fn cloexec(fd: RawFd) {
@@ -33,12 +57,21 @@ fn write_file(path: &str, value: &str, what: impl FnOnce() -> String) -> Result<
 
 fn setup(sync_fd: RawFd) -> Result<Parked> {
     let (plan, config) = sync::recv_plan(sync_fd)?;
+    let program = sync::recv_seccomp(sync_fd, plan.seccomp_len)?;
     let Plan { notify_fd, console_fd, preserve_fds, .. } = plan;
     // Inherited without CLOEXEC across the exec into this program; restore it.
     cloexec(notify_fd);
     if let Some(fd) = console_fd {
         cloexec(fd);
     }
+    if let Some(fd) = plan.seccomp_listener_fd {
+        cloexec(fd);
+    }
+    let seccomp = (!program.is_empty()).then(|| Seccomp {
+        program,
+        flags: plan.seccomp_flags,
+        listener: plan.seccomp_listener_fd.zip(plan.seccomp_state.clone()),
+    });
     let spec: Spec = sync::parse_config(&config)?;
     drop(config);
     let ns = namespaces::Plan::from_spec(&spec)?;
@@ -130,6 +163,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         user: p.user.clone(),
         caps,
         no_new_privileges: p.no_new_privileges,
+        seccomp,
         exec,
     })
 }
@@ -160,6 +194,12 @@ fn park(notify_fd: RawFd) -> Result<RawFd> {
 /// After start: user, capabilities, umask, no_new_privs, the fd sweep, execve.
 fn finish(p: &Parked) -> Error {
     let r = (|| -> Result<()> {
+        // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load the filter before the
+        // user and capabilities change (runc's order), so the profile must then allow
+        // setuid/setgroups/capset/prctl, as Docker's does.
+        if let (Some(s), false) = (&p.seccomp, p.no_new_privileges) {
+            s.load()?;
+        }
         if let Some(c) = &p.caps {
             caps::drop_bounding(c)?;
         }
@@ -172,10 +212,13 @@ fn finish(p: &Parked) -> Error {
         if p.no_new_privileges {
             process::set_no_new_privs()?;
         }
-        // SECCOMP CALL POINT: load linux.seccomp here — after no_new_privs (needed to
-        // load a filter without CAP_SYS_ADMIN) and after setuid/capset (which the filter
-        // may forbid), before the fd sweep and execve.
         process::cloexec_from(3 + p.preserve_fds as u32)?;
+        // With no_new_privs the filter goes on last, after setuid/capset and the fd sweep
+        // (which the profile may forbid): only execve, and sendmsg/close for a listener,
+        // run under it, so profiles need not allow runh's own setup calls.
+        if let (Some(s), true) = (&p.seccomp, p.no_new_privileges) {
+            s.load()?;
+        }
         Ok(())
     })();
     match r {

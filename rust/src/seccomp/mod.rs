@@ -27,6 +27,7 @@ pub mod arch;
 pub mod bpf;
 pub mod cache;
 pub mod load;
+pub mod notify;
 pub mod profile;
 #[cfg(feature = "python")]
 pub mod py;
@@ -64,6 +65,19 @@ pub fn compile_value(v: &serde_json::Value, native: Arch) -> Result<Compiled> {
     let p = profile::Profile::parse(v, native)?;
     let program = bpf::generate(&p)?;
     Ok(Compiled { program, flags: p.flags, uses_notify: p.uses_notify })
+}
+
+/// The parent's step at create: `linux.seccomp` (as parsed with the config) to a program for
+/// this host, through the cache under `root` when there is one. The cache key is the
+/// value re-serialized (serde_json's maps are sorted, so equal profiles give equal bytes).
+pub fn compile_for_create(v: &serde_json::Value, root: Option<&std::path::Path>) -> Result<Compiled> {
+    match root {
+        Some(root) => {
+            let json = serde_json::to_vec(v).map_err(|e| Error::config(format!("linux.seccomp: {e}")))?;
+            compile_cached(&json, Arch::native(), root)
+        }
+        None => compile_value(v, Arch::native()),
+    }
 }
 
 /// The `seccomp` part of `runh features` (runtime-spec features.md).
