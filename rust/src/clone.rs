@@ -38,6 +38,11 @@ pub struct CreateOptions<'a> {
     /// The runtime-spec state of the container without its pid, as JSON: sent to the
     /// seccomp agent at `linux.seccomp.listenerPath` (only needed when that is set).
     pub seccomp_state: Option<&'a [u8]>,
+    /// Called with the init's pid when init reaches the hooks point (namespaces made,
+    /// rootfs mounted, before pivot_root): runs prestart/createRuntime and returns the
+    /// state JSON (status "creating") for init's createContainer/startContainer hooks.
+    /// None: init does not stop there (no such hooks in the config).
+    pub on_hooks: Option<&'a (dyn Fn(i32) -> Result<Vec<u8>> + Sync)>,
 }
 
 /// fds owned by create; closed on every path.
@@ -167,11 +172,42 @@ struct ChildPlan {
     argv: [*const libc::c_char; 3],
     envp: [*const libc::c_char; 1],
     sync_fd: RawFd,
+    /// A new user namespace: wait for the parent's `IdsMapped`, then become its root.
+    wait_ids: bool,
+}
+
+/// Report a failure on the sync socket in the protocol's encoding, from a stack buffer.
+unsafe fn child_fail(sync_fd: RawFd, ctx: &[u8]) -> ! {
+    let errno = *libc::__errno_location();
+    let mut buf = [0u8; 64];
+    let n = 6 + ctx.len().min(58);
+    buf[0] = 5; // TAG_ERROR
+    buf[1] = 0; // Kind::Syscall
+    buf[2..6].copy_from_slice(&errno.to_le_bytes());
+    buf[6..n].copy_from_slice(&ctx[..n - 6]);
+    libc::send(sync_fd, buf.as_ptr().cast(), n, libc::MSG_NOSIGNAL);
+    libc::_exit(127);
 }
 
 /// In the child after clone: no allocation, no locks, only async-signal-safe calls.
 fn child(c: &ChildPlan) -> ! {
     unsafe {
+        if c.wait_ids {
+            // Until the maps exist our uid is unmapped here, and an exec by an unmapped
+            // uid drops every capability: wait, then become the namespace's root (raw
+            // syscalls: glibc's wrappers would try to sync threads this copy lacks).
+            let mut b = [0u8; 8];
+            let n = libc::recv(c.sync_fd, b.as_mut_ptr().cast(), b.len(), 0);
+            if n != 1 || b[0] != sync::IDS_MAPPED {
+                libc::_exit(1);
+            }
+            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0 {
+                child_fail(c.sync_fd, b"setresgid 0 in the user namespace");
+            }
+            if libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0 {
+                child_fail(c.sync_fd, b"setresuid 0 in the user namespace");
+            }
+        }
         for fd in c.pass {
             if fd >= 0 {
                 libc::fcntl(fd, libc::F_SETFD, 0);
@@ -261,6 +297,8 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     let spec: Spec = sync::parse_config(opts.config)?;
     let ns = namespaces::Plan::from_spec(&spec)?;
     precheck(&spec, &ns, opts)?;
+    crate::userns::precheck(&spec)?;
+    crate::procattr::Attrs::from_spec(&spec)?;
     let rootfs = rootfs_path(&spec, opts.bundle)?;
     // Compiled here, before anything is cloned: a bad profile fails create at once, and the
     // parent's cache makes the common case one file read (benches/seccomp_bench.py).
@@ -370,6 +408,7 @@ fn create_bound(
         argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
         sync_fd: init_sync,
+        wait_ids: crate::userns::new_userns(spec),
     };
     // A cgroup namespace made by clone is rooted where the child starts: only right when
     // it starts in the container's cgroup. Otherwise init unshares it after placement.
@@ -378,6 +417,18 @@ fn create_bound(
     if cgroup_fd.is_none() {
         flags &= !(libc::CLONE_NEWCGROUP as u64);
     }
+    // A new time namespace (and a new pid namespace with it) is unshared by init, which
+    // then forks (userns.rs says why). That fork, like the one into a pid namespace
+    // joined by path, orphans the container's init: as a subreaper this process can
+    // still reap it (`run` waits for it); `create` exits and it moves on to our parent's.
+    let new_time = crate::userns::new_timens(spec);
+    if new_time {
+        flags &= !((libc::CLONE_NEWPID | 0x80) as u64);
+    }
+    if new_time || ns.joins_pid() {
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    let current = std::cell::Cell::new(0);
     let (pid, into_cgroup) = spawn(flags, cgroup_fd, &cp)?;
 
     let setup = (|| -> Result<i32> {
@@ -396,6 +447,10 @@ fn create_bound(
             std::fs::write(f, pid.to_string())
                 .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("add init to {f}")))?;
         }
+        if cp.wait_ids {
+            crate::userns::write_maps(pid, spec)?;
+            sync::send(parent_sync, &Msg::IdsMapped)?;
+        }
         let plan = Plan {
             rootfs,
             bundle: opts.bundle.to_string(),
@@ -406,6 +461,7 @@ fn create_bound(
             console_fd: console.map(|_| init_console),
             unshare_cgroupns: wants_cgroupns && !into_cgroup,
             config_len: 0,
+            hooks_sync: opts.on_hooks.is_some(),
             seccomp_len: seccomp.as_ref().map_or(0, |c| c.program.len()),
             seccomp_flags: seccomp.as_ref().map_or(0, |c| c.flags),
             seccomp_listener_fd: listener.map(|_| init_listener),
@@ -426,11 +482,17 @@ fn create_bound(
         loop {
             match sync::recv(parent_sync)? {
                 Some(Msg::Ready) => return Ok(init_pid),
+                Some(Msg::Hooks) => {
+                    let run = opts.on_hooks.ok_or_else(|| Error::sync("init stopped for hooks that were not asked for"))?;
+                    let state = run(init_pid)?;
+                    sync::send(parent_sync, &Msg::HooksDone(state))?;
+                }
                 Some(Msg::Pid(p)) => {
                     // init forked into a pid namespace joined by path; the first child
                     // exits at once and its pid is no longer the container's.
                     reap(pid);
                     init_pid = p;
+                    current.set(p);
                 }
                 Some(other) => return Err(other.into_error("ready")),
                 None => {
@@ -443,6 +505,11 @@ fn create_bound(
     if setup.is_err() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         reap(pid);
+        if current.get() > 0 {
+            // The forked init (our child again, through the subreaper).
+            unsafe { libc::kill(current.get(), libc::SIGKILL) };
+            reap(current.get());
+        }
         let _ = spec; // spec is only needed for precheck; kept borrowed for clarity
     }
     setup.map_err(|mut e| {

@@ -18,8 +18,10 @@ pub mod namespaces;
 pub mod process;
 #[cfg(feature = "python")]
 mod python;
+pub mod procattr;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;
 pub mod tty;
+pub mod userns;

@@ -158,7 +158,11 @@ pub fn set_oom_score_adj(v: i32) -> Result<()> {
 pub fn set_user(u: &User) -> Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) }, || "prctl(PR_SET_KEEPCAPS)".into())?;
     let groups: Vec<libc::gid_t> = u.additional_gids.clone();
-    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }, || format!("setgroups {:?}", u.additional_gids))?;
+    // A rootless one-id gid map denies setgroups(2); with no additional gids asked for
+    // there is nothing to set (runc skips it the same way).
+    if !(groups.is_empty() && crate::userns::setgroups_denied()) {
+        check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }, || format!("setgroups {:?}", u.additional_gids))?;
+    }
     check(unsafe { libc::setresgid(u.gid, u.gid, u.gid) }, || format!("setgid {}", u.gid))?;
     check(unsafe { libc::setresuid(u.uid, u.uid, u.uid) }, || format!("setuid {}", u.uid))?;
     Ok(())

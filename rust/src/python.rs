@@ -24,7 +24,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
                     preserve_fds=0, console_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    root=None, seccomp_state=None))]
+                    root=None, seccomp_state=None, on_hooks=None))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     py: Python<'_>,
@@ -39,7 +39,24 @@ fn create(
     cgroup_procs: Vec<String>,
     root: Option<&str>,
     seccomp_state: Option<&[u8]>,
+    on_hooks: Option<PyObject>,
 ) -> PyResult<i32> {
+    // on_hooks(pid) -> bytes runs the runtime hooks (runh/hooks.py) with the GIL taken
+    // back; its exception is re-raised as it is once init has been torn down.
+    let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let hooks_cb = on_hooks.as_ref().map(|f| {
+        let failed = &failed;
+        move |pid: i32| -> crate::error::Result<Vec<u8>> {
+            Python::with_gil(|py| match f.call1(py, (pid,)).and_then(|r| r.extract::<Vec<u8>>(py)) {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let msg = e.to_string();
+                    *failed.lock().unwrap() = Some(e);
+                    Err(Error::sync(msg))
+                }
+            })
+        }
+    });
     let opts = clone::CreateOptions {
         config,
         bundle,
@@ -52,9 +69,10 @@ fn create(
         cgroup_procs: &cgroup_procs,
         root,
         seccomp_state,
+        on_hooks: hooks_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<Vec<u8>> + Sync)),
     };
     // The GIL is released while init sets up (ms of kernel work, in another process).
-    py.allow_threads(|| clone::create(&opts)).map_err(|e| to_py(py, e))
+    py.allow_threads(|| clone::create(&opts)).map_err(|e| failed.lock().unwrap().take().unwrap_or_else(|| to_py(py, e)))
 }
 
 #[pyfunction]

@@ -48,6 +48,12 @@ const ROOT: &CStr = c"/";
 const DOT: &CStr = c".";
 
 pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
+    prepare_with(spec, opts, &mut || Ok(()))
+}
+
+/// `prepare`, calling `before_pivot` once every mount is in place and before pivot_root
+/// (the runtime-spec's point for the createRuntime/createContainer hooks).
+pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     let prop = root_propagation(spec)?;
     // Until pivot_root, nothing we mount may propagate back to the host: rslave by
     // default (host mounts still appear in the container), or what the config asks.
@@ -91,6 +97,7 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
         return Err(Error::last_os(format!("chdir {rootfs}")));
     }
     drop(root);
+    before_pivot()?;
     if opts.no_pivot {
         move_root(rootfs)?;
     } else {

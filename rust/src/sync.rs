@@ -40,6 +40,9 @@ pub struct Plan {
     /// init sends on it with the listener fd.
     pub seccomp_listener_fd: Option<RawFd>,
     pub seccomp_state: Option<String>,
+    /// Init stops before pivot_root with `Msg::Hooks` and waits for `Msg::HooksDone`
+    /// (the parent runs prestart/createRuntime; init then runs createContainer).
+    pub hooks_sync: bool,
 }
 
 // Largest payload per message: well below the default socket buffer (208 KiB), so a
@@ -52,6 +55,12 @@ const TAG_READY: u8 = 3;
 const TAG_PID: u8 = 4;
 const TAG_ERROR: u8 = 5;
 const TAG_SECCOMP: u8 = 6;
+// User namespaces and hooks (userns.rs, hooks.rs); numbered apart from the others.
+const TAG_IDS_MAPPED: u8 = 20;
+const TAG_HOOKS: u8 = 21;
+const TAG_HOOKS_DONE: u8 = 22;
+/// The tag byte of `Msg::IdsMapped`, read raw by the clone child before it execs init.
+pub const IDS_MAPPED: u8 = TAG_IDS_MAPPED;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
@@ -60,6 +69,12 @@ pub enum Msg {
     Ready,
     Pid(i32),
     Seccomp(Vec<u8>),
+    /// parent → clone child: uid_map/gid_map are written, become root and exec init.
+    IdsMapped,
+    /// init → parent: the environment exists (before pivot_root); run the runtime hooks.
+    Hooks,
+    /// parent → init: runtime hooks done; the state JSON for the container hooks.
+    HooksDone(Vec<u8>),
     Error { kind: Kind, errno: i32, context: String },
 }
 
@@ -100,6 +115,12 @@ impl Msg {
                 out.extend_from_slice(b);
             }
             Msg::Ready => out.push(TAG_READY),
+            Msg::IdsMapped => out.push(TAG_IDS_MAPPED),
+            Msg::Hooks => out.push(TAG_HOOKS),
+            Msg::HooksDone(b) => {
+                out.push(TAG_HOOKS_DONE);
+                out.extend_from_slice(b);
+            }
             Msg::Pid(p) => {
                 out.push(TAG_PID);
                 out.extend_from_slice(&p.to_le_bytes());
@@ -122,6 +143,9 @@ impl Msg {
             TAG_CONFIG => Msg::Config(rest.to_vec()),
             TAG_SECCOMP => Msg::Seccomp(rest.to_vec()),
             TAG_READY => Msg::Ready,
+            TAG_IDS_MAPPED => Msg::IdsMapped,
+            TAG_HOOKS => Msg::Hooks,
+            TAG_HOOKS_DONE => Msg::HooksDone(rest.to_vec()),
             TAG_PID if rest.len() == 4 => Msg::Pid(i32::from_le_bytes(rest.try_into().unwrap())),
             TAG_ERROR if rest.len() >= 5 => Msg::Error {
                 kind: code_kind(rest[0]),
@@ -250,6 +274,9 @@ mod tests {
             Msg::Plan(b"{}".to_vec()),
             Msg::Config(vec![]),
             Msg::Seccomp(vec![1, 2, 3]),
+            Msg::IdsMapped,
+            Msg::Hooks,
+            Msg::HooksDone(b"{}".to_vec()),
             Msg::Error { kind: Kind::Exec, errno: 2, context: "exec: \"x\": not found".into() },
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);

@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, namespaces, process, rootfs, tty};
+use _core::{caps, hooks, namespaces, procattr, process, rootfs, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -21,6 +21,9 @@ struct Parked {
     caps: Option<caps::Sets>,
     no_new_privileges: bool,
     seccomp: Option<Seccomp>,
+    /// startContainer hooks and the state JSON they get.
+    start_hooks: Option<(Vec<hooks::Hook>, Vec<u8>)>,
+    attrs: procattr::Attrs,
     exec: process::Exec,
 }
 
@@ -77,7 +80,15 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     let ns = namespaces::Plan::from_spec(&spec)?;
 
     ns.join_all()?;
-    if ns.joins_pid() {
+    let attrs = procattr::Attrs::from_spec(&spec)?;
+    attrs.apply_initial()?;
+    let new_time = userns::new_timens(&spec);
+    if new_time {
+        // The parent cloned without CLONE_NEWTIME/CLONE_NEWPID: see userns.rs.
+        let pidns = if ns.clone_flags & libc::CLONE_NEWPID as u64 != 0 { libc::CLONE_NEWPID } else { 0 };
+        userns::unshare_time(userns::time_offsets(&spec)?.as_deref(), pidns)?;
+    }
+    if ns.joins_pid() || new_time {
         // setns(CLONE_NEWPID) only places future children in the namespace: one more
         // fork, paid only in this case (about 0.1 ms here). The first process tells the
         // parent the new pid (in the parent's pid namespace, which is also its own) and
@@ -112,7 +123,26 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         }
     }
 
-    rootfs::prepare(&spec, &rootfs::RootfsOptions { rootfs: &plan.rootfs, bundle: &plan.bundle, no_pivot: plan.no_pivot })?;
+    // Hooks point (runtime.md "Lifecycle"): namespaces exist, mounts are in place, no
+    // pivot_root yet. The parent runs prestart/createRuntime, then createContainer runs
+    // here (its path resolves in the runtime's mount view, which is still ours).
+    let mut hook_state: Vec<u8> = Vec::new();
+    let mut run_hooks = || -> Result<()> {
+        if !plan.hooks_sync {
+            return Ok(());
+        }
+        sync::send(sync_fd, &Msg::Hooks)?;
+        hook_state = match sync::recv(sync_fd)? {
+            Some(Msg::HooksDone(s)) => s,
+            Some(other) => return Err(other.into_error("hooks done")),
+            None => return Err(Error::sync("parent closed the sync socket during the hooks")),
+        };
+        hooks::run_all(&hooks::from_spec(&spec, "createContainer")?, &hook_state, "createContainer")
+    };
+    let ropts = rootfs::RootfsOptions { rootfs: &plan.rootfs, bundle: &plan.bundle, no_pivot: plan.no_pivot };
+    rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
+    let start_hooks = hooks::from_spec(&spec, "startContainer")?;
+    let start_hooks = (!start_hooks.is_empty()).then(|| (start_hooks, hooks::with_status(&hook_state, "created")));
 
     let p = spec.process.as_ref().ok_or_else(|| Error::config("process is required"))?;
     if p.terminal {
@@ -164,6 +194,8 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         caps,
         no_new_privileges: p.no_new_privileges,
         seccomp,
+        start_hooks,
+        attrs,
         exec,
     })
 }
@@ -194,6 +226,12 @@ fn park(notify_fd: RawFd) -> Result<RawFd> {
 /// After start: user, capabilities, umask, no_new_privs, the fd sweep, execve.
 fn finish(p: &Parked) -> Error {
     let r = (|| -> Result<()> {
+        // In the container, before anything is dropped (runtime.md: after start, before
+        // the program): hooks and the privileged scheduling classes.
+        if let Some((h, state)) = &p.start_hooks {
+            hooks::run_all(h, state, "startContainer")?;
+        }
+        p.attrs.apply_privileged()?;
         // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load the filter before the
         // user and capabilities change (runc's order), so the profile must then allow
         // setuid/setgroups/capset/prctl, as Docker's does.
@@ -212,6 +250,7 @@ fn finish(p: &Parked) -> Error {
         if p.no_new_privileges {
             process::set_no_new_privs()?;
         }
+        p.attrs.apply_final()?;
         process::cloexec_from(3 + p.preserve_fds as u32)?;
         // With no_new_privs the filter goes on last, after setuid/capset and the fd sweep
         // (which the profile may forbid): only execve, and sendmsg/close for a listener,

@@ -1,0 +1,214 @@
+//! Process attributes that survive execve and so are set by init on itself just before
+//! it execs the container's process: linux.personality (personality(2)),
+//! process.scheduler (sched_setattr), process.ioPriority (ioprio_set) and
+//! process.execCPUAffinity (sched_setaffinity: `initial` as soon as init runs, `final`
+//! right before execve).
+//!
+//! Parsed once during setup, so a bad value fails `create`, not `start`.
+use crate::error::{Error, Result};
+use crate::spec::Spec;
+use serde_json::Value;
+
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+#[derive(Clone)]
+pub struct Attrs {
+    pub personality: Option<libc::c_ulong>,
+    pub sched: Option<SchedAttr>,
+    /// ioprio_set's value: class << 13 | level.
+    pub ioprio: Option<i32>,
+    pub initial_cpus: Option<libc::cpu_set_t>,
+    pub final_cpus: Option<libc::cpu_set_t>,
+}
+
+fn bad(what: &str, v: &Value) -> Error {
+    Error::config(format!("{what}: unsupported value {v}"))
+}
+
+fn personality(v: &Value) -> Result<libc::c_ulong> {
+    const PER_LINUX: libc::c_ulong = 0;
+    const PER_LINUX32: libc::c_ulong = 0x0008;
+    let domain = match v.get("domain").and_then(|d| d.as_str()) {
+        Some("LINUX") => PER_LINUX,
+        Some("LINUX32") => PER_LINUX32,
+        _ => return Err(bad("linux.personality.domain", v.get("domain").unwrap_or(&Value::Null))),
+    };
+    // The spec lists no flag values yet: any flag is refused rather than ignored.
+    if v.get("flags").and_then(|f| f.as_array()).is_some_and(|f| !f.is_empty()) {
+        return Err(Error::config("linux.personality.flags are not supported"));
+    }
+    Ok(domain)
+}
+
+fn sched(v: &Value) -> Result<SchedAttr> {
+    let policy = match v.get("policy").and_then(|p| p.as_str()).unwrap_or("") {
+        "SCHED_OTHER" => 0,
+        "SCHED_FIFO" => 1,
+        "SCHED_RR" => 2,
+        "SCHED_BATCH" => 3,
+        "SCHED_ISO" => 4,
+        "SCHED_IDLE" => 5,
+        "SCHED_DEADLINE" => 6,
+        _ => return Err(bad("process.scheduler.policy", v.get("policy").unwrap_or(&Value::Null))),
+    };
+    let mut flags = 0u64;
+    for f in v.get("flags").and_then(|f| f.as_array()).into_iter().flatten() {
+        flags |= match f.as_str().unwrap_or("") {
+            "SCHED_FLAG_RESET_ON_FORK" => 0x01,
+            "SCHED_FLAG_RECLAIM" => 0x02,
+            "SCHED_FLAG_DL_OVERRUN" => 0x04,
+            "SCHED_FLAG_KEEP_POLICY" => 0x08,
+            "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+            "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+            "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+            _ => return Err(bad("process.scheduler.flags", f)),
+        };
+    }
+    let int = |k: &str| v.get(k).and_then(|n| n.as_i64()).unwrap_or(0);
+    let nice = int("nice");
+    if !(-20..=19).contains(&nice) {
+        return Err(Error::config(format!("process.scheduler.nice {nice} is out of range (-20..19)")));
+    }
+    Ok(SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32, // SCHED_ATTR_SIZE_VER0 (48)
+        policy,
+        flags,
+        nice: nice as i32,
+        priority: int("priority") as u32,
+        runtime: int("runtime") as u64,
+        deadline: int("deadline") as u64,
+        period: int("period") as u64,
+    })
+}
+
+fn ioprio(v: &Value) -> Result<i32> {
+    let class = match v.get("class").and_then(|c| c.as_str()).unwrap_or("") {
+        "IOPRIO_CLASS_RT" => 1,
+        "IOPRIO_CLASS_BE" => 2,
+        "IOPRIO_CLASS_IDLE" => 3,
+        _ => return Err(bad("process.ioPriority.class", v.get("class").unwrap_or(&Value::Null))),
+    };
+    let level = v.get("priority").and_then(|p| p.as_i64()).unwrap_or(0);
+    if !(0..=7).contains(&level) {
+        return Err(Error::config(format!("process.ioPriority.priority {level} is out of range (0..7)")));
+    }
+    Ok(class << 13 | level as i32)
+}
+
+/// "0-3,7" as a cpu_set_t.
+pub fn cpu_list(s: &str, what: &str) -> Result<libc::cpu_set_t> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let err = || Error::config(format!("{what}: invalid CPU list {s:?}"));
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>().map_err(|_| err())?, b.trim().parse::<usize>().map_err(|_| err())?),
+            None => {
+                let n = part.parse::<usize>().map_err(|_| err())?;
+                (n, n)
+            }
+        };
+        if a > b || b >= libc::CPU_SETSIZE as usize {
+            return Err(err());
+        }
+        for cpu in a..=b {
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+    }
+    Ok(set)
+}
+
+impl Attrs {
+    pub fn from_spec(spec: &Spec) -> Result<Attrs> {
+        let p = spec.process.as_ref();
+        let aff = p.and_then(|p| p.exec_cpu_affinity.as_ref());
+        let cpus = |k: &str| -> Result<Option<libc::cpu_set_t>> {
+            match aff.and_then(|a| a.get(k)).and_then(|v| v.as_str()).filter(|s| !s.trim().is_empty()) {
+                Some(s) => cpu_list(s, &format!("process.execCPUAffinity.{k}")).map(Some),
+                None => Ok(None),
+            }
+        };
+        Ok(Attrs {
+            personality: spec.linux.as_ref().and_then(|l| l.personality.as_ref()).map(personality).transpose()?,
+            sched: p.and_then(|p| p.scheduler.as_ref()).map(sched).transpose()?,
+            ioprio: p.and_then(|p| p.io_priority.as_ref()).map(ioprio).transpose()?,
+            initial_cpus: cpus("initial")?,
+            final_cpus: cpus("final")?,
+        })
+    }
+
+    fn set_affinity(set: &libc::cpu_set_t, what: &str) -> Result<()> {
+        if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } < 0 {
+            return Err(Error::last_os(format!("set process.execCPUAffinity.{what}")));
+        }
+        Ok(())
+    }
+
+    /// execCPUAffinity.initial: as soon as init runs.
+    pub fn apply_initial(&self) -> Result<()> {
+        self.initial_cpus.as_ref().map_or(Ok(()), |s| Self::set_affinity(s, "initial"))
+    }
+
+    /// Scheduler and I/O priority need CAP_SYS_NICE / CAP_SYS_ADMIN for the real-time
+    /// classes: called after start, before the user and capabilities change.
+    pub fn apply_privileged(&self) -> Result<()> {
+        if let Some(a) = &self.sched {
+            if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, a as *const SchedAttr, 0) } < 0 {
+                return Err(Error::last_os("set process.scheduler (sched_setattr)"));
+            }
+        }
+        if let Some(v) = self.ioprio {
+            const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+            if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, v) } < 0 {
+                return Err(Error::last_os("set process.ioPriority (ioprio_set)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Personality and the final CPU affinity: the last things before execve.
+    pub fn apply_final(&self) -> Result<()> {
+        if let Some(s) = &self.final_cpus {
+            Self::set_affinity(s, "final")?;
+        }
+        if let Some(p) = self.personality {
+            if unsafe { libc::personality(p) } < 0 {
+                return Err(Error::last_os("set linux.personality"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse() {
+        let s: Spec = serde_json::from_str(
+            r#"{"process":{"scheduler":{"policy":"SCHED_BATCH","nice":5,"flags":["SCHED_FLAG_RESET_ON_FORK"]},
+                "ioPriority":{"class":"IOPRIO_CLASS_IDLE","priority":0},"execCPUAffinity":{"initial":"0","final":"0-1"}},
+               "linux":{"personality":{"domain":"LINUX32"}}}"#,
+        )
+        .unwrap();
+        let a = Attrs::from_spec(&s).unwrap();
+        assert_eq!(a.personality, Some(8));
+        assert_eq!(a.sched.unwrap().policy, 3);
+        assert_eq!(a.sched.unwrap().size, 48);
+        assert_eq!(a.ioprio, Some(3 << 13));
+        assert!(unsafe { libc::CPU_ISSET(1, &a.final_cpus.unwrap()) });
+        assert!(cpu_list("3-1", "x").is_err());
+        assert!(cpu_list("a", "x").is_err());
+    }
+}
