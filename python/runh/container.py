@@ -236,6 +236,46 @@ class Container:
             except FileNotFoundError:
                 pass
 
+    # --- exec -------------------------------------------------------------------------
+    def exec(self, process, console_socket=None, pid_file=None, preserve_fds=0,
+             ignore_paused=False):
+        """Start `process` (the runtime-spec process JSON, bytes) in the running container
+        and return its pid once it has exec'd; it is this process's child (wait for it, or
+        leave it to the caller's subreaper). No lock is held: runc's exec takes none either,
+        and a long `exec` must not block kill/delete."""
+        self._state = st.read_state(self.root, self.id)
+        s = self._state or {}
+        status = self.status()
+        if status in (st.STOPPED, st.CREATING):
+            raise InvalidState("cannot exec in a stopped container")
+        if status == st.PAUSED and not ignore_paused:
+            raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+        fd = _pidfd(s["pid"], s.get("starttime"))
+        if fd is None:
+            raise InvalidState("cannot exec in a stopped container")
+        try:
+            listen = _listen_fds()
+            if listen:
+                process = _with_listen_env(process, listen)
+            try:
+                with open(st.join(s.get("bundle", ""), "config.json"), "rb") as f:
+                    config = f.read()  # for linux.seccomp, which exec'd processes get too
+            except OSError as e:
+                raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
+            cg = self.cgroup()
+            cg_dir, cg_procs = cg.clone_target() if cg is not None else (None, [])
+            pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
+                               console_socket=console_socket,
+                               preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
+                               cgroup_dir=cg_dir, cgroup_procs=cg_procs)
+        finally:
+            os.close(fd)
+        if pid_file:
+            import os as _os
+
+            st.write_atomic(_os.path.abspath(pid_file), str(pid), 0o644)
+        return pid
+
     # --- signals ------------------------------------------------------------------------
     def kill(self, sig=15, all=False):
         with st.Lock(self.dir) as lk:
@@ -355,6 +395,27 @@ def _seccomp_state(config, container_id, bundle):
     if config.get("annotations"):
         state["annotations"] = config["annotations"]
     return dumps(state).encode()
+
+
+def _listen_fds():
+    """How many fds systemd socket activation passed to this process (LISTEN_FDS, valid
+    only when LISTEN_PID is our pid, as sd_listen_fds() checks); 0 if none."""
+    env = os.environ
+    n, who = env.get(b"LISTEN_FDS"), env.get(b"LISTEN_PID")
+    if not n or not n.isdigit() or who != str(os.getpid()).encode():
+        return 0
+    return int(n)
+
+
+def _with_listen_env(process, n):
+    """The process JSON with LISTEN_FDS=n and a LISTEN_PID that the core replaces by the
+    process's own pid in the container."""
+    from runh.jsonio import dumps, loads
+
+    p = loads(process)
+    env = [e for e in p.get("env") or [] if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+    p["env"] = env + [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
+    return dumps(p).encode()
 
 
 def _remove_dir(path):

@@ -11,6 +11,7 @@ pub mod cgroups;
 pub mod clone;
 pub mod devices;
 pub mod error;
+pub mod exec;
 #[cfg(feature = "python")]
 pub mod memfd;
 pub mod mounts;

@@ -80,10 +80,43 @@ fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
     py.allow_threads(|| clone::start(state_dir)).map_err(|e| to_py(py, e))
 }
 
+#[pyfunction]
+#[pyo3(signature = (process, pidfd, init_pid, *, config=None, root=None, console_socket=None,
+                    preserve_fds=0, fix_listen_pid=false, cgroup_dir=None, cgroup_procs=Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+fn exec(
+    py: Python<'_>,
+    process: &[u8],
+    pidfd: i32,
+    init_pid: i32,
+    config: Option<&[u8]>,
+    root: Option<&str>,
+    console_socket: Option<&str>,
+    preserve_fds: i32,
+    fix_listen_pid: bool,
+    cgroup_dir: Option<&str>,
+    cgroup_procs: Vec<String>,
+) -> PyResult<i32> {
+    let opts = crate::exec::ExecOptions {
+        process,
+        config,
+        pidfd,
+        init_pid,
+        root,
+        console_socket,
+        preserve_fds,
+        fix_listen_pid,
+        cgroup_dir,
+        cgroup_procs: &cgroup_procs,
+    };
+    py.allow_threads(|| crate::exec::exec(&opts)).map_err(|e| to_py(py, e))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;

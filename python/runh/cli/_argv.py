@@ -56,6 +56,8 @@ def _take(idx, argv, i, values):
         if not val.lstrip("-").isdigit():
             return -1
         val = int(val)
+    elif kind == "multi":  # repeatable (exec --env/--cap/--additional-gids): a tuple
+        val = values[dest(o[0])] + (val,)
     values[dest(o[0])] = val
     return i + 1
 

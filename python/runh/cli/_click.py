@@ -18,6 +18,8 @@ def _param(o):
     decls = [name, *aliases]
     if kind == "flag":
         return click.Option(decls, is_flag=True, default=default, help=help)
+    if kind == "multi":
+        return click.Option(decls, multiple=True, help=help)
     return click.Option(decls, type=int if kind == "int" else str, default=default, help=help,
                         show_default=default not in (None, "", 0))
 

@@ -4,7 +4,7 @@ The fast parser (`_argv.py`) walks these tables for well-formed input without im
 anything; the click fallback (`_click.py`) builds click commands from the same tables for
 --help, unknown flags and missing arguments. Texts follow runc's man pages (man/runc-*.8.md).
 
-An option is a tuple (name, aliases, kind, default, help); kind is "flag", "str" or "int".
+An option is a tuple (name, aliases, kind, default, help); kind is "flag", "str", "int" or "multi" (repeatable, a tuple).
 Positionals are (name, required) with required one of True, False, "*" (any number).
 """
 
@@ -12,6 +12,8 @@ Positionals are (name, required) with required one of True, False, "*" (any numb
 def opt(name, *aliases, kind="str", default=None, help=""):
     if kind == "flag" and default is None:
         default = False
+    elif kind == "multi":
+        default = ()
     return (name, aliases, kind, default, help)
 
 

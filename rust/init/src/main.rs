@@ -276,6 +276,9 @@ fn main() {
         }
     };
     cloexec(sync_fd);
+    if std::env::args().next().as_deref() == Some(_core::exec::EXEC_ARGV0) {
+        _core::exec::init_main(sync_fd); // `runh exec`: join a running container, execve
+    }
     let parked = match setup(sync_fd) {
         Ok(p) => p,
         Err(e) => {

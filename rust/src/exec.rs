@@ -1,0 +1,605 @@
+//! `runh exec`: one more process in a running container.
+//!
+//! How the new process enters the container, and why:
+//! - The pid namespace: setns(CLONE_NEWPID) only changes the namespace of the caller's
+//!   *future children* ("pid_for_children"), never the caller's own. So the runh process
+//!   (this thread) joins the init's pid namespace just around the clone and returns to its
+//!   own right after: the child is born inside, with no double fork, and runh's Python
+//!   process never becomes a member (it has no pid in the container, only the child's
+//!   parent is outside, shown as ppid 0). Cost here: two setns + one open, about 10 µs,
+//!   against about 0.1 ms for the extra fork a child-side setns would need.
+//! - Everything else (mnt, ipc, uts, net, cgroup, time) is joined by the child after it
+//!   has exec'd runh-init from the sealed memfd ("runh-exec" mode): so the process that
+//!   enters the container's mount namespace has an immutable memfd as /proc/self/exe,
+//!   never the interpreter (CVE-2019-5736), and no Python page is ever charged to the
+//!   container's memory cgroup. One setns(pidfd, flags) joins them all at once (5.8+);
+//!   older kernels fall back to /proc/<pid>/ns/* files, mount last.
+//! - The cgroup: clone3(CLONE_INTO_CGROUP) into the container's v2 directory, or the
+//!   v1 cgroup.procs files written by the parent before the child reads its plan.
+//!
+//! The protocol reuses `sync.rs`: `Msg::Plan` with an [`ExecPlan`], then `Msg::Config`
+//! chunks holding the process JSON followed by the compiled seccomp program; the child
+//! answers `Ready` just before its final steps, then either an `Error` or nothing (the sync
+//! socket is CLOEXEC, so EOF after `Ready` means the execve succeeded).
+use crate::error::{Error, Kind, Result};
+use crate::spec::Process;
+use crate::sync::{self, Msg};
+use crate::{caps, process, tty};
+use serde::{Deserialize, Serialize};
+use std::os::fd::RawFd;
+
+/// argv[0] with which the runh process execs runh-init for an exec (create uses "runh-init").
+pub const EXEC_ARGV0: &str = "runh-exec";
+
+/// What the parent tells runh-init in exec mode.
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+pub struct ExecPlan {
+    /// A pidfd of the container's init (inherited): the namespaces to join are its.
+    pub pidfd: RawFd,
+    /// The init's pid in runh's pid namespace (for the /proc/<pid>/ns fallback).
+    pub init_pid: i32,
+    /// CLONE_NEW* of the init's namespaces that differ from runh's (pid excluded: the
+    /// child was born in it).
+    pub ns_flags: i32,
+    /// A connected console socket, when process.terminal is set.
+    pub console_fd: Option<RawFd>,
+    /// fds 3 .. 3+preserve_fds stay open in the process (LISTEN_FDS included).
+    pub preserve_fds: i32,
+    /// The caller passed LISTEN_FDS: LISTEN_PID is set to the process's own pid.
+    pub fix_listen_pid: bool,
+    pub process_len: usize,
+    pub seccomp_len: usize,
+    pub seccomp_flags: u32,
+}
+
+/// Namespace types joined by exec, with their /proc/<pid>/ns names; mount last, since
+/// joining it changes what later paths mean.
+pub const NS_ORDER: [(libc::c_int, &str); 7] = [
+    (libc::CLONE_NEWUSER, "user"),
+    (0x80, "time"), // CLONE_NEWTIME
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWCGROUP, "cgroup"),
+    (libc::CLONE_NEWNS, "mnt"),
+];
+
+/// Parse and check a process JSON (what `runh exec --process` reads).
+pub fn parse_process(b: &[u8]) -> Result<Process> {
+    let p: Process = serde_json::from_slice(b).map_err(|e| Error::config(format!("invalid process: {e}")))?;
+    if p.args.is_empty() {
+        return Err(Error::config("invalid process: args must not be empty"));
+    }
+    if p.cwd.is_empty() || !p.cwd.starts_with('/') {
+        return Err(Error::config(format!("invalid process: cwd {:?} is not an absolute path", p.cwd)));
+    }
+    if let Some(c) = &p.capabilities {
+        caps::Sets::from_spec(c)?;
+    }
+    for r in &p.rlimits {
+        process::rlimit_resource(&r.kind).ok_or_else(|| Error::config(format!("invalid process: unknown rlimit type {:?}", r.kind)))?;
+    }
+    Ok(p)
+}
+
+// ---------------------------------------------------------------------------------------
+// runh-init side ("runh-exec" mode)
+
+/// Everything decided before `Ready`; the rest of the steps cannot be reported reliably
+/// once seccomp is loaded (a filter may forbid sendmsg).
+struct Prepared {
+    preserve_fds: i32,
+    user: crate::spec::User,
+    caps: Option<caps::Sets>,
+    no_new_privileges: bool,
+    seccomp: Vec<u8>,
+    seccomp_flags: u32,
+    exec: process::Exec,
+}
+
+fn join_namespaces(plan: &ExecPlan) -> Result<()> {
+    if plan.ns_flags == 0 {
+        return Ok(());
+    }
+    if unsafe { libc::setns(plan.pidfd, plan.ns_flags) } == 0 {
+        return Ok(());
+    }
+    let e = Error::last_os("join the container's namespaces");
+    if e.errno != libc::EINVAL {
+        return Err(e);
+    }
+    // Before 5.8 setns takes no pidfd: one namespace file at a time, all opened first (they
+    // are this (host) /proc's paths), the mount namespace joined last.
+    let mut fds = Vec::new();
+    for (f, name) in NS_ORDER {
+        if plan.ns_flags & f != 0 {
+            let p = std::ffi::CString::new(format!("/proc/{}/ns/{name}", plan.init_pid)).unwrap();
+            let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(Error::last_os(format!("open {}", p.to_string_lossy())));
+            }
+            fds.push((f, fd, name));
+        }
+    }
+    for (f, fd, name) in fds {
+        if unsafe { libc::setns(fd, f) } < 0 {
+            return Err(Error::last_os(format!("join the container's {name} namespace")));
+        }
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn recv_all(fd: RawFd, len: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        match sync::recv(fd)? {
+            Some(Msg::Config(b)) => out.extend_from_slice(&b),
+            Some(other) => return Err(other.into_error("process")),
+            None => return Err(Error::sync("parent closed the sync socket while sending the process")),
+        }
+    }
+    Ok(out)
+}
+
+fn prepare(sync_fd: RawFd) -> Result<Prepared> {
+    let plan: ExecPlan = match sync::recv(sync_fd)? {
+        Some(Msg::Plan(b)) => serde_json::from_slice(&b).map_err(|e| Error::sync(format!("decode exec plan: {e}")))?,
+        Some(other) => return Err(other.into_error("exec plan")),
+        None => return Err(Error::sync("parent closed the sync socket before sending the exec plan")),
+    };
+    // Inherited without CLOEXEC across the exec into this program; restore it.
+    for fd in [Some(plan.pidfd), plan.console_fd].into_iter().flatten() {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let mut payload = recv_all(sync_fd, plan.process_len + plan.seccomp_len)?;
+    let seccomp = payload.split_off(plan.process_len);
+    let mut p = parse_process(&payload)?;
+    drop(payload);
+
+    join_namespaces(&plan)?;
+    unsafe { libc::close(plan.pidfd) };
+    // A session of its own, as for the init: no controlling terminal shared with runh.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(Error::last_os("setsid"));
+    }
+    if p.terminal {
+        let fd = plan.console_fd.ok_or_else(|| Error::config("process.terminal is true but no console socket was given"))?;
+        // After the mount namespace: /dev/ptmx is the container's, the pty its devpts's.
+        tty::setup_console(fd, p.console_size)?;
+    }
+    if let Some(fd) = plan.console_fd {
+        unsafe { libc::close(fd) };
+    }
+    if plan.fix_listen_pid {
+        // runc writes LISTEN_PID=1; the process's real pid in the container is known here
+        // (execve keeps it), so sd_listen_fds() in an exec'd process accepts the fds too.
+        let me = format!("LISTEN_PID={}", unsafe { libc::getpid() });
+        p.env.retain(|e| !e.starts_with("LISTEN_PID="));
+        p.env.push(me);
+    }
+    if let Some(v) = p.oom_score_adj {
+        process::set_oom_score_adj(v)?;
+    }
+    process::set_rlimits(&p.rlimits)?;
+    process::enter_cwd(&p.cwd)?;
+    let exec = process::Exec::prepare(&p)?;
+    let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
+    Ok(Prepared {
+        preserve_fds: plan.preserve_fds,
+        user: p.user.clone(),
+        caps,
+        no_new_privileges: p.no_new_privileges,
+        seccomp,
+        seccomp_flags: plan.seccomp_flags,
+        exec,
+    })
+}
+
+/// The container's filter, as the init loaded it. A listener fd (SCMP_ACT_NOTIFY) is not
+/// forwarded for exec'd processes: the agent already has the container's.
+fn load_seccomp(p: &Prepared) -> Result<()> {
+    if !p.seccomp.is_empty() {
+        if let Some(fd) = crate::seccomp::load(&p.seccomp, p.seccomp_flags)? {
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// The same final steps, in the same order, as the init's after `start`.
+fn finish(p: &Prepared) -> Error {
+    let r = (|| -> Result<()> {
+        // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: the filter goes in before
+        // the user and capability change (runc's order, and the init's); with it, last.
+        if !p.no_new_privileges {
+            load_seccomp(p)?;
+        }
+        if let Some(c) = &p.caps {
+            caps::drop_bounding(c)?;
+        }
+        process::set_user(&p.user)?;
+        if let Some(c) = &p.caps {
+            caps::apply(c)?;
+        }
+        process::clear_keepcaps();
+        process::set_umask(&p.user);
+        if p.no_new_privileges {
+            process::set_no_new_privs()?;
+        }
+        if p.no_new_privileges {
+            load_seccomp(p)?;
+        }
+        process::cloexec_from(3 + p.preserve_fds as u32)?;
+        Ok(())
+    })();
+    match r {
+        Err(e) => e,
+        Ok(()) => p.exec.exec(),
+    }
+}
+
+/// runh-init's main in exec mode: join, set up, execve. Never returns.
+pub fn init_main(sync_fd: RawFd) -> ! {
+    let prepared = match prepare(sync_fd) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sync::send(sync_fd, &Msg::from_error(&e));
+            std::process::exit(1);
+        }
+    };
+    if sync::send(sync_fd, &Msg::Ready).is_err() {
+        std::process::exit(1);
+    }
+    let e = finish(&prepared);
+    let _ = sync::send(sync_fd, &Msg::from_error(&e));
+    std::process::exit(if e.kind == Kind::Exec { 127 } else { 1 });
+}
+
+// ---------------------------------------------------------------------------------------
+// runh side
+
+#[cfg(feature = "python")]
+pub use parent::{exec, ExecOptions};
+
+#[cfg(feature = "python")]
+mod parent {
+    use super::*;
+    use std::ffi::CString;
+
+    pub struct ExecOptions<'a> {
+        /// The process JSON (runtime-spec `process`).
+        pub process: &'a [u8],
+        /// The container's config.json, for `linux.seccomp` (None: no filter).
+        pub config: Option<&'a [u8]>,
+        /// A pidfd of the container's init, checked by the caller against its start time.
+        pub pidfd: RawFd,
+        pub init_pid: i32,
+        /// The state root: compiled seccomp filters are cached under it.
+        pub root: Option<&'a str>,
+        pub console_socket: Option<&'a str>,
+        /// fds 3.. of the caller passed through (LISTEN_FDS first, then --preserve-fds).
+        pub preserve_fds: i32,
+        pub fix_listen_pid: bool,
+        pub cgroup_dir: Option<&'a str>,
+        pub cgroup_procs: &'a [String],
+    }
+
+    /// fds owned by exec; closed on every path.
+    #[derive(Default)]
+    struct Fds(Vec<RawFd>);
+
+    impl Fds {
+        fn keep(&mut self, fd: RawFd) -> RawFd {
+            self.0.push(fd);
+            fd
+        }
+        fn close(&mut self, fd: RawFd) {
+            if fd >= 0 && self.0.contains(&fd) {
+                unsafe { libc::close(fd) };
+                self.0.retain(|f| *f != fd);
+            }
+        }
+    }
+
+    impl Drop for Fds {
+        fn drop(&mut self) {
+            for fd in &self.0 {
+                unsafe { libc::close(*fd) };
+            }
+        }
+    }
+
+    fn ns_inode(pid: &str, name: &str) -> Result<u64> {
+        let p = format!("/proc/{pid}/ns/{name}");
+        std::fs::metadata(&p)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::ENOENT), format!("stat {p}")))
+    }
+
+    fn connect_console(path: &str) -> Result<RawFd> {
+        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(Error::last_os("create unix socket"));
+        }
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let b = path.as_bytes();
+        if b.len() >= addr.sun_path.len() {
+            unsafe { libc::close(fd) };
+            return Err(Error::from_errno(libc::ENAMETOOLONG, format!("console socket {path}")));
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(b) {
+            *d = *s as libc::c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + b.len() + 1) as libc::socklen_t;
+        loop {
+            if unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) } == 0 {
+                return Ok(fd);
+            }
+            let e = Error::last_os(format!("connect to console socket {path}"));
+            if e.errno != libc::EINTR {
+                unsafe { libc::close(fd) };
+                return Err(e);
+            }
+        }
+    }
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+    /// Prepared before clone: the child only clears CLOEXEC and execs (no allocation: it
+    /// is a copy-on-write image of the Python process).
+    struct Child {
+        memfd: RawFd,
+        pass: [RawFd; 3],
+        argv: [*const libc::c_char; 3],
+        envp: [*const libc::c_char; 1],
+        sync_fd: RawFd,
+    }
+
+    fn child(c: &Child) -> ! {
+        unsafe {
+            for fd in c.pass {
+                if fd >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                }
+            }
+            libc::syscall(libc::SYS_execveat, c.memfd, c"".as_ptr(), c.argv.as_ptr(), c.envp.as_ptr(), libc::AT_EMPTY_PATH);
+            let errno = *libc::__errno_location();
+            let mut buf = [0u8; 6 + 18];
+            // Msg::Error's encoding (TAG_ERROR, Kind::Syscall), built without allocating.
+            buf[0] = 5;
+            buf[1] = 0;
+            buf[2..6].copy_from_slice(&errno.to_le_bytes());
+            buf[6..].copy_from_slice(b"execveat runh-init");
+            libc::send(c.sync_fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL);
+            libc::_exit(127);
+        }
+    }
+
+    /// clone3 (into the cgroup when given) with a fallback to clone(2); signals blocked
+    /// across it so that no Python handler runs in the child.
+    fn spawn(cgroup_fd: Option<RawFd>, c: &Child) -> Result<(libc::pid_t, bool)> {
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        let mut args = CloneArgs { exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+        if let Some(fd) = cgroup_fd {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = fd as u64;
+        }
+        let mut into = cgroup_fd.is_some();
+        let mut pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        if pid == 0 {
+            child(c);
+        }
+        if pid < 0 && matches!(unsafe { *libc::__errno_location() }, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+            into = false;
+            pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+            if pid == 0 {
+                child(c);
+            }
+        }
+        let e = if pid < 0 { Some(Error::last_os("clone the exec process")) } else { None };
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        match e {
+            Some(e) => Err(e),
+            None => Ok((pid as libc::pid_t, into)),
+        }
+    }
+
+    fn reap(pid: libc::pid_t) -> i32 {
+        let mut status = 0;
+        loop {
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r >= 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
+                return status;
+            }
+        }
+    }
+
+    /// Run `f` with this thread's pid_for_children set to the init's pid namespace, and
+    /// set it back afterwards (to our own active namespace, which setns always allows).
+    fn in_pid_ns<T>(pidfd: RawFd, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let own = unsafe { libc::open(c"/proc/thread-self/ns/pid".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if own < 0 {
+            return Err(Error::last_os("open /proc/thread-self/ns/pid"));
+        }
+        if unsafe { libc::setns(pidfd, libc::CLONE_NEWPID) } < 0 {
+            let e = Error::last_os("join the container's pid namespace");
+            unsafe { libc::close(own) };
+            return Err(e);
+        }
+        let r = f();
+        let back = unsafe { libc::setns(own, libc::CLONE_NEWPID) };
+        unsafe { libc::close(own) };
+        if back < 0 {
+            // Not expected (our own namespace); say so rather than clone elsewhere later.
+            return Err(Error::last_os("return to runh's pid namespace"));
+        }
+        r
+    }
+
+    /// Start the process in the container; returns its pid (in runh's pid namespace) once
+    /// it has exec'd. The process is the caller's child: the caller waits for it.
+    pub fn exec(opts: &ExecOptions) -> Result<i32> {
+        let p = parse_process(opts.process)?;
+        if p.terminal && opts.console_socket.is_none() {
+            return Err(Error::config("process.terminal is true but no console socket was given"));
+        }
+        if !p.terminal && opts.console_socket.is_some() {
+            return Err(Error::config("a console socket was given but process.terminal is false"));
+        }
+        let seccomp = match opts.config {
+            Some(cfg) => {
+                let spec = sync::parse_config(cfg)?;
+                match spec.linux.and_then(|l| l.seccomp) {
+                    // The same compile and cache as create's: a cache hit is one file read.
+                    Some(v) => Some(crate::seccomp::compile_for_create(&v, opts.root.map(std::path::Path::new))?),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+
+        // Which of the init's namespaces differ from ours.
+        let init = opts.init_pid.to_string();
+        let mut ns_flags = 0;
+        for (f, name) in NS_ORDER {
+            let theirs = match ns_inode(&init, name) {
+                Ok(i) => i,
+                Err(e) if e.errno == libc::ENOENT && name == "time" => continue, // pre-5.6
+                Err(e) => return Err(e),
+            };
+            if theirs != ns_inode("thread-self", name)? {
+                if f == libc::CLONE_NEWUSER {
+                    return Err(Error::config("exec into a container with a user namespace is not supported yet"));
+                }
+                ns_flags |= f;
+            }
+        }
+        let join_pid = ns_inode(&init, "pid")? != ns_inode("thread-self", "pid_for_children")?;
+
+        let mut fds = Fds::default();
+        let mut sv = [0; 2];
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
+            return Err(Error::last_os("create the sync socketpair"));
+        }
+        let parent_sync = fds.keep(sv[0]);
+        let child_sync = fds.keep(sv[1]);
+        let console = match opts.console_socket {
+            Some(path) => Some(fds.keep(connect_console(path)?)),
+            None => None,
+        };
+        let memfd = fds.keep(crate::memfd::init_fd()?);
+        // fds 0..3+preserve_fds are the process's; ours go above them.
+        let base = 3 + opts.preserve_fds.max(0);
+        let mut dup_high = |fd: RawFd| -> Result<RawFd> {
+            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
+            if d < 0 {
+                Err(Error::last_os("dup fd for runh-init"))
+            } else {
+                Ok(fds.keep(d))
+            }
+        };
+        let init_sync = dup_high(child_sync)?;
+        let init_pidfd = dup_high(opts.pidfd)?;
+        let init_console = match console {
+            Some(fd) => dup_high(fd)?,
+            None => -1,
+        };
+        let cgroup_fd = match opts.cgroup_dir {
+            Some(dir) => {
+                let c = CString::new(dir).map_err(|_| Error::config("cgroup path contains a NUL byte"))?;
+                let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    return Err(Error::last_os(format!("open cgroup {dir}")));
+                }
+                Some(fds.keep(fd))
+            }
+            None => None,
+        };
+        let arg0 = CString::new(EXEC_ARGV0).unwrap();
+        let arg1 = CString::new(init_sync.to_string()).unwrap();
+        let c = Child {
+            memfd,
+            pass: [init_sync, init_pidfd, init_console],
+            argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
+            envp: [std::ptr::null()],
+            sync_fd: init_sync,
+        };
+        let (pid, into_cgroup) = if join_pid { in_pid_ns(opts.pidfd, || spawn(cgroup_fd, &c))? } else { spawn(cgroup_fd, &c)? };
+
+        let run = (|| -> Result<()> {
+            for fd in [child_sync, init_sync, init_pidfd, init_console] {
+                fds.close(fd);
+            }
+            let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
+            if let (Some(dir), false) = (opts.cgroup_dir, into_cgroup) {
+                procs.push(format!("{}/cgroup.procs", dir.trim_end_matches('/')));
+            }
+            for f in &procs {
+                std::fs::write(f, pid.to_string())
+                    .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("add the exec process to {f}")))?;
+            }
+            let (program, flags) = match &seccomp {
+                Some(s) => (s.program.as_slice(), s.flags),
+                None => (&[][..], 0),
+            };
+            let plan = ExecPlan {
+                pidfd: init_pidfd,
+                init_pid: opts.init_pid,
+                ns_flags,
+                console_fd: console.map(|_| init_console),
+                preserve_fds: opts.preserve_fds.max(0),
+                fix_listen_pid: opts.fix_listen_pid,
+                process_len: opts.process.len(),
+                seccomp_len: program.len(),
+                seccomp_flags: flags,
+            };
+            let json = serde_json::to_vec(&plan).map_err(|e| Error::sync(format!("encode exec plan: {e}")))?;
+            sync::send(parent_sync, &Msg::Plan(json))?;
+            let payload = [opts.process, program].concat();
+            for chunk in payload.chunks(64 * 1024) {
+                sync::send(parent_sync, &Msg::Config(chunk.to_vec()))?;
+            }
+            let mut ready = false;
+            loop {
+                match sync::recv(parent_sync)? {
+                    Some(Msg::Ready) if !ready => ready = true,
+                    None if ready => return Ok(()),
+                    None => return Err(Error::sync("the exec process exited during setup")),
+                    Some(other) => return Err(other.into_error("ready")),
+                }
+            }
+        })();
+        if let Err(mut e) = run {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
+            if e.kind == Kind::Syscall && e.context.is_empty() {
+                e.context = "exec process".into();
+            }
+            return Err(e);
+        }
+        Ok(pid)
+    }
+}
