@@ -171,11 +171,21 @@ class Container:
                 cg.create()
                 cg.apply(linux.get("resources"), linux.get("devices"))
                 cg_dir, cg_procs = cg.clone_target()
+                hooks, on_hooks = config.get("hooks"), None
+                if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
+                    from runh import hooks as hk
+
+                    if hk.wanted_at_create(hooks):
+                        on_hooks = hk.Create(hooks, {
+                            "ociVersion": config["ociVersion"], "id": container_id,
+                            "status": "creating", "bundle": bundle,
+                            "annotations": config.get("annotations") or {}})
                 pid = _core().create(raw, bundle, c.dir, no_pivot=no_pivot,
                                      no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                                      console_socket=console_socket, cgroup_dir=cg_dir,
                                      cgroup_procs=cg_procs, root=root,
-                                     seccomp_state=_seccomp_state(config, container_id, bundle))
+                                     seccomp_state=_seccomp_state(config, container_id, bundle),
+                                     on_hooks=on_hooks)
                 starttime, _ = st.proc_start_time(pid)
                 state = {
                     "ociVersion": config["ociVersion"],
@@ -189,6 +199,8 @@ class Container:
                     "annotations": config.get("annotations") or {},
                     "cgroup": cg.to_state(),
                 }
+                if hooks and hk.for_state(hooks):
+                    state["hooks"] = hk.for_state(hooks)  # poststart/poststop, run later
                 from runh.jsonio import dumps
 
                 st.write_atomic(st.join(c.dir, st.STATE_FILE), dumps(state))
@@ -235,6 +247,11 @@ class Container:
                 os.unlink(st.join(self.dir, st.NOTIFY_SOCK))
             except FileNotFoundError:
                 pass
+            later = self._state.get("hooks")
+            if later and later.get("poststart"):
+                from runh import hooks as hk
+
+                hk.run_warn("poststart", later, hk.state_bytes(self.state()))
 
     # --- exec -------------------------------------------------------------------------
     def exec(self, process, console_socket=None, pid_file=None, preserve_fds=0,
@@ -359,7 +376,13 @@ class Container:
                     if cg.pids():
                         cg.kill_all(_SIGKILL)
                     cg.remove()
+            later = s.get("hooks")
+            final = dict(self.state(), status=st.STOPPED, pid=0) if later else None
             _remove_dir(self.dir)
+            if later and later.get("poststop"):
+                from runh import hooks as hk
+
+                hk.run_warn("poststop", later, hk.state_bytes(final))
 
     # --- processes ----------------------------------------------------------------------
     def pids(self):
