@@ -168,9 +168,13 @@ class Container:
 
                 linux = config.get("linux") or {}
                 cg = cgroups.manager_for(linux, container_id, systemd_cgroup)
-                cg.create()
-                cg.apply(linux.get("resources"), linux.get("devices"))
-                cg_dir, cg_procs = cg.clone_target()
+                cg = _rootless_cgroup(cg, linux) if os.geteuid() != 0 else cg
+                if cg is not None:
+                    cg.create()
+                    cg.apply(linux.get("resources"), linux.get("devices"))
+                    cg_dir, cg_procs = cg.clone_target()
+                else:
+                    cg_dir, cg_procs = None, []
                 hooks, on_hooks = config.get("hooks"), None
                 if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
                     from runh import hooks as hk
@@ -197,7 +201,7 @@ class Container:
                     "created": rfc3339(),
                     "owner": "",
                     "annotations": config.get("annotations") or {},
-                    "cgroup": cg.to_state(),
+                    "cgroup": cg.to_state() if cg is not None else None,
                 }
                 if hooks and hk.for_state(hooks):
                     state["hooks"] = hk.for_state(hooks)  # poststart/poststop, run later
@@ -439,6 +443,25 @@ def _with_listen_env(process, n):
     env = [e for e in p.get("env") or [] if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
     p["env"] = env + [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
     return dumps(p).encode()
+
+
+def _rootless_cgroup(cg, linux):
+    """An unprivileged caller gets a cgroup only where a delegated tree lets it make one
+    (as runc's rootless mode): otherwise none, and limits it asked for are an error."""
+    from runh.errors import SyscallError
+
+    try:
+        cg.create()
+        cg.remove()
+        return cg
+    except (SyscallError, OSError) as e:
+        if getattr(e, "errno", 0) not in (1, 13, 30):  # EPERM, EACCES, EROFS
+            raise
+    res = {k: v for k, v in (linux.get("resources") or {}).items() if v and k != "devices"}
+    if res:
+        raise ConfigError("rootless container: linux.resources (" + ", ".join(sorted(res)) +
+                          ") needs a cgroup, and no delegated cgroup is writable by this user")
+    return None
 
 
 def _remove_dir(path):

@@ -120,8 +120,11 @@ def _to_rootless(spec):
             m = {"destination": "/sys", "type": "none", "source": "/sys",
                  "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
         elif m["destination"] == "/sys/fs/cgroup":
+            # runc keeps it, but a cgroup v1 mount fails in a user namespace (EBUSY/EPERM
+            # here); the rbind of /sys above already shows the host's cgroup tree.
             continue
-        elif m["type"] == "devpts":
-            m = dict(m, options=[o for o in m["options"] if not o.startswith("gid=")])
+        elif m.get("options"):
+            # As runc: uid=/gid= name host ids the user namespace may not map.
+            m = dict(m, options=[o for o in m["options"] if not o.startswith(("gid=", "uid="))])
         mounts.append(m)
     spec["mounts"] = mounts
