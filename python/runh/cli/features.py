@@ -34,6 +34,31 @@ def _caps():
     return names[: last + 1]
 
 
+def _seccomp():
+    # From the Rust generator itself, so the list cannot drift from what it accepts;
+    # supportedFlags are probed on the running kernel.
+    import json
+
+    import runh._core as core
+
+    return json.loads(core.seccomp_features())
+
+
+def _cgroup():
+    # v1 and v2 both have a manager (runh.cgroups); the systemd driver does not exist yet.
+    # rdma limits are written to rdma.max, so they work where the host has the controller.
+    from runh import cgroups
+    from runh.cgroups import _fs
+
+    if cgroups.mode() == "unified":
+        rdma = "rdma" in _fs.read(cgroups.CGROUP_ROOT, "cgroup.controllers", "").split()
+    else:
+        import os
+
+        rdma = os.path.isdir(cgroups.CGROUP_ROOT + "/rdma")
+    return {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}
+
+
 def run(g, o, args):
     import sys
 
@@ -43,13 +68,15 @@ def run(g, o, args):
     features = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
-        "hooks": [],
+        # runtime-spec order; createContainer/startContainer run in runh-init.
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
         "mountOptions": _MOUNT_OPTIONS,
         "linux": {
             "namespaces": _NAMESPACES,
             "capabilities": _caps(),
-            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
-            "seccomp": {"enabled": False},
+            "cgroup": _cgroup(),
+            "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
