@@ -25,6 +25,9 @@ def create(
     console_socket: str | None = None,
     cgroup_dir: str | None = None,
     cgroup_procs: list[str] = [],
+    root: str | None = None,
+    seccomp_state: bytes | None = None,
+    on_hooks: "Callable[[int], bytes] | None" = None,
 ) -> int:
     """Create a container and return its init's pid once the init is set up and parked.
 
@@ -43,13 +46,36 @@ def create(
         without that, its cgroup.procs is written instead.
     cgroup_procs: cgroup.procs files (cgroup v1 hierarchies) that the init's pid is
         written to before it starts any setup.
+    root: the state root (--root); linux.seccomp is compiled here, before clone, through
+        the cache at `<root>/.cache/seccomp/` (None: compiled without a cache). A bad
+        profile raises ConfigError naming the JSON path. runh-init loads the filter after
+        `start`: last before execve with noNewPrivileges, else before the user/capability
+        change (seccomp(2) then needs CAP_SYS_ADMIN, as in runc).
+    seccomp_state: the runtime-spec state JSON without pid (status "creating"), needed
+        only when linux.seccomp.listenerPath is set: the listener path is connected here
+        and, after the filter is loaded, the agent receives the container process state
+        (this state plus the pid, fds ["seccompFd"], metadata = listenerMetadata) with the
+        SCMP_ACT_NOTIFY fd in SCM_RIGHTS. SCMP_ACT_NOTIFY without listenerPath raises
+        ConfigError.
+    on_hooks: given only for configs with prestart/createRuntime/createContainer/
+        startContainer hooks: init then stops once the namespaces exist and the mounts are
+        in place (before pivot_root) and on_hooks(init_pid) is called, with the GIL, in
+        this process; it runs the runtime-namespace hooks and returns the state JSON
+        (compact, status "creating") that init feeds to createContainer (run then) and
+        startContainer (run after `start`, status "created"). An exception it raises is
+        re-raised by create unchanged, after the init is killed.
 
     With process.args[0] resolved against the container's PATH inside the container, a
     missing program fails here with ExecError
     ``exec: "NAME": executable file not found in $PATH``. Namespaces without a path are
     created by clone; with a path they are joined by the init (a pid namespace by path
-    costs one more fork, and the returned pid is then the forked one's). New user and
-    time namespaces raise ConfigError (not supported yet).
+    costs one more fork, and the returned pid is then the forked one's). A new user
+    namespace needs linux.uidMappings/gidMappings mapping containerID 0: they are
+    written (directly as root or for a one-id map of the caller's own ids, else through
+    newuidmap/newgidmap) before init is exec'd. A new time namespace (with
+    linux.timeOffsets) also makes init fork once, and this process becomes a child
+    subreaper so that the returned pid is still its child. Joining a user namespace by
+    path raises ConfigError (not supported yet).
 
     On any failure nothing is left behind: the child is killed and reaped, notify.sock
     removed; every mount was made in the child's own mount namespace. The returned pid is
