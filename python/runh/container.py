@@ -9,6 +9,7 @@ time so that a reused pid is never signalled).
 """
 
 import posix as os  # not `os`: see runh/state.py (0.8 ms with -I -S)
+import sys
 
 from runh import state as st
 from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, ContainerNotRunning,
@@ -21,6 +22,14 @@ def _core():
     import runh._core as core  # the Rust extension; loaded only by commands that need it
 
     return core
+
+
+def _mark(phase):
+    """End of a start-up phase, for RUNH_TIMING/--debug (runh.timing is loaded only then;
+    otherwise this is one dict lookup)."""
+    t = sys.modules.get("runh.timing")
+    if t is not None:
+        t.mark(phase)
 
 
 def _pidfd(pid, starttime):
@@ -141,6 +150,7 @@ class Container:
         # Everything checkable is checked before anything exists on disk.
         raw, config = load_config(bundle)
         rootfs = rootfs_path(bundle, config)
+        _mark("config load+validate")
         process = config.get("process")
         if process is None:
             raise ConfigError("config.json: process: is required to create a container")
@@ -163,6 +173,7 @@ class Container:
         cg = None
         try:
             with st.Lock(c.dir):
+                _mark("state dir+lock")
                 # The cgroup exists and holds its limits before init is cloned into it.
                 from runh import cgroups
 
@@ -175,6 +186,7 @@ class Container:
                     cg_dir, cg_procs = cg.clone_target()
                 else:
                     cg_dir, cg_procs = None, []
+                _mark("cgroup")
                 hooks, on_hooks = config.get("hooks"), None
                 if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
                     from runh import hooks as hk
@@ -190,6 +202,7 @@ class Container:
                                      cgroup_procs=cg_procs, root=root,
                                      seccomp_state=_seccomp_state(config, container_id, bundle),
                                      on_hooks=on_hooks)
+                _mark("core create returned")
                 starttime, _ = st.proc_start_time(pid)
                 state = {
                     "ociVersion": config["ociVersion"],
@@ -212,6 +225,7 @@ class Container:
                 if pid_file:
                     # Atomic, so a caller polling for the file never reads a partial pid.
                     st.write_atomic(_os.path.abspath(pid_file), str(pid), 0o644)
+                _mark("state.json+pid file")
         except BaseException:
             if pid > 0:
                 try:
@@ -246,7 +260,9 @@ class Container:
                 if status == st.STOPPED:
                     raise InvalidState("cannot start a container that has stopped")
                 raise InvalidState(f"cannot start an already running container")
+            _mark("lock+state read")
             _core().start(self.dir)
+            _mark("start handshake (init exec'd)")
             try:
                 os.unlink(st.join(self.dir, st.NOTIFY_SOCK))
             except FileNotFoundError:
@@ -285,10 +301,16 @@ class Container:
                 raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
             cg = self.cgroup()
             cg_dir, cg_procs = cg.clone_target() if cg is not None else (None, [])
+            if status == st.PAUSED:
+                # A child cloned into the frozen cgroup would freeze before it could
+                # report: it joins once it has exec'd, and then freezes until resume.
+                cg_dir, cg_procs = None, []
             pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
                                console_socket=console_socket,
                                preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
                                cgroup_dir=cg_dir, cgroup_procs=cg_procs)
+            if status == st.PAUSED and cg is not None:
+                cg.add(pid)
         finally:
             os.close(fd)
         if pid_file:
@@ -345,6 +367,7 @@ class Container:
             except ValueError:
                 self._state = {}  # unreadable state: nothing to signal, just remove it
             status = self.status()
+            _mark("lock+state read")
             s = self._state or {}
             if status in (st.RUNNING, st.PAUSED) and not force:
                 raise InvalidState(f"cannot delete container {self.id} that is not stopped: {status}")
@@ -372,6 +395,7 @@ class Container:
                         os.close(fd)
             elif status == st.CREATING:
                 raise InvalidState(f"cannot delete container {self.id} that is being created")
+            _mark("init killed")
             cg = self.cgroup()
             if cg is not None:
                 # Init is gone; anything left in the cgroup (e.g. a daemonized child without
@@ -382,7 +406,9 @@ class Container:
                     cg.remove()
             later = s.get("hooks")
             final = dict(self.state(), status=st.STOPPED, pid=0) if later else None
+            _mark("cgroup removed")
             _remove_dir(self.dir)
+            _mark("state dir removed")
             if later and later.get("poststop"):
                 from runh import hooks as hk
 

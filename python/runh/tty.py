@@ -37,21 +37,32 @@ def wait(pid):
             return exit_status(status)
 
 
-def forward_signals(names, target):
-    """Install handlers that pass `names` on to target() (a pid, or None while unknown)."""
+class Forwarder:
+    """Handlers that pass signals on to the process. Installed before the process exists
+    (so none is lost); what arrives before `set_pid` is held and delivered then (the
+    process may already run, and print, before the core returns its pid)."""
 
-    def handler(signum, frame):
-        pid = target()
-        if pid:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+    def __init__(self, names):
+        self.pid = None
+        self.pending = []
+        for name in names:
+            n = getattr(_signal, name, None)
+            if n is not None:
+                _signal.signal(n, self._handler)
 
-    for name in names:
-        n = getattr(_signal, name, None)
-        if n is not None:
-            _signal.signal(n, handler)
+    def _handler(self, signum, frame):
+        if self.pid is None:
+            self.pending.append(signum)
+            return
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def set_pid(self, pid):
+        self.pid = pid
+        while self.pending:
+            self._handler(self.pending.pop(0), None)
 
 
 class ConsoleListener:
@@ -204,8 +215,7 @@ def foreground_exec(c, process, command, o, forward):
 
     if process is None:
         process = build_process(c._state.get("bundle", "") if c._state else "", o, command)
-    pid = None
-    forward_signals([n for n in forward if n != "SIGWINCH" or not o["tty"]], lambda: pid)
+    fw = Forwarder([n for n in forward if n != "SIGWINCH" or not o["tty"]])
     listener = None
     terminal = o["tty"] or (o["process"] and _terminal(process))
     if terminal and not o["console_socket"]:
@@ -214,6 +224,7 @@ def foreground_exec(c, process, command, o, forward):
         pid = c.exec(process, console_socket=o["console_socket"] or (listener and listener.path),
                      pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
                      ignore_paused=o["ignore_paused"])
+        fw.set_pid(pid)
         if listener is None:
             return wait(pid)
         master = listener.receive()
