@@ -152,3 +152,48 @@ def test_v1_freeze_thaw_kill_all(manager):
     while m.pids() and time.time() < deadline:
         time.sleep(0.01)
     assert m.pids() == []
+
+
+def test_device_rules_merge_like_the_v1_kernel():
+    def rule(allow, t, major, minor, access):
+        return {"allow": allow, "type": t, "major": major, "minor": minor, "access": access}
+
+    # Separate r and w allows for one device become one rw exception (O_RDWR works).
+    got = base.merge_device_rules([rule(False, "a", None, None, "rwm"), rule(True, "c", 1, 11, "r"),
+                                   rule(True, "c", 1, 11, "w"), rule(True, "c", 1, 11, "m")])
+    assert got == [rule(False, "a", None, None, "rwm"), rule(True, "c", 1, 11, "rwm")]
+    # A deny with the default (deny) takes bits away; the last bit gone drops the entry.
+    got = base.merge_device_rules([rule(False, "a", None, None, "rwm"), rule(True, "c", 1, 11, "rw"),
+                                   rule(False, "c", 1, 11, "w"), rule(True, "c", 1, 3, "r"),
+                                   rule(False, "c", 1, 3, "r")])
+    assert got == [rule(False, "a", None, None, "rwm"), rule(True, "c", 1, 11, "r")]
+    # "a" resets: allow-all then denies are deny exceptions; the earlier allow is gone.
+    got = base.merge_device_rules([rule(True, "c", 1, 11, "r"), rule(True, "a", None, None, "rwm"),
+                                   rule(False, "b", 8, None, "w")])
+    assert got == [rule(True, "a", None, None, "rwm"), rule(False, "b", 8, None, "w")]
+    # Through device_rules: the usual config (deny all first) keeps the defaults.
+    rules = base.device_rules({"devices": [{"allow": False, "access": "rwm"},
+                                           {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "r"},
+                                           {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "w"}]})
+    assert rule(True, "c", 5, 1, "rw") in rules and rule(True, "c", 1, 3, "rwm") in rules
+    assert [r for r in rules if r["type"] == "a"] == [rule(False, "a", None, None, "rwm")]
+
+
+def test_rdma_writes_v1_and_v2():
+    res = {"rdma": {"mlx5_1": {"hcaHandles": 3}, "mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}}}
+    want = [("rdma.max", "mlx4_0 hca_handle=2 hca_object=2000"),
+            ("rdma.max", "mlx5_1 hca_handle=3 hca_object=max")]
+    assert [x for x in v2.resource_writes(res) if x[0] == "rdma.max"] == want
+    assert v1.resource_writes(res)["rdma"] == want
+
+
+def test_features_cgroup_truthful():
+    import json
+
+    from conftest import RUNH
+
+    out = subprocess.run([RUNH, "features"], capture_output=True, text=True, check=True).stdout
+    cg = json.loads(out)["linux"]["cgroup"]
+    rdma = os.path.isdir("/sys/fs/cgroup/rdma") if cgroups.mode() != "unified" else \
+        "rdma" in open("/sys/fs/cgroup/cgroup.controllers").read().split()
+    assert cg == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}

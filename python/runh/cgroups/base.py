@@ -86,10 +86,11 @@ DEFAULT_DEVICES = [
 
 
 def device_rules(resources, devices=()):
-    """The effective rule list, in order (last match wins): deny all, the config's
-    linux.resources.devices, then the defaults and linux.devices (each allowed rwm). The
-    defaults come after the config's rules, as runc orders them, so the usual leading
-    "deny all" of a config does not take /dev/null away from the container."""
+    """The effective rule list: deny all, the config's linux.resources.devices, then the
+    defaults and linux.devices (each allowed rwm), in that order (last match wins), merged
+    by merge_device_rules. The defaults come after the config's rules, as runc orders
+    them, so the usual leading "deny all" of a config does not take /dev/null away from
+    the container."""
     rules = [{"allow": False, "type": "a", "major": None, "minor": None, "access": "rwm"}]
     for r in (resources or {}).get("devices") or ():
         rules.append({"allow": bool(r.get("allow")), "type": r.get("type") or "a",
@@ -101,7 +102,37 @@ def device_rules(resources, devices=()):
             continue
         rules.append({"allow": True, "type": d.get("type", "c")[0].replace("u", "c"),
                       "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
-    return [_wild(r) for r in rules]
+    return merge_device_rules([_wild(r) for r in rules])
+
+
+def merge_device_rules(rules):
+    """The rule list reduced as the v1 kernel reduces it (devcgroup_update_access), and as
+    runc's emulator does for v2, so that v1 and v2 decide alike: an "a" rule sets the
+    default and drops every exception; a rule against the default adds its access bits to
+    the exception with the same type:major:minor; a rule with the default takes its bits
+    away. Separate "r" and "w" allows for one device thus become one "rw" exception, and
+    O_RDWR (the kernel asks for r|w at once, and a rule grants only if it covers every
+    bit) is allowed. Result: the default rule first, then the exceptions, whose order no
+    longer matters (they all allow, or all deny)."""
+    default = False
+    exc = {}
+    for r in rules:
+        if r["type"] == "a":  # the kernel reads only the "a": all devices, all access
+            default, exc = bool(r["allow"]), {}
+            continue
+        key = (r["type"], r["major"], r["minor"])
+        bits = set(r["access"] or "rwm")
+        if bool(r["allow"]) != default:
+            exc[key] = exc.get(key, set()) | bits
+        elif key in exc:
+            exc[key] -= bits
+            if not exc[key]:
+                del exc[key]
+    out = [{"allow": default, "type": "a", "major": None, "minor": None, "access": "rwm"}]
+    for (t, major, minor), bits in exc.items():
+        out.append({"allow": not default, "type": t, "major": major, "minor": minor,
+                    "access": "".join(c for c in "rwm" if c in bits)})
+    return out
 
 
 def _wild(r):
@@ -146,3 +177,17 @@ def swap_to_v2(swap, memory):
 def num(v):
     """An OCI limit as a cgroup v2 value: -1 (or any negative) is "max"."""
     return "max" if v is not None and v < 0 else str(v)
+
+
+def rdma_writes(res):
+    """linux.resources.rdma {device: {hcaHandles, hcaObjects}} → rdma.max lines (the same
+    file on v1 and v2); an omitted limit is "max"."""
+    out = []
+    for dev, lim in sorted((res.get("rdma") or {}).items()):
+        lim = lim or {}
+        h, o = lim.get("hcaHandles"), lim.get("hcaObjects")
+        if h is None and o is None:
+            continue
+        out.append(("rdma.max", f"{dev} hca_handle={'max' if h is None else h} "
+                                f"hca_object={'max' if o is None else o}"))
+    return out

@@ -2,7 +2,7 @@
 containerd's go-runc events.go): cpu.usage/throttling, memory.usage/swap/kernel/raw,
 pids, blkio, hugetlb. Only read when asked for, never on the create/start path.
 """
-import os
+import posix as os  # not `os`: see runh/state.py
 
 from runh.cgroups._fs import read
 

@@ -4,10 +4,10 @@ Hierarchies are found by listing /sys/fs/cgroup (one scandir; no mountinfo parse
 co-mount such as "cpu,cpuacct" appears as symlinks, resolved so each directory is made
 once. Controllers whose hierarchy is not mounted are skipped, as runc does.
 """
-import os
+import posix
 
-from runh.cgroups import CGROUP_ROOT, _fs
-from runh.cgroups.base import Manager, device_rules
+from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
+from runh.cgroups.base import Manager, device_rules, rdma_writes
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
                "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
@@ -16,12 +16,22 @@ CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices",
 def hierarchies():
     """{controller: mount directory} for the v1 hierarchies mounted under CGROUP_ROOT."""
     out = {}
-    with os.scandir(CGROUP_ROOT) as it:
+    with posix.scandir(CGROUP_ROOT) as it:
         for e in it:
             for c in e.name.split(","):
                 if c in CONTROLLERS:
-                    out[c] = os.path.realpath(e.path)
+                    out[c] = _resolve(e.path)
     return out
+
+
+def _resolve(path):
+    """A co-mount's symlink (cpu -> cpu,cpuacct) to its directory; no os.path.realpath,
+    which would import os."""
+    try:
+        target = posix.readlink(path)
+    except OSError:  # EINVAL: not a symlink
+        return path
+    return normpath(target if target.startswith("/") else path.rsplit("/", 1)[0] + "/" + target)
 
 
 def resource_writes(res, update=False, current_limit=None):
@@ -114,6 +124,9 @@ def resource_writes(res, update=False, current_limit=None):
     if net.get("priorities"):
         w["net_prio"] = [("net_prio.ifpriomap", f"{p['name']} {p['priority']}")
                          for p in net["priorities"]]
+    r = rdma_writes(res)
+    if r:
+        w["rdma"] = r
     if res.get("unified"):
         from runh.errors import ConfigError
 
@@ -147,7 +160,7 @@ class V1Manager(Manager):
 
                     own = own_cgroups()
                 p = own.get(ctrl, "/").rstrip("/") + "/" + p
-            paths[ctrl] = os.path.normpath(mnt + "/" + p.lstrip("/"))
+            paths[ctrl] = normpath(mnt + "/" + p.lstrip("/"))
         return cls(paths)
 
     def to_state(self):
@@ -157,7 +170,7 @@ class V1Manager(Manager):
         return sorted(set(self.paths.values()))
 
     def exists(self):
-        return any(os.path.isdir(p) for p in self.paths.values())
+        return any(isdir(p) for p in self.paths.values())
 
     def create(self):
         _fs.create(self._dirs())
@@ -168,14 +181,14 @@ class V1Manager(Manager):
             self._fill_cpuset(cs)
 
     def _fill_cpuset(self, path):
-        mnt = os.path.realpath(CGROUP_ROOT + "/cpuset")
+        mnt = _resolve(CGROUP_ROOT + "/cpuset")
         chain = []
         p = path
         while p != mnt and p.startswith(mnt):
             chain.append(p)
-            p = os.path.dirname(p)
+            p = p.rsplit("/", 1)[0]
         for d in reversed(chain):
-            parent = os.path.dirname(d)
+            parent = d.rsplit("/", 1)[0]
             for f in ("cpuset.cpus", "cpuset.mems"):
                 if not _fs.read(d, f, "").strip():
                     _fs.write(d, [(f, _fs.read(parent, f).strip())])
@@ -220,8 +233,8 @@ class V1Manager(Manager):
     def pids(self):
         d = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
         out = []
-        for root, _dirs, _files in os.walk(d):
-            out += [int(p) for p in _fs.read(root, "cgroup.procs", "").split()]
+        for sub in walk_dirs(d):
+            out += [int(p) for p in _fs.read(sub, "cgroup.procs", "").split()]
         return out
 
     def kill_all(self, sig=9):
@@ -233,7 +246,7 @@ class V1Manager(Manager):
         try:
             for pid in self.pids():
                 try:
-                    os.kill(pid, sig)
+                    posix.kill(pid, sig)
                 except ProcessLookupError:
                     pass
         finally:

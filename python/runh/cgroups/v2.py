@@ -5,10 +5,10 @@ create() enables every available controller in each ancestor's cgroup.subtree_co
 translates LinuxResources into one batch of writes; the device rules become an eBPF
 program attached by the Rust core.
 """
-import os
+import posix
 
-from runh.cgroups import CGROUP_ROOT, _fs
-from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num,
+from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
+from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num, rdma_writes,
                                shares_to_weight, swap_to_v2)
 
 
@@ -61,6 +61,7 @@ def resource_writes(res, update=False):
             w.append(("io.max", f"{d['major']}:{d['minor']} {io_key}={rate if rate else 'max'}"))
     for h in res.get("hugepageLimits") or ():
         w.append((f"hugetlb.{h['pageSize']}.max", num(h["limit"])))
+    w += rdma_writes(res)
     for k, v in (res.get("unified") or {}).items():
         if "/" in k or k.startswith("."):
             from runh.errors import ConfigError
@@ -82,20 +83,20 @@ class V2Manager(Manager):
             from runh.cgroups import own_cgroups
 
             inner = own_cgroups().get("", "/").rstrip("/") + "/" + inner
-        return cls(os.path.normpath(CGROUP_ROOT + "/" + inner.lstrip("/")))
+        return cls(normpath(CGROUP_ROOT + "/" + inner.lstrip("/")))
 
     def to_state(self):
         return {"version": 2, "path": self.path}
 
     def exists(self):
-        return os.path.isdir(self.path)
+        return isdir(self.path)
 
     def create(self):
         _fs.create([self.path])
         # Enable controllers top-down in each ancestor; a write the kernel already holds
         # is a no-op. Where an ancestor has processes of its own (the "no internal
         # processes" rule) the batch fails; then enable one by one and keep what works.
-        rel = os.path.relpath(self.path, CGROUP_ROOT).split("/")
+        rel = self.path[len(CGROUP_ROOT):].strip("/").split("/")
         cur = CGROUP_ROOT
         for part in rel:
             avail = _fs.read(cur, "cgroup.controllers", "").split()
@@ -138,8 +139,8 @@ class V2Manager(Manager):
 
     def pids(self):
         out = []
-        for root, _dirs, _files in os.walk(self.path):
-            out += [int(p) for p in _fs.read(root, "cgroup.procs", "").split()]
+        for d in walk_dirs(self.path):
+            out += [int(p) for p in _fs.read(d, "cgroup.procs", "").split()]
         return out
 
     def kill_all(self, sig=9):
@@ -147,7 +148,7 @@ class V2Manager(Manager):
             return
         for pid in self.pids():
             try:
-                os.kill(pid, sig)
+                posix.kill(pid, sig)
             except ProcessLookupError:
                 pass
 

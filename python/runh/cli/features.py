@@ -53,9 +53,7 @@ def _cgroup():
     if cgroups.mode() == "unified":
         rdma = "rdma" in _fs.read(cgroups.CGROUP_ROOT, "cgroup.controllers", "").split()
     else:
-        import os
-
-        rdma = os.path.isdir(cgroups.CGROUP_ROOT + "/rdma")
+        rdma = cgroups.isdir(cgroups.CGROUP_ROOT + "/rdma")
     return {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}
 
 
