@@ -119,6 +119,24 @@ def _copy_winsize(src, dst):
         pass
 
 
+def terminal_size(fd):
+    """(rows, cols) of the terminal on fd, or None if it is not a terminal."""
+    import fcntl
+
+    try:
+        ws = fcntl.ioctl(fd, _TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return None
+    rows, cols = int.from_bytes(ws[0:2], "little"), int.from_bytes(ws[2:4], "little")
+    return (rows, cols) if rows and cols else None
+
+
+def copy_size_to(master):
+    """Before start: the pty gets runh's terminal size (the container may ask at once)."""
+    if os.isatty(0):
+        _copy_winsize(0, master)
+
+
 def _write_all(fd, data):
     while data:
         try:

@@ -67,6 +67,14 @@ def build_process(bundle, o, command):
     proc["args"] = list(command)
     proc["terminal"] = bool(o["tty"])
     proc.pop("consoleSize", None)
+    if o["tty"] and not o["detach"] and not o["console_socket"]:
+        # The size must be on the pty before the process runs (it may ask at once):
+        # runh-init sets consoleSize before execve; SIGWINCH keeps it current later.
+        from runh.tty import terminal_size
+
+        size = terminal_size(0)
+        if size:
+            proc["consoleSize"] = {"height": size[0], "width": size[1]}
     if o["cwd"]:
         proc["cwd"] = o["cwd"]
     proc.setdefault("cwd", "/")

@@ -29,10 +29,73 @@ def run(g, o, args):
         raise NotSupported("--pidfd-socket is not supported yet")
     if o["detach"] and o["keep"]:
         raise UsageError("--detach and --keep cannot both be set")
-    c = Container.create(args[0], bundle=o["bundle"], root=g.root, pid_file=o["pid_file"],
-                         console_socket=o["console_socket"], no_pivot=o["no_pivot"],
-                         no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
-                         detach=o["detach"], systemd_cgroup=g.systemd_cgroup)
+    listener = None
+    if not o["detach"] and not o["console_socket"] and _wants_terminal(o["bundle"]):
+        # A foreground terminal: runh receives the pty master itself and proxies it.
+        from runh.tty import ConsoleListener
+
+        listener = ConsoleListener()
+    try:
+        c = Container.create(args[0], bundle=o["bundle"], root=g.root, pid_file=o["pid_file"],
+                             console_socket=o["console_socket"] or (listener and listener.path),
+                             no_pivot=o["no_pivot"], no_new_keyring=o["no_new_keyring"],
+                             preserve_fds=o["preserve_fds"], detach=o["detach"],
+                             systemd_cgroup=g.systemd_cgroup)
+        master = listener.receive() if listener else None
+    finally:
+        if listener:
+            listener.close()
+    if master is not None:
+        return _run_terminal(c, master, o)
+    return _run(c, o)
+
+
+def _wants_terminal(bundle):
+    """process.terminal of the bundle's config; parsed only if the word appears at all."""
+    import posix
+
+    path = (bundle or posix.getcwd()).rstrip("/") + "/config.json"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return False  # create reports it
+    if b'"terminal"' not in raw:
+        return False
+    from runh.jsonio import loads
+
+    try:
+        return bool((loads(raw).get("process") or {}).get("terminal"))
+    except ValueError:
+        return False
+
+
+def _run_terminal(c, master, o):
+    from runh import tty
+
+    try:
+        tty.copy_size_to(master)
+        try:
+            c.start()
+        except BaseException:
+            _cleanup(c)
+            raise
+        # The container's pty has its own line discipline: ^C arrives as a byte and the
+        # container's foreground group gets the SIGINT; runh forwards only what is sent
+        # to runh itself (kill), and SIGWINCH becomes a window-size copy.
+        fw = tty.Forwarder([n for n in _FORWARD if n != "SIGWINCH"])
+        fw.set_pid(c.pid)
+        status = tty.proxy(master, c.pid)
+    finally:
+        import posix
+
+        posix.close(master)
+    if not o["keep"]:
+        _cleanup(c)
+    return status
+
+
+def _run(c, o):
     if o["detach"]:
         try:
             c.start()
