@@ -82,6 +82,7 @@ def main(argv=None):
     if os.geteuid() != 0:
         sys.exit("run as root: it starts real containers")
 
+    load_before = os.getloadavg()
     base = tempfile.mkdtemp(prefix="rhb-", dir="/tmp")  # short: notify.sock must fit 108 bytes
     try:
         b = bundlemod.build_bundle(os.path.join(base, "b"), args=["/bin/true"])
@@ -127,13 +128,17 @@ def main(argv=None):
     print(f"runh/runc run (medians): {ratio:.2f}x  (target <= 0.80: "
           f"{'met' if ratio <= 0.8 else 'NOT met'})")
     print(f"runh per-call cost above a bare interpreter start: {overhead:.2f} ms")
+    print(f"load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} cpus (figures are unreliable when it exceeds the cpus)")
 
     commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     doc = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n": args.n, "warmup": args.warmup, "interleaved": True,
-        "machine": {"kernel": platform.release(), "cpus": os.cpu_count()},
+        # Other work on the machine skews every figure: the load average says how much.
+        "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "versions": {"runh": version([args.runh, "--version"]), "runh_commit": commit,
                      "runc": version([args.runc, "--version"])},
         "results": results, "ratio_runh_over_runc": ratio,
