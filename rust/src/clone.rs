@@ -294,6 +294,8 @@ fn describe_status(status: i32) -> String {
 /// Create the container: returns the init's pid once it is set up and parked.
 /// On failure nothing is left: the child is killed and reaped, notify.sock removed.
 pub fn create(opts: &CreateOptions) -> Result<i32> {
+    crate::timing::reset();
+    crate::timing::mark("core: entered");
     let spec: Spec = sync::parse_config(opts.config)?;
     let ns = namespaces::Plan::from_spec(&spec)?;
     precheck(&spec, &ns, opts)?;
@@ -306,6 +308,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         Some(v) => Some(crate::seccomp::compile_for_create(v, opts.root.map(std::path::Path::new))?),
         None => None,
     };
+    crate::timing::mark("core: config parse+checks");
 
     let mut fds = Fds::default();
     let mut sv = [0; 2];
@@ -365,7 +368,9 @@ fn create_bound(
         }
         _ => None,
     };
+    crate::timing::mark("core: sockets");
     let memfd = fds.keep(crate::memfd::init_fd()?);
+    crate::timing::mark("core: init memfd");
 
     // fds 0..3+preserve_fds belong to the container; ours go above them, as
     // CLOEXEC copies in the parent that the child alone makes inheritable.
@@ -430,6 +435,7 @@ fn create_bound(
     }
     let current = std::cell::Cell::new(0);
     let (pid, into_cgroup) = spawn(flags, cgroup_fd, &cp)?;
+    crate::timing::mark("core: clone3");
 
     let setup = (|| -> Result<i32> {
         // Close the child's ends now, so that init's exit reads as EOF.
@@ -475,13 +481,18 @@ fn create_bound(
             },
         };
         sync::send_plan(parent_sync, &plan, opts.config)?;
+        crate::timing::mark("core: plan sent");
         if let Some(c) = &seccomp {
             sync::send_seccomp(parent_sync, &c.program)?;
         }
         let mut init_pid = pid;
         loop {
             match sync::recv(parent_sync)? {
-                Some(Msg::Ready) => return Ok(init_pid),
+                Some(Msg::Ready) => {
+                    crate::timing::mark("core: ready received");
+                    return Ok(init_pid);
+                }
+                Some(Msg::Times(t)) => crate::timing::add_init(&t),
                 Some(Msg::Hooks) => {
                     let run = opts.on_hooks.ok_or_else(|| Error::sync("init stopped for hooks that were not asked for"))?;
                     let state = run(init_pid)?;
@@ -522,10 +533,12 @@ fn create_bound(
 
 /// Release a parked init: returns once it has exec'd the container's process.
 pub fn start(state_dir: &str) -> Result<()> {
+    crate::timing::reset();
     let path = format!("{}/{}", state_dir.trim_end_matches('/'), NOTIFY_SOCK);
     let fd = unix_socket(libc::SOCK_STREAM)?;
     let fds = Fds(vec![fd]);
     connect(fd, &path, "container init at")?;
+    crate::timing::mark("core: connected to init");
     let go = [1u8];
     if unsafe { libc::send(fd, go.as_ptr().cast(), 1, libc::MSG_NOSIGNAL) } < 0 {
         return Err(Error::last_os("signal container init to start"));
@@ -546,6 +559,7 @@ pub fn start(state_dir: &str) -> Result<()> {
         }
         buf.extend_from_slice(&chunk[..n as usize]);
     }
+    crate::timing::mark("core: EOF (init exec'd)");
     drop(fds);
     // init closed its listening socket on accept: nothing will listen on this path
     // again, whatever the outcome, so a second start fails with ENOENT.

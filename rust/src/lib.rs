@@ -11,18 +11,20 @@ pub mod cgroups;
 pub mod clone;
 pub mod devices;
 pub mod error;
+pub mod hooks;
 pub mod exec;
 #[cfg(feature = "python")]
 pub mod memfd;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod procattr;
 #[cfg(feature = "python")]
 mod python;
-pub mod procattr;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;
+pub mod timing;
 pub mod tty;
 pub mod userns;

@@ -120,5 +120,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;
+    crate::timing::py::register(m)?;
     Ok(())
 }

@@ -59,6 +59,8 @@ const TAG_SECCOMP: u8 = 6;
 const TAG_IDS_MAPPED: u8 = 20;
 const TAG_HOOKS: u8 = 21;
 const TAG_HOOKS_DONE: u8 = 22;
+// Phase timing (timing.rs), numbered apart from the others.
+const TAG_TIMES: u8 = 30;
 /// The tag byte of `Msg::IdsMapped`, read raw by the clone child before it execs init.
 pub const IDS_MAPPED: u8 = TAG_IDS_MAPPED;
 
@@ -75,6 +77,9 @@ pub enum Msg {
     Hooks,
     /// parent → init: runtime hooks done; the state JSON for the container hooks.
     HooksDone(Vec<u8>),
+    /// init → parent, just before `Ready`: CLOCK_MONOTONIC ns at the end of each setup
+    /// phase, in `timing::INIT_PHASES` order (0 = phase not reached).
+    Times(Vec<u64>),
     Error { kind: Kind, errno: i32, context: String },
 }
 
@@ -125,6 +130,12 @@ impl Msg {
                 out.push(TAG_PID);
                 out.extend_from_slice(&p.to_le_bytes());
             }
+            Msg::Times(t) => {
+                out.push(TAG_TIMES);
+                for v in t {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
             Msg::Error { kind, errno, context } => {
                 out.push(TAG_ERROR);
                 out.push(kind_code(*kind));
@@ -146,6 +157,9 @@ impl Msg {
             TAG_IDS_MAPPED => Msg::IdsMapped,
             TAG_HOOKS => Msg::Hooks,
             TAG_HOOKS_DONE => Msg::HooksDone(rest.to_vec()),
+            TAG_TIMES if rest.len() % 8 == 0 => {
+                Msg::Times(rest.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+            }
             TAG_PID if rest.len() == 4 => Msg::Pid(i32::from_le_bytes(rest.try_into().unwrap())),
             TAG_ERROR if rest.len() >= 5 => Msg::Error {
                 kind: code_kind(rest[0]),

@@ -42,6 +42,7 @@ def _commit():
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
+    timing = _timing(argv)
     from runh.cli import _argv
     from runh.cli._table import COMMANDS, GLOBAL_OPTIONS
 
@@ -65,7 +66,28 @@ def main(argv=None):
         if isinstance(parsed, int):
             return parsed
     g, mod, opts, args = parsed
-    return _dispatch(g, mod, opts, args)
+    if timing is None:
+        return _dispatch(g, mod, opts, args)
+    timing.command = mod.__name__.rsplit(".", 1)[-1].rstrip("_")
+    timing.mark("argv parsed")
+    try:
+        return _dispatch(g, mod, opts, args)
+    finally:
+        timing.report()
+
+
+def _timing(argv):
+    """runh.timing, started, if RUNH_TIMING=1 or --debug asked for the phase breakdown;
+    else None and nothing imported (posix is built in and already loaded)."""
+    import posix
+
+    v = posix.environ.get(b"RUNH_TIMING")
+    if (v is None or v in (b"", b"0")) and "--debug" not in argv:
+        return None
+    from runh import timing
+
+    timing.begin()
+    return timing
 
 
 def _slow_parse(argv):

@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, hooks, namespaces, procattr, process, rootfs, tty, userns};
+use _core::{caps, hooks, namespaces, procattr, process, rootfs, timing, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -77,6 +77,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     });
     let spec: Spec = sync::parse_config(&config)?;
     drop(config);
+    timing::init_stamp(1);
     let ns = namespaces::Plan::from_spec(&spec)?;
 
     ns.join_all()?;
@@ -123,6 +124,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         }
     }
 
+    timing::init_stamp(2);
     // Hooks point (runtime.md "Lifecycle"): namespaces exist, mounts are in place, no
     // pivot_root yet. The parent runs prestart/createRuntime, then createContainer runs
     // here (its path resolves in the runtime's mount view, which is still ours).
@@ -141,6 +143,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     };
     let ropts = rootfs::RootfsOptions { rootfs: &plan.rootfs, bundle: &plan.bundle, no_pivot: plan.no_pivot };
     rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
+    timing::init_stamp(3);
     let start_hooks = hooks::from_spec(&spec, "startContainer")?;
     let start_hooks = (!start_hooks.is_empty()).then(|| (start_hooks, hooks::with_status(&hook_state, "created")));
 
@@ -177,7 +180,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
             write_file(&path, value, || format!("set sysctl {key}={value}"))?;
         }
     }
+    timing::init_stamp(4);
     rootfs::finalize(&spec)?;
+    timing::init_stamp(5);
 
     if let Some(v) = p.oom_score_adj {
         process::set_oom_score_adj(v)?;
@@ -186,6 +191,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     let exec = process::Exec::prepare(p)?;
     let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
     process::enter_cwd(&p.cwd)?;
+    timing::init_stamp(6);
 
     Ok(Parked {
         notify_fd,
@@ -267,6 +273,7 @@ fn finish(p: &Parked) -> Error {
 }
 
 fn main() {
+    timing::init_stamp(0);
     process::reset_signals();
     let sync_fd: RawFd = match std::env::args().nth(1).and_then(|a| a.parse().ok()) {
         Some(fd) => fd,
@@ -286,6 +293,8 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Phase stamps for RUNH_TIMING (timing.rs): one message, just before Ready.
+    let _ = sync::send(sync_fd, &Msg::Times(timing::init_times()));
     if sync::send(sync_fd, &Msg::Ready).is_err() {
         // The parent is gone: nobody can start this container.
         std::process::exit(1);
