@@ -1,24 +1,8 @@
 //! The PyO3 functions for cgroups; `register` adds them to `runh._core`.
 use super::{devices, fs};
-use crate::error::{Error, Kind};
+use crate::python::to_py;
 use pyo3::prelude::*;
 use std::time::Duration;
-
-/// Raise the matching `runh.errors` class with `.errno` set.
-fn to_py(py: Python<'_>, e: Error) -> PyErr {
-    let class = match e.kind {
-        Kind::Config => "ConfigError",
-        _ => "SyscallError",
-    };
-    let made = py
-        .import("runh.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|c| c.call1((e.to_string(), e.errno)));
-    match made {
-        Ok(obj) => PyErr::from_value(obj),
-        Err(err) => err,
-    }
-}
 
 /// Apply [(file, value), ...] to the cgroup directory `dir`, in order.
 #[pyfunction]
