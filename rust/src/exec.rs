@@ -178,6 +178,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         p.env.retain(|e| !e.starts_with("LISTEN_PID="));
         p.env.push(me);
     }
+    set_default_home(&mut p.env, p.user.uid);
     if let Some(v) = p.oom_score_adj {
         process::set_oom_score_adj(v)?;
     }
@@ -194,6 +195,25 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         seccomp_flags: plan.seccomp_flags,
         exec,
     })
+}
+
+/// HOME as runc sets it when process.env has none: the user's home directory from the
+/// container's /etc/passwd (read after joining its mount namespace), else "/".
+pub fn set_default_home(env: &mut Vec<String>, uid: u32) {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return;
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into());
+    env.push(format!("HOME={home}"));
 }
 
 /// The container's filter, as the init loaded it. A listener fd (SCMP_ACT_NOTIFY) is not

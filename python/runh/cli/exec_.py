@@ -90,10 +90,12 @@ def build_process(bundle, o, command):
             raise UsageError("--additional-gids takes numbers") from None
     if o["cap"]:
         c = proc.get("capabilities") or {}
-        # runc 1.1: the cap joins the bounding, effective, permitted and (with any
-        # inheritable caps) ambient sets; names may omit the CAP_ prefix.
+        # As runc (checked against 1.1.5 by tests/test_exec_runc_diff.py): the cap joins
+        # the bounding, effective and permitted sets, and the ambient set only when the
+        # process has inheritable caps (ambient needs inheritable); never inheritable.
         names = [n.upper() if n.upper().startswith("CAP_") else "CAP_" + n.upper() for n in o["cap"]]
-        for s in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        sets = ["bounding", "effective", "permitted"] + (["ambient"] if c.get("inheritable") else [])
+        for s in sets:
             c[s] = list(c.get(s) or []) + names
         proc["capabilities"] = c
     if o["no_new_privs"]:
