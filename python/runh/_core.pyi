@@ -93,5 +93,38 @@ def start(state_dir: str) -> None:
     SyscallError (ENOENT, or ECONNREFUSED if the init died).
     """
 
+def exec(
+    process: bytes,
+    pidfd: int,
+    init_pid: int,
+    *,
+    config: bytes | None = None,
+    root: str | None = None,
+    console_socket: str | None = None,
+    preserve_fds: int = 0,
+    fix_listen_pid: bool = False,
+    cgroup_dir: str | None = None,
+    cgroup_procs: list[str] = [],
+) -> int:
+    """Start a process in a running container; return its pid once it has exec'd.
+
+    process: the runtime-spec process JSON (args, env, cwd, user, capabilities, rlimits,
+        noNewPrivileges, terminal, consoleSize, oomScoreAdj).
+    pidfd: a pidfd of the container's init, already checked against its start time by the
+        caller; init_pid: its pid. The process joins every namespace of the init that
+        differs from the caller's (a user namespace raises ConfigError: not supported yet).
+    config: the container's config.json; its linux.seccomp is applied as at create
+        (compiled through the cache under `root`).
+    console_socket: with process.terminal, where the pty master goes (as for create).
+    preserve_fds: fds 3 .. 3+N-1 of the caller are passed on; fix_listen_pid: LISTEN_PID
+        in process.env is set to the process's own pid in the container.
+    cgroup_dir / cgroup_procs: as for create.
+
+    The caller's pid namespace is joined only for the clone (pid_for_children) and left at
+    once; the child execs runh-init from the sealed memfd before joining anything else.
+    The returned pid is the caller's child. Errors as for create/start (ExecError for a
+    program that cannot be executed); on failure the child is killed and reaped.
+    """
+
 # cgroups (rust/src/cgroups/py.rs) and seccomp (rust/src/seccomp/py.rs) functions are
 # declared by their owners below this line.
