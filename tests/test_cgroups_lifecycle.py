@@ -124,3 +124,39 @@ def test_systemd_cgroup_is_a_clear_error(runh, ctx, make_bundle):
                     edit=lambda c: c["linux"].__setitem__("cgroupsPath", "system.slice:runh:x"))
     r = runh("run", "--bundle", b, ctx.new_id())
     assert r.returncode != 0 and "not supported yet" in r.stderr
+
+
+def test_events_reports_oom_and_ends_with_init(runh, ctx, make_bundle):
+    """`runh events` (no --stats): a first stats line, an "oom" line when the memory limit
+    kills the container's process (inotify on v2, eventfd on v1: no polling), and exit
+    once init has exited (pidfd)."""
+    import subprocess
+
+    def edit(c):
+        c["linux"]["cgroupsPath"] = f"/runh-test-{ctx.token}"
+        mem = {"limit": 32 << 20}
+        if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") or \
+                os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            mem["swap"] = 32 << 20  # no swap beyond the limit, so the OOM killer must act
+        c["linux"]["resources"] = {"memory": mem}
+
+    b = make_bundle(args=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"], edit=edit)
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    ev = subprocess.Popen(runh.argv("events", "--interval", "10m", cid), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(ev.stdout.readline())
+        assert first["type"] == "stats" and first["id"] == cid
+        r = runh("start", cid)
+        assert r.returncode == 0, r.stderr
+        out, err = ev.communicate(timeout=30)
+    finally:
+        if ev.poll() is None:
+            ev.kill()
+            ev.wait()
+        runh("delete", "--force", cid)
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert ev.returncode == 0, err
+    assert {"type": "oom", "id": cid} in lines, (lines, err)
