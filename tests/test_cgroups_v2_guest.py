@@ -1,5 +1,8 @@
-"""cgroup v2 limits proven in the pure-v2 guest: one vm-run runs tests/cgroupv2_checks.py,
-which prints one CHECK line per limit; each becomes a test here."""
+"""cgroup v2 proven in the pure-v2 guest through runh itself: one vm-run runs
+tests/cgroupv2_checks.py, which drives real runh containers (run, create/start, update,
+pause/resume, events, kill --all, delete) on busybox bundles and prints one CHECK line per
+check; each becomes a test here (`pytest -m cgroupv2` runs them alone; ~2-3 min, most of
+it Python start-up in the emulated guest)."""
 
 import os
 import subprocess
@@ -11,7 +14,7 @@ from conftest import REPO, vm_run_path
 pytestmark = pytest.mark.cgroupv2
 
 CHECKS = ["memory_oom", "pids_max", "cpu_max", "cpuset", "freeze", "kill_all", "devices",
-          "update_memory", "stats_move"]
+          "update_memory", "stats_move", "features"]
 _results = {}
 
 
