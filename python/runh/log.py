@@ -6,7 +6,7 @@ field order). Text format is logrus' `time="..." level=error msg="..."`. Without
 debug lines go to stderr in text format; errors always also go to stderr as `runh: <msg>`.
 """
 
-import os
+import posix as os  # not `os` (0.9 ms under -I -S); open/write/close are all posix has to give
 import sys
 import time
 

@@ -1,6 +1,10 @@
 """config.json: load and validate a bundle's config, and the default spec of `runh spec`."""
 
-import os
+# `posix` and state's path helpers, not `os`: importing os costs 0.9 ms under -I -S here
+# (0.5 ms of it _collections_abc), 10% of a whole `runh create`.
+import posix as os
+
+from runh.state import isdir, join
 
 from runh.errors import ConfigError
 
@@ -12,7 +16,7 @@ def load_config(bundle):
 
     The raw bytes go to the Rust core unchanged (it parses them with serde); the dict is what
     Python needs (root.path, process.terminal, annotations, ociVersion)."""
-    path = os.path.join(bundle, CONFIG_FILE)
+    path = join(bundle, CONFIG_FILE)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -45,11 +49,27 @@ def rootfs_path(bundle, config):
     """Absolute root.path (relative paths are relative to the bundle); it must be a directory."""
     path = config["root"]["path"]
     if not path.startswith("/"):
-        path = os.path.join(bundle, path)
-    path = os.path.normpath(path)
-    if not os.path.isdir(path):
+        path = join(bundle, path)
+    path = normpath(path)
+    if not isdir(path):
         raise ConfigError(f"rootfs ({path}) does not exist (root.path in config.json)", 2)
     return path
+
+
+def normpath(path):
+    """os.path.normpath for absolute paths: drop empty and "." parts, resolve ".." lexically."""
+    if not path.startswith("/"):
+        import os.path
+
+        return os.path.normpath(path)
+    parts = []
+    for p in path.split("/"):
+        if p == "..":
+            if parts:
+                parts.pop()
+        elif p and p != ".":
+            parts.append(p)
+    return "/" + "/".join(parts)
 
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]

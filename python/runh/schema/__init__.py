@@ -5,9 +5,9 @@
 says "invalid" is jsonschema imported, to find and word the precise error.
 """
 
-import os
-
-SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "config.schema.json")
+# String slicing, not os.path: this package is imported on the hot path (its generated
+# _validate submodule), and importing os costs 0.9 ms under -I -S here.
+SCHEMA_PATH = __file__.rpartition("/")[0] + "/config.schema.json"
 
 
 def load_schema():
