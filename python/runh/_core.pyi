@@ -93,6 +93,12 @@ def start(state_dir: str) -> None:
     SyscallError (ENOENT, or ECONNREFUSED if the init died).
     """
 
+def timings() -> list[tuple[str, int]]:
+    """The phase marks of the last `create`/`start` in this process, and clears them:
+    (phase, CLOCK_MONOTONIC ns at its end), the core's own ("core: ...") and runh-init's
+    setup phases ("init: ...", sent back over the sync socket). runh.timing prints them
+    for RUNH_TIMING=1 / --debug."""
+
 def exec(
     process: bytes,
     pidfd: int,
