@@ -160,3 +160,32 @@ def test_events_reports_oom_and_ends_with_init(runh, ctx, make_bundle):
     lines = [json.loads(x) for x in out.splitlines()]
     assert ev.returncode == 0, err
     assert {"type": "oom", "id": cid} in lines, (lines, err)
+
+
+def test_update_of_device_rules_keeps_linux_devices(runh, ctx, make_bundle):
+    """update --resources with "devices" replaces the rules; the container's own
+    linux.devices (kept in state.json) stay allowed, as at create."""
+    if not os.path.isdir("/sys/fs/cgroup/devices"):
+        pytest.skip("v1 devices controller")
+
+    def edit(c):
+        c["linux"]["cgroupsPath"] = f"/runh-test-{ctx.token}"
+        c["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                  "fileMode": 0o666, "uid": 0, "gid": 0}]
+
+    b = make_bundle(args=["sleep", "300"], edit=edit)
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    try:
+        listed = _v1(ctx.token, "devices", "devices.list").splitlines()
+        assert "c 10:229 rwm" in listed
+        r = runh("update", "--resources", "-", cid, input=json.dumps(
+            {"devices": [{"allow": False, "access": "rwm"},
+                         {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+                         {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"}]}))
+        assert r.returncode == 0, r.stderr
+        listed = _v1(ctx.token, "devices", "devices.list").splitlines()
+        assert "c 10:229 rwm" in listed and "c 1:11 rw" in listed and "c 1:3 rwm" in listed
+    finally:
+        runh("delete", "--force", cid)

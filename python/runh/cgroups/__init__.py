@@ -127,7 +127,10 @@ def manager_from_state(saved):
     if saved.get("version") == 2:
         from runh.cgroups.v2 import V2Manager
 
-        return V2Manager(saved["path"])
-    from runh.cgroups.v1 import V1Manager
+        m = V2Manager(saved["path"])
+    else:
+        from runh.cgroups.v1 import V1Manager
 
-    return V1Manager(saved["paths"])
+        m = V1Manager(saved["paths"])
+    m.devices = saved.get("devices") or []
+    return m

@@ -9,6 +9,19 @@ placement (clone_target), then freeze/thaw, pids, kill_all, stats, and remove() 
 
 class Manager:
     version = 0
+    # linux.devices as (type, major, minor) dicts: kept in state.json so that an `update`
+    # that replaces the device rules keeps the container's own devices usable.
+    devices = ()
+
+    def _keep_devices(self, devices, update):
+        if not update:
+            self.devices = [{"type": d.get("type", "c"), "major": d.get("major"),
+                             "minor": d.get("minor")} for d in devices or ()]
+            return devices
+        return devices or self.devices
+
+    def _devices_state(self):
+        return {"devices": list(self.devices)} if self.devices else {}
 
     # --- life cycle
     def create(self):

@@ -164,7 +164,7 @@ class V1Manager(Manager):
         return cls(paths)
 
     def to_state(self):
-        return {"version": 1, "paths": self.paths}
+        return {"version": 1, "paths": self.paths, **self._devices_state()}
 
     def _dirs(self):
         return sorted(set(self.paths.values()))
@@ -206,7 +206,7 @@ class V1Manager(Manager):
         d = self.paths.get("devices")
         if d and (not update or (resources or {}).get("devices")):
             writes = []
-            for r in device_rules(resources, devices):
+            for r in device_rules(resources, self._keep_devices(devices, update)):
                 writes.append(("devices.allow" if r["allow"] else "devices.deny", _rule_text(r)))
             _fs.write(d, writes)
 

@@ -86,7 +86,7 @@ class V2Manager(Manager):
         return cls(normpath(CGROUP_ROOT + "/" + inner.lstrip("/")))
 
     def to_state(self):
-        return {"version": 2, "path": self.path}
+        return {"version": 2, "path": self.path, **self._devices_state()}
 
     def exists(self):
         return isdir(self.path)
@@ -115,7 +115,7 @@ class V2Manager(Manager):
         _fs.write(self.path, resource_writes(resources, update))
         # The device filter is built on create, and on update only when devices are given.
         if not update or (resources or {}).get("devices"):
-            rules = device_rules(resources, devices)
+            rules = device_rules(resources, self._keep_devices(devices, update))
             _fs.devices_v2(self.path, [(r["allow"], r["type"], r["major"], r["minor"], r["access"])
                                        for r in rules])
 
