@@ -216,6 +216,18 @@ pub fn set_default_home(env: &mut Vec<String>, uid: u32) {
     env.push(format!("HOME={home}"));
 }
 
+/// `set_default_home` for the init's prepared program (create), after pivot_root.
+pub fn add_default_home(exec: &mut process::Exec, uid: u32) {
+    if exec.envp.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        return;
+    }
+    let mut env = Vec::new();
+    set_default_home(&mut env, uid);
+    if let Some(h) = env.pop().and_then(|h| std::ffi::CString::new(h).ok()) {
+        exec.envp.push(h);
+    }
+}
+
 /// The container's filter, as the init loaded it. A listener fd (SCMP_ACT_NOTIFY) is not
 /// forwarded for exec'd processes: the agent already has the container's.
 fn load_seccomp(p: &Prepared) -> Result<()> {

@@ -188,7 +188,8 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         process::set_oom_score_adj(v)?;
     }
     process::set_rlimits(&p.rlimits)?;
-    let exec = process::Exec::prepare(p)?;
+    let mut exec = process::Exec::prepare(p)?;
+    _core::exec::add_default_home(&mut exec, p.user.uid); // runc's HOME when env has none
     let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
     process::enter_cwd(&p.cwd)?;
     timing::init_stamp(6);
