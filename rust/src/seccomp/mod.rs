@@ -40,7 +40,7 @@ pub use load::load;
 use crate::error::{Error, Result};
 
 /// Bumped whenever the generated code can change for the same input; part of the cache key.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// A compiled filter: what runh-init needs to call `load`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +93,28 @@ pub fn features() -> serde_json::Value {
                   "SCMP_ARCH_X86_64"],
         "knownFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                        "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
-        "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-                           "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+        "supportedFlags": supported_flags(),
     })
+}
+
+/// The known flags this kernel accepts. Probe: seccomp(SET_MODE_FILTER, flag, NULL) fails
+/// with EFAULT (reading the program) once the flags passed the kernel's check, and with
+/// EINVAL for a flag it does not know; nothing is installed either way.
+fn supported_flags() -> Vec<&'static str> {
+    [
+        ("SECCOMP_FILTER_FLAG_LOG", profile::flag::LOG),
+        ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", profile::flag::SPEC_ALLOW),
+        ("SECCOMP_FILTER_FLAG_TSYNC", profile::flag::TSYNC),
+        // The kernel takes it only together with NEW_LISTENER.
+        ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", profile::flag::WAIT_KILLABLE_RECV | profile::flag::NEW_LISTENER),
+    ]
+    .into_iter()
+    .filter(|(_, f)| {
+        let r = unsafe { libc::syscall(libc::SYS_seccomp, 1 as libc::c_ulong, *f as libc::c_ulong, 0usize) };
+        r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+    })
+    .map(|(n, _)| n)
+    .collect()
 }
 
 #[cfg(test)]

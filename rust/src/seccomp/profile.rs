@@ -221,6 +221,11 @@ impl Profile {
             uses_notify |= act == ret::USER_NOTIF;
             rules.push(Rule { names, action: act, args });
         }
+        if !uses_notify {
+            // It changes how a notified call waits, and the kernel refuses it (EINVAL)
+            // without NEW_LISTENER: meaningless without a NOTIFY rule, so dropped.
+            flags &= !flag::WAIT_KILLABLE_RECV;
+        }
         if uses_notify {
             flags |= flag::NEW_LISTENER;
             if flags & flag::TSYNC != 0 {
