@@ -88,7 +88,7 @@ CASES = [
     (lambda c: c["linux"]["seccomp"]["syscalls"][0]["args"][0].__setitem__("op", "EQ"),
      "linux.seccomp.syscalls[0].args[0].op", "must be one of"),
     (lambda c: c["hooks"]["prestart"][0].__setitem__("timeout", 0), "hooks.prestart[0].timeout", "must be >= 1"),
-    (lambda c: c["linux"].__setitem__("rootfsPropagation", "rshared"), "linux.rootfsPropagation", "must be one of"),
+    (lambda c: c["linux"].__setitem__("rootfsPropagation", "recursive"), "linux.rootfsPropagation", "must be one of"),
     (lambda c: c["linux"]["resources"]["memory"].__setitem__("limit", "1G"),
      "linux.resources.memory.limit", "must be an integer"),
     (lambda c: c.__setitem__("process", []), "process", "must be an object"),

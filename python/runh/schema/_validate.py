@@ -3,7 +3,7 @@
 validate(config) -> bool, with jsonschema's semantics for the keywords the schema uses.
 """
 
-SCHEMA_SHA256 = '5b8098abc18676769378df41750e91677eaeac47e7f805dce567f4aeb53f82e7'
+SCHEMA_SHA256 = '3373ee65dd3511b4a4b1914ba685804244f5fdb09874be27b20fb62e79651f6b'
 
 _MISSING = object()
 
@@ -685,7 +685,7 @@ def _d_Linux(v0):
             return False
     v14 = v0.get('rootfsPropagation', _MISSING)
     if v14 is not _MISSING:
-        if v14 not in ('private', 'shared', 'slave', 'unbindable'):
+        if v14 not in ('private', 'shared', 'slave', 'unbindable', 'rprivate', 'rshared', 'rslave', 'runbindable'):
             return False
     v15 = v0.get('maskedPaths', _MISSING)
     if v15 is not _MISSING:
