@@ -56,14 +56,26 @@ pub fn number(name: &str) -> Option<u32> {
     NAMES.iter().position(|n| *n == name).map(|i| i as u32)
 }
 
-/// A set as a 64-bit mask; unknown names are a ConfigError naming the set.
-pub fn mask(set: &str, names: &[String]) -> Result<u64> {
-    let mut m = 0u64;
-    for n in names {
-        let c = number(n).ok_or_else(|| Error::config(format!("unknown capability {n:?} in process.capabilities.{set}")))?;
-        m |= 1 << c;
-    }
-    Ok(m)
+/// A set as a 64-bit mask. Unknown names are skipped, as runc (1.1+) does: a config
+/// written for a newer kernel must still run; `unknown` lists them for the warning.
+pub fn mask(_set: &str, names: &[String]) -> Result<u64> {
+    Ok(names.iter().filter_map(|n| number(n)).fold(0u64, |m, c| m | 1 << c))
+}
+
+/// The names in `c` that this runtime does not know, or that the running kernel lacks
+/// (above /proc/sys/kernel/cap_last_cap): sorted, each once, as runc words its warning
+/// "ignoring unknown or unavailable capabilities: [A B]".
+pub fn unknown(c: &Capabilities) -> Vec<String> {
+    let last = last_cap();
+    let mut out: Vec<String> = [&c.bounding, &c.effective, &c.inheritable, &c.permitted, &c.ambient]
+        .into_iter()
+        .flatten()
+        .filter(|n| number(n).is_none_or(|i| i > last))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The five sets, resolved up front so a bad name fails during create, not at start.
@@ -183,9 +195,10 @@ mod tests {
             ambient: vec!["CAP_FOO".into()],
             ..Default::default()
         };
-        let e = Sets::from_spec(&c).unwrap_err();
-        assert!(e.context.contains("ambient"), "{}", e.context);
-        assert!(e.context.contains("CAP_FOO"));
+        // Unknown names are ignored (and reported by `unknown`), not an error.
+        assert_eq!(Sets::from_spec(&c).unwrap().ambient, 0);
+        let c2 = Capabilities { effective: vec!["CAP_ZZZ".into(), "CAP_FOO".into(), "CAP_KILL".into()], ..c.clone() };
+        assert_eq!(unknown(&c2), vec!["CAP_FOO".to_string(), "CAP_ZZZ".to_string()]);
         let c = Capabilities { bounding: vec!["CAP_KILL".into(), "CAP_CHOWN".into()], ..Default::default() };
         assert_eq!(Sets::from_spec(&c).unwrap().bounding, (1 << 5) | 1);
     }

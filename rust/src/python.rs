@@ -112,11 +112,19 @@ fn exec(
     py.allow_threads(|| crate::exec::exec(&opts)).map_err(|e| to_py(py, e))
 }
 
+/// Capability names in `names` that are unknown or that this kernel lacks, sorted and
+/// once each: create warns about them and ignores them, as runc does.
+#[pyfunction]
+fn unknown_capabilities(names: Vec<String>) -> Vec<String> {
+    crate::caps::unknown(&crate::spec::Capabilities { bounding: names, ..Default::default() })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_function(wrap_pyfunction!(exec, m)?)?;
+    m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;
