@@ -300,6 +300,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     let ns = namespaces::Plan::from_spec(&spec)?;
     precheck(&spec, &ns, opts)?;
     crate::userns::precheck(&spec)?;
+    crate::idmap::precheck(&spec)?;
     crate::procattr::Attrs::from_spec(&spec)?;
     let rootfs = rootfs_path(&spec, opts.bundle)?;
     // Compiled here, before anything is cloned: a bad profile fails create at once, and the
@@ -418,7 +419,7 @@ fn create_bound(
     // A cgroup namespace made by clone is rooted where the child starts: only right when
     // it starts in the container's cgroup. Otherwise init unshares it after placement.
     let wants_cgroupns = ns.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0;
-    let mut flags = ns.clone_flags;
+    let mut flags = ns.clone_time_flags();
     if cgroup_fd.is_none() {
         flags &= !(libc::CLONE_NEWCGROUP as u64);
     }
@@ -430,7 +431,7 @@ fn create_bound(
     if new_time {
         flags &= !((libc::CLONE_NEWPID | 0x80) as u64);
     }
-    if new_time || ns.joins_pid() {
+    if ns.init_forks(new_time) {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     let current = std::cell::Cell::new(0);
@@ -457,6 +458,8 @@ fn create_bound(
             crate::userns::write_maps(pid, spec)?;
             sync::send(parent_sync, &Msg::IdsMapped)?;
         }
+        // After the maps: an idmapped mount may use the container's user namespace.
+        let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
         let plan = Plan {
             rootfs,
             bundle: opts.bundle.to_string(),
@@ -465,7 +468,7 @@ fn create_bound(
             preserve_fds: opts.preserve_fds.max(0),
             notify_fd: init_notify,
             console_fd: console.map(|_| init_console),
-            unshare_cgroupns: wants_cgroupns && !into_cgroup,
+            unshare_cgroupns: wants_cgroupns && (!into_cgroup || ns.joins_user()),
             config_len: 0,
             hooks_sync: opts.on_hooks.is_some(),
             seccomp_len: seccomp.as_ref().map_or(0, |c| c.program.len()),
@@ -485,6 +488,8 @@ fn create_bound(
         if let Some(c) = &seccomp {
             sync::send_seccomp(parent_sync, &c.program)?;
         }
+        crate::idmap::send(parent_sync, &idmapped)?;
+        drop(idmapped);
         let mut init_pid = pid;
         loop {
             match sync::recv(parent_sync)? {

@@ -12,6 +12,7 @@ pub mod clone;
 pub mod devices;
 pub mod error;
 pub mod hooks;
+pub mod idmap;
 pub mod exec;
 #[cfg(feature = "python")]
 pub mod memfd;

@@ -75,7 +75,7 @@ const PROPAGATION_NAMES: &[(&str, libc::c_ulong)] = &[
 
 /// runc extensions that change how the mount is done, not just its flags; runh does not
 /// do them yet, and passing them on as data would fail later with a bare EINVAL.
-const UNSUPPORTED: &[&str] = &["tmpcopyup", "idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow"];
+const UNSUPPORTED: &[&str] = &["tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow"];
 
 /// Propagation by its runtime-spec name (linux.rootfsPropagation uses the same names).
 pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
@@ -94,6 +94,8 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions> {
             }
         } else if let Some(flag) = propagation_flag(opt) {
             out.propagation.push(flag);
+        } else if opt == "idmap" || opt == "ridmap" {
+            // How the mount is made (idmap.rs), not a flag or data.
         } else if UNSUPPORTED.contains(&opt) {
             return Err(Error::config(format!("mount option {opt:?} is not supported by runh")));
         } else {
@@ -291,10 +293,10 @@ fn mount_name(m: &Mount) -> String {
 /// Do one `mounts` entry. Destinations are resolved inside the rootfs at the time of this
 /// mount, since an earlier mount may have changed what a path leads to.
 pub fn mount_entry(m: &Mount, ctx: &MountContext) -> Result<()> {
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(Error::config(format!("{}: idmapped mounts are not supported by runh", mount_name(m))));
-    }
     let opts = parse_options(&m.options)?;
+    if crate::idmap::is_idmapped(m) {
+        return idmapped_entry(m, &opts, ctx);
+    }
     let kind = m.kind.as_deref().unwrap_or("");
     if kind == "bind" || opts.flags & libc::MS_BIND != 0 {
         return bind_entry(m, &opts, ctx);
@@ -391,7 +393,7 @@ fn apply_propagation(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Resu
     Ok(())
 }
 
-fn bind_source(m: &Mount, bundle: &str) -> String {
+pub(crate) fn bind_source(m: &Mount, bundle: &str) -> String {
     let src = m.source.as_deref().unwrap_or("");
     if src.starts_with('/') || bundle.is_empty() {
         src.to_string()
@@ -436,6 +438,29 @@ fn bind_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> 
     check_proc_dest(m, dest.as_raw_fd(), ctx)?;
     let bind_flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
     sys_mount(Some(&fd_path(src.as_raw_fd())), &fd_path(dest.as_raw_fd()), None, bind_flags, None, || mount_name(m))?;
+    let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if extra != 0 {
+        let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)
+            .map_err(|e| Error::from_errno(e, format!("open {} in rootfs", m.destination)))?;
+        remount_bind(top.as_raw_fd(), extra, || format!("remount {} with its options", m.destination))?;
+    }
+    apply_propagation(m, opts, ctx)
+}
+
+/// An idmapped bind mount: the parent made it (detached, idmapped) and sent its fd
+/// (idmap.rs); it is attached here like a bind, with the same destination checks, and
+/// its other options applied the same way.
+fn idmapped_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
+    let fd = m.idmapped_fd.ok_or_else(|| Error::sync(format!("{}: the idmapped mount was not prepared", mount_name(m))))?;
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Error::last_os(format!("{}: stat source", mount_name(m))));
+    }
+    let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
+    let dest = ensure_in_root(ctx.root, &m.destination, create)?;
+    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    crate::idmap::attach(fd.as_raw_fd(), dest.as_raw_fd(), &mount_name(m))?;
     let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     if extra != 0 {
         let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)

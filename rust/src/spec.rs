@@ -98,6 +98,10 @@ pub struct Mount {
     pub options: Vec<String>,
     pub uid_mappings: Vec<IdMapping>,
     pub gid_mappings: Vec<IdMapping>,
+    /// Not in config.json: in init, the detached idmapped mount the parent sent for this
+    /// entry (idmap.rs).
+    #[serde(skip)]
+    pub idmapped_fd: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy)]

@@ -23,6 +23,25 @@ pub fn new_userns(spec: &Spec) -> bool {
     spec.linux.iter().flat_map(|l| l.namespaces.iter()).any(|n| n.kind == "user" && n.path.as_deref().unwrap_or("").is_empty())
 }
 
+/// The config joins a user namespace by path.
+pub fn joins_userns(spec: &Spec) -> bool {
+    spec.linux.iter().flat_map(|l| l.namespaces.iter()).any(|n| n.kind == "user" && !n.path.as_deref().unwrap_or("").is_empty())
+}
+
+/// Init side, right after setns into a joined user namespace: become its root. init's
+/// uid is still the host's, unmapped there, and an exec (or the caps/user steps) by an
+/// unmapped uid would lose every capability; setres[ug]id(0) keeps them (the kernel
+/// counts a change *to* the namespace's root as gaining root, never as dropping it).
+pub fn become_root() -> Result<()> {
+    if unsafe { libc::setresgid(0, 0, 0) } < 0 {
+        return Err(Error::last_os("setresgid 0 in the joined user namespace (is gid 0 mapped?)"));
+    }
+    if unsafe { libc::setresuid(0, 0, 0) } < 0 {
+        return Err(Error::last_os("setresuid 0 in the joined user namespace (is uid 0 mapped?)"));
+    }
+    Ok(())
+}
+
 /// The config has a new time namespace (one without a path).
 pub fn new_timens(spec: &Spec) -> bool {
     spec.linux.iter().flat_map(|l| l.namespaces.iter()).any(|n| n.kind == "time" && n.path.as_deref().unwrap_or("").is_empty())
@@ -37,8 +56,10 @@ pub fn precheck(spec: &Spec) -> Result<()> {
     let linux = spec.linux.as_ref();
     let (uids, gids) = linux.map(|l| (&l.uid_mappings[..], &l.gid_mappings[..])).unwrap_or((&[], &[]));
     if !new_userns(spec) {
-        if !uids.is_empty() || !gids.is_empty() {
-            return Err(Error::config("linux.uidMappings/gidMappings need a new user namespace in linux.namespaces"));
+        // A user namespace joined by path keeps the maps it has: any given here are not
+        // written (runc's behaviour), so they are only an error without a user namespace.
+        if (!uids.is_empty() || !gids.is_empty()) && !joins_userns(spec) {
+            return Err(Error::config("linux.uidMappings/gidMappings need a user namespace in linux.namespaces"));
         }
         return Ok(());
     }
@@ -176,6 +197,9 @@ mod tests {
     fn prechecks() {
         assert!(precheck(&spec(r#"{"namespaces":[{"type":"user"}]}"#)).is_err());
         assert!(precheck(&spec(r#"{"uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#)).is_err());
+        let joined = r#"{"namespaces":[{"type":"user","path":"/proc/1/ns/user"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#;
+        assert!(precheck(&spec(joined)).is_ok());
+        assert!(joins_userns(&spec(joined)) && !new_userns(&spec(joined)));
         let ok = r#"{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],"gidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}"#;
         assert!(precheck(&spec(ok)).is_ok());
         let noroot = r#"{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":1,"hostID":100000,"size":6}],"gidMappings":[{"containerID":0,"hostID":100000,"size":6}]}"#;

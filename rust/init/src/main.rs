@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, hooks, namespaces, procattr, process, rootfs, timing, tty, userns};
+use _core::{caps, hooks, idmap, namespaces, procattr, process, rootfs, timing, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -75,12 +75,24 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         flags: plan.seccomp_flags,
         listener: plan.seccomp_listener_fd.zip(plan.seccomp_state.clone()),
     });
-    let spec: Spec = sync::parse_config(&config)?;
+    let mut spec: Spec = sync::parse_config(&config)?;
     drop(config);
+    idmap::recv(sync_fd, &mut spec)?;
     timing::init_stamp(1);
     let ns = namespaces::Plan::from_spec(&spec)?;
 
     ns.join_all()?;
+    if ns.joins_user() {
+        // Joined by path: become its root, then make the new namespaces now, so that
+        // it owns them (namespaces.rs). A new pid namespace with a new time namespace
+        // is unshared together with it below.
+        userns::become_root()?;
+        let later = if userns::new_timens(&spec) { libc::CLONE_NEWPID } else { 0 };
+        let flags = ns.unshare_flags() & !later;
+        if flags != 0 && unsafe { libc::unshare(flags) } < 0 {
+            return Err(Error::last_os("unshare the new namespaces in the joined user namespace"));
+        }
+    }
     let attrs = procattr::Attrs::from_spec(&spec)?;
     attrs.apply_initial()?;
     let new_time = userns::new_timens(&spec);
@@ -89,7 +101,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         let pidns = if ns.clone_flags & libc::CLONE_NEWPID as u64 != 0 { libc::CLONE_NEWPID } else { 0 };
         userns::unshare_time(userns::time_offsets(&spec)?.as_deref(), pidns)?;
     }
-    if ns.joins_pid() || new_time {
+    if ns.init_forks(new_time) {
         // setns(CLONE_NEWPID) only places future children in the namespace: one more
         // fork, paid only in this case (about 0.1 ms here). The first process tells the
         // parent the new pid (in the parent's pid namespace, which is also its own) and
