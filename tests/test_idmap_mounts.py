@@ -158,3 +158,12 @@ def test_join_user_namespace_of_other_container(runh, ctx, make_bundle):
         assert int(lines[3].split()[1], 16) != 0
     finally:
         runh("delete", "--force", ida)
+
+
+def test_features_say_idmap(runh):
+    import json
+    r = runh("features")
+    assert r.returncode == 0, r.stderr
+    f = json.loads(r.stdout)
+    assert f["linux"]["mountExtensions"]["idmap"]["enabled"] is True
+    assert {"idmap", "ridmap"} <= set(f["mountOptions"])

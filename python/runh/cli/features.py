@@ -8,10 +8,10 @@ ARGS = ()
 # Only what runh implements today; grow these lists as the Rust core lands features.
 _NAMESPACES = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
 _MOUNT_OPTIONS = [
-    "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "mand", "noatime", "nodev",
-    "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
-    "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
-    "slave", "strictatime", "suid", "sync", "unbindable",
+    "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "idmap", "mand", "noatime",
+    "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
+    "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable",
+    "rw", "shared", "slave", "strictatime", "suid", "sync", "unbindable",
 ]
 
 
@@ -78,7 +78,8 @@ def run(g, o, args):
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            # Idmapped bind mounts (rust/src/idmap.rs): mounts[].uid/gidMappings, idmap, ridmap.
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }
