@@ -74,8 +74,13 @@ def create(
     written (directly as root or for a one-id map of the caller's own ids, else through
     newuidmap/newgidmap) before init is exec'd. A new time namespace (with
     linux.timeOffsets) also makes init fork once, and this process becomes a child
-    subreaper so that the returned pid is still its child. Joining a user namespace by
-    path raises ConfigError (not supported yet).
+    subreaper so that the returned pid is still its child. A user namespace joined by
+    path is joined first and no maps are written; clone then creates no namespace, init
+    unshares the new ones after the setns (so that namespace owns them; a new pid
+    namespace costs init one fork). Idmapped bind mounts (mounts[].uidMappings/
+    gidMappings, options idmap/ridmap) are built detached in this process (open_tree +
+    mount_setattr, with the container's user namespace or a throwaway one) and attached
+    by init; a config with unknown capability names is accepted (they are ignored).
 
     On any failure nothing is left behind: the child is killed and reaped, notify.sock
     removed; every mount was made in the child's own mount namespace. The returned pid is
@@ -92,6 +97,12 @@ def start(state_dir: str) -> None:
     exits 127). notify.sock is removed in both cases, so a second start raises
     SyscallError (ENOENT, or ECONNREFUSED if the init died).
     """
+
+def unknown_capabilities(names: list[str]) -> list[str]:
+    """The names in `names` that runh does not know or that the running kernel lacks
+    (above /proc/sys/kernel/cap_last_cap), sorted, once each. create ignores them (they
+    are left out of every set) and warns "ignoring unknown or unavailable capabilities:
+    [A B]", as runc 1.1.5 does."""
 
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:
