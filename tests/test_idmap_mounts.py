@@ -142,11 +142,15 @@ def test_join_user_namespace_of_other_container(runh, ctx, make_bundle):
         pid = int(open(pf).read())
 
         def edit(c):
-            c["linux"]["namespaces"].append({"type": "user", "path": f"/proc/{pid}/ns/user"})
+            # Its network namespace too: owned by that user namespace, joined after it.
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+            c["linux"]["namespaces"] += [{"type": "user", "path": f"/proc/{pid}/ns/user"},
+                                         {"type": "network", "path": f"/proc/{pid}/ns/net"}]
             c["linux"].pop("uidMappings", None)
             c["linux"].pop("gidMappings", None)
         b = make_bundle(args=sh("readlink /proc/self/ns/user; cat /proc/self/uid_map; id -u; "
-                                "grep CapEff /proc/self/status"), edit=edit)
+                                "grep CapEff /proc/self/status; readlink /proc/self/ns/net; "
+                                "readlink /proc/self/ns/pid; echo $$"), edit=edit)
         idb = ctx.new_id()
         r = runh("run", "--bundle", b, idb)
         runh("delete", "--force", idb)
@@ -156,6 +160,10 @@ def test_join_user_namespace_of_other_container(runh, ctx, make_bundle):
         assert lines[1].split() == ["0", str(BASE), "65536"]
         assert lines[2] == "0"
         assert int(lines[3].split()[1], 16) != 0
+        assert lines[4] == os.readlink(f"/proc/{pid}/ns/net")
+        # A new pid namespace of its own (unshared by init after the setns), as pid 1.
+        assert lines[5] not in (os.readlink(f"/proc/{pid}/ns/pid"), os.readlink("/proc/self/ns/pid"))
+        assert lines[6] == "1"
     finally:
         runh("delete", "--force", ida)
 
@@ -167,3 +175,44 @@ def test_features_say_idmap(runh):
     f = json.loads(r.stdout)
     assert f["linux"]["mountExtensions"]["idmap"]["enabled"] is True
     assert {"idmap", "ridmap"} <= set(f["mountOptions"])
+
+
+def test_ridmap_maps_submounts(runh, ctx, make_bundle):
+    """ridmap idmaps every mount of an rbind tree; idmap only its top. The submount (a
+    tmpfs) is made in a private mount namespace that runh runs in, so nothing reaches
+    the host."""
+    import subprocess
+    d = _src(ctx, 1000, 1000)
+    os.makedirs(os.path.join(d, "sub"))
+    maps = [{"containerID": 1000, "hostID": 5, "size": 1}]
+    out = {}
+    for opt in ("idmap", "ridmap"):
+        b = make_bundle(args=sh("stat -c %u /mnt/f /mnt/sub/g"), edit=lambda c, o=opt: c["mounts"].append(
+            _mount(d, maps, maps, options=("rbind", o))))
+        cid = ctx.new_id()
+        script = (f"mount -t tmpfs none {d}/sub && touch {d}/sub/g && chown 1000:1000 {d}/sub/g && "
+                  f"exec {' '.join(runh.argv('run', '--bundle', b, cid))}")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=60)
+        if os.path.exists(os.path.join(ctx.root, cid)):
+            runh("delete", "--force", cid)
+        assert r.returncode == 0, r.stderr
+        out[opt] = r.stdout.split()
+    assert out["idmap"] == ["5", "1000"]
+    assert out["ridmap"] == ["5", "5"]
+
+
+def test_unknown_capability_warning_in_json_log(runh, ctx, make_bundle):
+    """The warning goes to --log as a logrus JSON line with level "warning", as runc's."""
+    import json
+
+    def edit(c):
+        c["process"]["capabilities"]["effective"] += ["CAP_ZZZ", "CAP_AAA", "CAP_ZZZ"]
+    b = make_bundle(args=["true"], edit=edit)
+    log = ctx.path("log.json")
+    cid = ctx.new_id()
+    r = runh("--log", log, "--log-format", "json", "run", "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(l) for l in open(log)]
+    warn = [l for l in lines if l["level"] == "warning"]
+    assert [w["msg"] for w in warn] == ["ignoring unknown or unavailable capabilities: [CAP_AAA CAP_ZZZ]"]
