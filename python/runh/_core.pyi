@@ -28,6 +28,7 @@ def create(
     root: str | None = None,
     seccomp_state: bytes | None = None,
     on_hooks: "Callable[[int], bytes] | None" = None,
+    fix_listen_pid: bool = False,
 ) -> int:
     """Create a container and return its init's pid once the init is set up and parked.
 
@@ -38,6 +39,9 @@ def create(
     no_pivot: MS_MOVE + chroot instead of pivot_root (rootfs on a ramfs).
     no_new_keyring: keep the caller's session keyring instead of a new anonymous one.
     preserve_fds: fds 3 .. 3+N-1 of the caller are passed into the container as they are.
+    fix_listen_pid: the caller was socket-activated (LISTEN_FDS, counted in preserve_fds
+        and put in process.env by it): init sets LISTEN_PID in the process's environment
+        to its own pid (1 with a new pid namespace; runc always writes 1).
     console_socket: with process.terminal, the AF_UNIX path to which the pty master is
         sent (one message, one SCM_RIGHTS fd, payload the slave's name like
         b"/dev/pts/0"). Required when process.terminal is true, refused otherwise.
@@ -122,16 +126,23 @@ def exec(
     fix_listen_pid: bool = False,
     cgroup_dir: str | None = None,
     cgroup_procs: list[str] = [],
+    seccomp_state: bytes | None = None,
 ) -> int:
     """Start a process in a running container; return its pid once it has exec'd.
 
     process: the runtime-spec process JSON (args, env, cwd, user, capabilities, rlimits,
-        noNewPrivileges, terminal, consoleSize, oomScoreAdj).
+        noNewPrivileges, terminal, consoleSize, oomScoreAdj, scheduler, ioPriority,
+        execCPUAffinity: initial once in the cgroup, final just before execve).
     pidfd: a pidfd of the container's init, already checked against its start time by the
         caller; init_pid: its pid. The process joins every namespace of the init that
-        differs from the caller's (a user namespace raises ConfigError: not supported yet).
+        differs from the caller's: a user namespace first (then it becomes the
+        namespace's root before the user/capability steps), a time namespace too. An
+        unprivileged caller cannot join a container's own pid namespace yet (EPERM).
     config: the container's config.json; its linux.seccomp is applied as at create
-        (compiled through the cache under `root`).
+        (compiled through the cache under `root`), and its linux.personality.
+    seccomp_state: the container's runtime-spec state JSON without pid, needed only with
+        linux.seccomp.listenerPath: the exec'd process's filter has a listener of its own,
+        sent to the agent as at create with pid = the exec'd process's pid.
     console_socket: with process.terminal, where the pty master goes (as for create).
     preserve_fds: fds 3 .. 3+N-1 of the caller are passed on; fix_listen_pid: LISTEN_PID
         in process.env is set to the process's own pid in the container.

@@ -195,6 +195,17 @@ class Container:
         if preserve_fds < 0:
             raise UsageError("--preserve-fds must be >= 0")
         _warn_unknown_caps(process.get("capabilities"))
+        listen = _listen_fds()
+        if listen:
+            # Socket activation, as runc: fds 3..3+N go to the process first (then the
+            # --preserve-fds ones), with LISTEN_FDS=N and LISTEN_PID (init sets it to its
+            # own pid). Re-serializing the config costs only these callers.
+            from runh.jsonio import dumps
+
+            env = [e for e in process.get("env") or [] if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+            process["env"] = env + [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
+            raw = dumps(config).encode()
+            preserve_fds += listen
 
         _makedirs(root)
         try:
@@ -233,7 +244,7 @@ class Container:
                                      console_socket=console_socket, cgroup_dir=cg_dir,
                                      cgroup_procs=cg_procs, root=root,
                                      seccomp_state=_seccomp_state(config, container_id, bundle),
-                                     on_hooks=on_hooks)
+                                     on_hooks=on_hooks, fix_listen_pid=bool(listen))
                 _mark("core create returned")
                 starttime, _ = st.proc_start_time(pid)
                 state = {
@@ -323,6 +334,13 @@ class Container:
         if fd is None:
             raise InvalidState("cannot exec in a stopped container")
         try:
+            if b"capabilities" in process:  # cheap test; the parse only when caps are listed
+                from runh.jsonio import loads
+
+                try:
+                    _warn_unknown_caps(loads(process).get("capabilities"))
+                except (ValueError, AttributeError):
+                    pass  # malformed: the core reports it as "invalid process"
             listen = _listen_fds()
             if listen:
                 process = _with_listen_env(process, listen)
@@ -340,7 +358,8 @@ class Container:
             pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
                                console_socket=console_socket,
                                preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
-                               cgroup_dir=cg_dir, cgroup_procs=cg_procs)
+                               cgroup_dir=cg_dir, cgroup_procs=cg_procs,
+                               seccomp_state=_exec_seccomp_state(config, s, status))
             if status == st.PAUSED and cg is not None:
                 cg.add(pid)
         finally:
@@ -479,6 +498,21 @@ def _seccomp_state(config, container_id, bundle):
              "bundle": bundle}
     if config.get("annotations"):
         state["annotations"] = config["annotations"]
+    return dumps(state).encode()
+
+
+def _exec_seccomp_state(config, s, status):
+    """The container state for a seccomp agent when an exec'd process gets its own
+    listener (the core adds the exec'd pid); None, after one bytes search, without a
+    listenerPath in the config."""
+    if b"listenerPath" not in config:
+        return None
+    from runh.jsonio import dumps
+
+    state = {"ociVersion": s.get("ociVersion", ""), "id": s.get("id", ""), "status": status,
+             "bundle": s.get("bundle", "")}
+    if s.get("annotations"):
+        state["annotations"] = s["annotations"]
     return dumps(state).encode()
 
 

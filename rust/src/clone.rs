@@ -28,6 +28,8 @@ pub struct CreateOptions<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
+    /// LISTEN_FDS was passed: LISTEN_PID becomes the process's pid (sync::Plan).
+    pub fix_listen_pid: bool,
     pub console_socket: Option<&'a str>,
     /// cgroup v2 directory to clone the init straight into.
     pub cgroup_dir: Option<&'a str>,
@@ -471,6 +473,7 @@ fn create_bound(
             unshare_cgroupns: wants_cgroupns && (!into_cgroup || ns.joins_user()),
             config_len: 0,
             hooks_sync: opts.on_hooks.is_some(),
+            fix_listen_pid: opts.fix_listen_pid,
             seccomp_len: seccomp.as_ref().map_or(0, |c| c.program.len()),
             seccomp_flags: seccomp.as_ref().map_or(0, |c| c.flags),
             seccomp_listener_fd: listener.map(|_| init_listener),

@@ -8,12 +8,16 @@
 //!   process never becomes a member (it has no pid in the container, only the child's
 //!   parent is outside, shown as ppid 0). Cost here: two setns + one open, about 10 µs,
 //!   against about 0.1 ms for the extra fork a child-side setns would need.
-//! - Everything else (mnt, ipc, uts, net, cgroup, time) is joined by the child after it
+//! - Everything else (user, mnt, ipc, uts, net, cgroup, time) is joined by the child after it
 //!   has exec'd runh-init from the sealed memfd ("runh-exec" mode): so the process that
 //!   enters the container's mount namespace has an immutable memfd as /proc/self/exe,
 //!   never the interpreter (CVE-2019-5736), and no Python page is ever charged to the
 //!   container's memory cgroup. One setns(pidfd, flags) joins them all at once (5.8+);
-//!   older kernels fall back to /proc/<pid>/ns/* files, mount last.
+//!   older kernels fall back to /proc/<pid>/ns/* files, user first, mount last. With a
+//!   user namespace the kernel joins it first and checks the others with the new
+//!   credentials; the child then becomes its root (setresuid 0), as runc's exec does. A
+//!   time namespace joined by setns applies to the caller itself (single-threaded), so
+//!   the process reads the container's clocks without a fork.
 //! - The cgroup: clone3(CLONE_INTO_CGROUP) into the container's v2 directory, or the
 //!   v1 cgroup.procs files written by the parent before the child reads its plan.
 //!
@@ -24,7 +28,7 @@
 use crate::error::{Error, Kind, Result};
 use crate::spec::Process;
 use crate::sync::{self, Msg};
-use crate::{caps, process, tty};
+use crate::{caps, procattr, process, tty, userns};
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
 
@@ -50,6 +54,16 @@ pub struct ExecPlan {
     pub process_len: usize,
     pub seccomp_len: usize,
     pub seccomp_flags: u32,
+    /// The container's linux.personality: exec'd processes get it too (runc does so).
+    #[serde(default)]
+    pub personality: Option<serde_json::Value>,
+    /// SCMP_ACT_NOTIFY: a socket the parent connected to linux.seccomp.listenerPath (a
+    /// host path, out of reach once the mount namespace is joined) and the process state
+    /// JSON to send on it with this process's own listener fd.
+    #[serde(default)]
+    pub seccomp_listener_fd: Option<RawFd>,
+    #[serde(default)]
+    pub seccomp_state: Option<String>,
 }
 
 /// Namespace types joined by exec, with their /proc/<pid>/ns names; mount last, since
@@ -94,6 +108,9 @@ struct Prepared {
     no_new_privileges: bool,
     seccomp: Vec<u8>,
     seccomp_flags: u32,
+    /// The connected listenerPath socket and the state sent on it (SCMP_ACT_NOTIFY).
+    listener: Option<(RawFd, String)>,
+    attrs: procattr::Attrs,
     exec: process::Exec,
 }
 
@@ -149,16 +166,35 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         None => return Err(Error::sync("parent closed the sync socket before sending the exec plan")),
     };
     // Inherited without CLOEXEC across the exec into this program; restore it.
-    for fd in [Some(plan.pidfd), plan.console_fd].into_iter().flatten() {
+    for fd in [Some(plan.pidfd), plan.console_fd, plan.seccomp_listener_fd].into_iter().flatten() {
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     let mut payload = recv_all(sync_fd, plan.process_len + plan.seccomp_len)?;
     let seccomp = payload.split_off(plan.process_len);
     let mut p = parse_process(&payload)?;
     drop(payload);
+    // Checked before anything is joined, so a bad value fails the exec cleanly. The
+    // initial CPU affinity goes on at once: the process is already in the container's
+    // cgroup (clone3 into it, or the parent wrote cgroup.procs before sending the plan),
+    // whose cpuset would otherwise narrow a mask set earlier.
+    let attrs = procattr::Attrs::from_parts(Some(&p), plan.personality.as_ref())?;
+    attrs.apply_initial()?;
+    // Before the user namespace is joined: lowering oom_score_adj and raising a hard
+    // rlimit need CAP_SYS_RESOURCE in the initial user namespace (runc sets both from the
+    // parent for the same reason). Both survive setns and execve.
+    if let Some(v) = p.oom_score_adj {
+        process::set_oom_score_adj(v)?;
+    }
+    process::set_rlimits(&p.rlimits)?;
 
     join_namespaces(&plan)?;
     unsafe { libc::close(plan.pidfd) };
+    if plan.ns_flags & libc::CLONE_NEWUSER != 0 {
+        // setns into the user namespace gave every capability in it, but this process's
+        // uid is still the host's, unmapped there: become the namespace's root (as runc's
+        // exec does) so the user and capability steps below start from root.
+        userns::become_root()?;
+    }
     // A session of its own, as for the init: no controlling terminal shared with runh.
     if unsafe { libc::setsid() } < 0 {
         return Err(Error::last_os("setsid"));
@@ -179,10 +215,6 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         p.env.push(me);
     }
     set_default_home(&mut p.env, p.user.uid);
-    if let Some(v) = p.oom_score_adj {
-        process::set_oom_score_adj(v)?;
-    }
-    process::set_rlimits(&p.rlimits)?;
     process::enter_cwd(&p.cwd)?;
     let exec = process::Exec::prepare(&p)?;
     let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
@@ -193,6 +225,8 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         no_new_privileges: p.no_new_privileges,
         seccomp,
         seccomp_flags: plan.seccomp_flags,
+        listener: plan.seccomp_listener_fd.zip(plan.seccomp_state),
+        attrs,
         exec,
     })
 }
@@ -228,20 +262,36 @@ pub fn add_default_home(exec: &mut process::Exec, uid: u32) {
     }
 }
 
-/// The container's filter, as the init loaded it. A listener fd (SCMP_ACT_NOTIFY) is not
-/// forwarded for exec'd processes: the agent already has the container's.
-fn load_seccomp(p: &Prepared) -> Result<()> {
-    if !p.seccomp.is_empty() {
-        if let Some(fd) = crate::seccomp::load(&p.seccomp, p.seccomp_flags)? {
-            unsafe { libc::close(fd) };
-        }
+/// LISTEN_PID=<own pid> in the init's prepared program (create/run with LISTEN_FDS).
+pub fn set_listen_pid(exec: &mut process::Exec) {
+    exec.envp.retain(|e| !e.as_bytes().starts_with(b"LISTEN_PID="));
+    if let Ok(v) = std::ffi::CString::new(format!("LISTEN_PID={}", unsafe { libc::getpid() })) {
+        exec.envp.push(v);
     }
-    Ok(())
+}
+
+/// The container's filter, as the init loaded it. With SCMP_ACT_NOTIFY the new filter
+/// has a listener of its own (the init's does not see this process's calls): it goes to
+/// the agent at listenerPath with this process's state, as runc does for exec.
+fn load_seccomp(p: &Prepared) -> Result<()> {
+    if p.seccomp.is_empty() {
+        return Ok(());
+    }
+    match (crate::seccomp::load(&p.seccomp, p.seccomp_flags)?, &p.listener) {
+        (Some(fd), Some((sock, state))) => crate::seccomp::notify::send_listener(*sock, fd, state),
+        (Some(fd), None) => {
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        (None, _) => Ok(()),
+    }
 }
 
 /// The same final steps, in the same order, as the init's after `start`.
 fn finish(p: &Prepared) -> Error {
     let r = (|| -> Result<()> {
+        // The privileged scheduling classes need CAP_SYS_NICE / CAP_SYS_ADMIN: first.
+        p.attrs.apply_privileged()?;
         // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: the filter goes in before
         // the user and capability change (runc's order, and the init's); with it, last.
         if !p.no_new_privileges {
@@ -259,10 +309,13 @@ fn finish(p: &Prepared) -> Error {
         if p.no_new_privileges {
             process::set_no_new_privs()?;
         }
+        p.attrs.apply_final()?;
+        process::cloexec_from(3 + p.preserve_fds as u32)?;
+        // Last, as in the init: only execve (and sendmsg/close for a listener) run under
+        // the filter, so profiles need not allow the setup calls above.
         if p.no_new_privileges {
             load_seccomp(p)?;
         }
-        process::cloexec_from(3 + p.preserve_fds as u32)?;
         Ok(())
     })();
     match r {
@@ -315,6 +368,9 @@ mod parent {
         pub fix_listen_pid: bool,
         pub cgroup_dir: Option<&'a str>,
         pub cgroup_procs: &'a [String],
+        /// The container's runtime-spec state without the pid, for a seccomp agent at
+        /// linux.seccomp.listenerPath (the pid added here is the exec'd process's).
+        pub seccomp_state: Option<&'a [u8]>,
     }
 
     /// fds owned by exec; closed on every path.
@@ -349,7 +405,7 @@ mod parent {
             .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::ENOENT), format!("stat {p}")))
     }
 
-    fn connect_console(path: &str) -> Result<RawFd> {
+    fn connect_unix(path: &str, what: &str) -> Result<RawFd> {
         let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(Error::last_os("create unix socket"));
@@ -359,7 +415,7 @@ mod parent {
         let b = path.as_bytes();
         if b.len() >= addr.sun_path.len() {
             unsafe { libc::close(fd) };
-            return Err(Error::from_errno(libc::ENAMETOOLONG, format!("console socket {path}")));
+            return Err(Error::from_errno(libc::ENAMETOOLONG, format!("{what} {path}")));
         }
         for (d, s) in addr.sun_path.iter_mut().zip(b) {
             *d = *s as libc::c_char;
@@ -369,7 +425,7 @@ mod parent {
             if unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) } == 0 {
                 return Ok(fd);
             }
-            let e = Error::last_os(format!("connect to console socket {path}"));
+            let e = Error::last_os(format!("connect to {what} {path}"));
             if e.errno != libc::EINTR {
                 unsafe { libc::close(fd) };
                 return Err(e);
@@ -399,7 +455,7 @@ mod parent {
     /// is a copy-on-write image of the Python process).
     struct Child {
         memfd: RawFd,
-        pass: [RawFd; 3],
+        pass: [RawFd; 4],
         argv: [*const libc::c_char; 3],
         envp: [*const libc::c_char; 1],
         sync_fd: RawFd,
@@ -501,17 +557,17 @@ mod parent {
         if !p.terminal && opts.console_socket.is_some() {
             return Err(Error::config("a console socket was given but process.terminal is false"));
         }
-        let seccomp = match opts.config {
-            Some(cfg) => {
-                let spec = sync::parse_config(cfg)?;
-                match spec.linux.and_then(|l| l.seccomp) {
-                    // The same compile and cache as create's: a cache hit is one file read.
-                    Some(v) => Some(crate::seccomp::compile_for_create(&v, opts.root.map(std::path::Path::new))?),
-                    None => None,
-                }
-            }
+        let linux = match opts.config {
+            Some(cfg) => sync::parse_config(cfg)?.linux,
             None => None,
         };
+        let seccomp_json = linux.as_ref().and_then(|l| l.seccomp.as_ref());
+        let seccomp = match seccomp_json {
+            // The same compile and cache as create's: a cache hit is one file read.
+            Some(v) => Some(crate::seccomp::compile_for_create(v, opts.root.map(std::path::Path::new))?),
+            None => None,
+        };
+        let str_field = |k: &str| seccomp_json.and_then(|v| v.get(k)).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
 
         // Which of the init's namespaces differ from ours.
         let init = opts.init_pid.to_string();
@@ -523,13 +579,19 @@ mod parent {
                 Err(e) => return Err(e),
             };
             if theirs != ns_inode("thread-self", name)? {
-                if f == libc::CLONE_NEWUSER {
-                    return Err(Error::config("exec into a container with a user namespace is not supported yet"));
-                }
                 ns_flags |= f;
             }
         }
         let join_pid = ns_inode(&init, "pid")? != ns_inode("thread-self", "pid_for_children")?;
+        if join_pid && ns_flags & libc::CLONE_NEWUSER != 0 && unsafe { libc::geteuid() } != 0 {
+            // runh joins the pid namespace from outside (see the module doc), which needs
+            // CAP_SYS_ADMIN in runh's own user namespace too: an unprivileged runh would
+            // have to join it from inside the container's user namespace and fork again.
+            return Err(Error::from_errno(
+                libc::EPERM,
+                "exec into a rootless container with its own pid namespace is not supported yet",
+            ));
+        }
 
         let mut fds = Fds::default();
         let mut sv = [0; 2];
@@ -539,8 +601,17 @@ mod parent {
         let parent_sync = fds.keep(sv[0]);
         let child_sync = fds.keep(sv[1]);
         let console = match opts.console_socket {
-            Some(path) => Some(fds.keep(connect_console(path)?)),
+            Some(path) => Some(fds.keep(connect_unix(path, "console socket")?)),
             None => None,
+        };
+        // SCMP_ACT_NOTIFY: connected now, from the host's mount namespace (notify.rs).
+        let listener = match &seccomp {
+            Some(c) if c.uses_notify => {
+                let path = str_field("listenerPath")
+                    .ok_or_else(|| Error::config("linux.seccomp.listenerPath is required when SCMP_ACT_NOTIFY is used"))?;
+                Some(fds.keep(connect_unix(path, "seccomp listenerPath")?))
+            }
+            _ => None,
         };
         let memfd = fds.keep(crate::memfd::init_fd()?);
         // fds 0..3+preserve_fds are the process's; ours go above them.
@@ -559,6 +630,10 @@ mod parent {
             Some(fd) => dup_high(fd)?,
             None => -1,
         };
+        let init_listener = match listener {
+            Some(fd) => dup_high(fd)?,
+            None => -1,
+        };
         let cgroup_fd = match opts.cgroup_dir {
             Some(dir) => {
                 let c = CString::new(dir).map_err(|_| Error::config("cgroup path contains a NUL byte"))?;
@@ -574,7 +649,7 @@ mod parent {
         let arg1 = CString::new(init_sync.to_string()).unwrap();
         let c = Child {
             memfd,
-            pass: [init_sync, init_pidfd, init_console],
+            pass: [init_sync, init_pidfd, init_console, init_listener],
             argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
             envp: [std::ptr::null()],
             sync_fd: init_sync,
@@ -582,7 +657,7 @@ mod parent {
         let (pid, into_cgroup) = if join_pid { in_pid_ns(opts.pidfd, || spawn(cgroup_fd, &c))? } else { spawn(cgroup_fd, &c)? };
 
         let run = (|| -> Result<()> {
-            for fd in [child_sync, init_sync, init_pidfd, init_console] {
+            for fd in [child_sync, init_sync, init_pidfd, init_console, init_listener] {
                 fds.close(fd);
             }
             let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
@@ -607,6 +682,17 @@ mod parent {
                 process_len: opts.process.len(),
                 seccomp_len: program.len(),
                 seccomp_flags: flags,
+                personality: linux.as_ref().and_then(|l| l.personality.clone()),
+                seccomp_listener_fd: listener.map(|_| init_listener),
+                seccomp_state: match listener {
+                    // runc sends the exec'd process's pid, in runh's pid namespace.
+                    Some(_) => Some(crate::seccomp::notify::process_state(
+                        opts.seccomp_state.unwrap_or(b"{}"),
+                        pid,
+                        str_field("listenerMetadata"),
+                    )?),
+                    None => None,
+                },
             };
             let json = serde_json::to_vec(&plan).map_err(|e| Error::sync(format!("encode exec plan: {e}")))?;
             sync::send(parent_sync, &Msg::Plan(json))?;

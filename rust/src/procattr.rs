@@ -130,7 +130,12 @@ pub fn cpu_list(s: &str, what: &str) -> Result<libc::cpu_set_t> {
 
 impl Attrs {
     pub fn from_spec(spec: &Spec) -> Result<Attrs> {
-        let p = spec.process.as_ref();
+        Self::from_parts(spec.process.as_ref(), spec.linux.as_ref().and_then(|l| l.personality.as_ref()))
+    }
+
+    /// The same from a process (create's, or exec's own process JSON) and the container's
+    /// linux.personality, which exec'd processes get too (as runc applies it).
+    pub fn from_parts(p: Option<&crate::spec::Process>, pers: Option<&Value>) -> Result<Attrs> {
         let aff = p.and_then(|p| p.exec_cpu_affinity.as_ref());
         let cpus = |k: &str| -> Result<Option<libc::cpu_set_t>> {
             match aff.and_then(|a| a.get(k)).and_then(|v| v.as_str()).filter(|s| !s.trim().is_empty()) {
@@ -139,7 +144,7 @@ impl Attrs {
             }
         };
         Ok(Attrs {
-            personality: spec.linux.as_ref().and_then(|l| l.personality.as_ref()).map(personality).transpose()?,
+            personality: pers.map(personality).transpose()?,
             sched: p.and_then(|p| p.scheduler.as_ref()).map(sched).transpose()?,
             ioprio: p.and_then(|p| p.io_priority.as_ref()).map(ioprio).transpose()?,
             initial_cpus: cpus("initial")?,

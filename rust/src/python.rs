@@ -24,7 +24,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
                     preserve_fds=0, console_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    root=None, seccomp_state=None, on_hooks=None))]
+                    root=None, seccomp_state=None, on_hooks=None, fix_listen_pid=false))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     py: Python<'_>,
@@ -40,6 +40,7 @@ fn create(
     root: Option<&str>,
     seccomp_state: Option<&[u8]>,
     on_hooks: Option<PyObject>,
+    fix_listen_pid: bool,
 ) -> PyResult<i32> {
     // on_hooks(pid) -> bytes runs the runtime hooks (runh/hooks.py) with the GIL taken
     // back; its exception is re-raised as it is once init has been torn down.
@@ -64,6 +65,7 @@ fn create(
         no_pivot,
         no_new_keyring,
         preserve_fds,
+        fix_listen_pid,
         console_socket,
         cgroup_dir,
         cgroup_procs: &cgroup_procs,
@@ -82,7 +84,8 @@ fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
 
 #[pyfunction]
 #[pyo3(signature = (process, pidfd, init_pid, *, config=None, root=None, console_socket=None,
-                    preserve_fds=0, fix_listen_pid=false, cgroup_dir=None, cgroup_procs=Vec::new()))]
+                    preserve_fds=0, fix_listen_pid=false, cgroup_dir=None, cgroup_procs=Vec::new(),
+                    seccomp_state=None))]
 #[allow(clippy::too_many_arguments)]
 fn exec(
     py: Python<'_>,
@@ -96,6 +99,7 @@ fn exec(
     fix_listen_pid: bool,
     cgroup_dir: Option<&str>,
     cgroup_procs: Vec<String>,
+    seccomp_state: Option<&[u8]>,
 ) -> PyResult<i32> {
     let opts = crate::exec::ExecOptions {
         process,
@@ -108,6 +112,7 @@ fn exec(
         fix_listen_pid,
         cgroup_dir,
         cgroup_procs: &cgroup_procs,
+        seccomp_state,
     };
     py.allow_threads(|| crate::exec::exec(&opts)).map_err(|e| to_py(py, e))
 }

@@ -43,6 +43,10 @@ pub struct Plan {
     /// Init stops before pivot_root with `Msg::Hooks` and waits for `Msg::HooksDone`
     /// (the parent runs prestart/createRuntime; init then runs createContainer).
     pub hooks_sync: bool,
+    /// runh was given LISTEN_FDS (socket activation): init sets LISTEN_PID in the
+    /// process's environment to its own pid, which the process keeps across execve.
+    #[serde(default)]
+    pub fix_listen_pid: bool,
 }
 
 // Largest payload per message: well below the default socket buffer (208 KiB), so a

@@ -202,6 +202,11 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     process::set_rlimits(&p.rlimits)?;
     let mut exec = process::Exec::prepare(p)?;
     _core::exec::add_default_home(&mut exec, p.user.uid); // runc's HOME when env has none
+    if plan.fix_listen_pid {
+        // runc writes LISTEN_PID=1; the real pid (the same after execve, and after any
+        // fork above) is right with or without a pid namespace of its own.
+        _core::exec::set_listen_pid(&mut exec);
+    }
     let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
     process::enter_cwd(&p.cwd)?;
     timing::init_stamp(6);
