@@ -12,6 +12,7 @@ import pytest
 
 from conftest import sh
 from test_exec import running  # noqa: F401  (fixture)
+from test_rootless import user  # noqa: F401  (fixture)
 from test_seccomp_containers import Agent, NR, _allow_all_but, bundle_with, scall  # noqa: F401
 
 BASE = 200000  # host ids of the container's root (as tests/test_userns.py)
@@ -252,3 +253,43 @@ def test_run_listen_fds_no_pid_namespace(runh, ctx, make_bundle):
     assert lines[0] == "activated"
     n, listen_pid, me = lines[1].split()
     assert n == "1" and listen_pid == me != "1"
+
+
+def test_exec_rootless(user, ctx, rootfs_template):
+    """An unprivileged runh execs into its rootless container (own user and pid
+    namespaces): the child joins them from inside and forks once; runh, a subreaper,
+    still waits for the process and passes its exit status on."""
+    from test_rootless import RUNH, _as_user, _bundle
+
+    pw, home = user
+    b = _bundle(pw, home, rootfs_template, ["sleep", "1000"])
+    root = os.path.join(home, "run", "runh")
+    cid = ctx.new_id()
+
+    def rh(*args):
+        return _as_user(pw, home, [RUNH, "--root", root, *args])
+    # Detached: the container keeps runh's stdio, so no pipes (communicate would wait).
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "XDG_RUNTIME_DIR": os.path.join(home, "run")}
+    r = subprocess.run([RUNH, "--root", root, "run", "-d", "--bundle", b, cid], user=pw.pw_uid,
+                       group=pw.pw_gid, extra_groups=[], env=env, cwd=home, timeout=60,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert r.returncode == 0
+    try:
+        pid = json.loads(rh("state", cid).stdout)["pid"]
+        r = rh("exec", cid, "sh", "-c", "id -u; readlink /proc/self/ns/pid; readlink /proc/self/ns/user; echo $$; exit 3")
+        assert r.returncode == 3, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == "0", (r.stdout, r.stderr)
+        assert lines[1:3] == [os.readlink(f"/proc/{pid}/ns/pid"), os.readlink(f"/proc/{pid}/ns/user")], r.stderr
+        assert lines[3] != "1"  # a new process in the container's pid namespace
+        pf = os.path.join(home, "exec.pid")
+        r = subprocess.run([RUNH, "--root", root, "exec", "-d", "--pid-file", pf, cid, "sleep", "30"],
+                           user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], env=env, cwd=home, timeout=60,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert r.returncode == 0
+        epid = int(open(pf).read())
+        st = _status(epid)
+        assert st["Uid"].split()[0] == str(pw.pw_uid)
+        assert os.readlink(f"/proc/{epid}/ns/pid") == os.readlink(f"/proc/{pid}/ns/pid")
+    finally:
+        rh("delete", "--force", cid)

@@ -137,7 +137,10 @@ def exec(
         caller; init_pid: its pid. The process joins every namespace of the init that
         differs from the caller's: a user namespace first (then it becomes the
         namespace's root before the user/capability steps), a time namespace too. An
-        unprivileged caller cannot join a container's own pid namespace yet (EPERM).
+        unprivileged caller (rootless) joins a container's pid namespace from inside its
+        user namespace with one more fork, and becomes a child subreaper
+        (PR_SET_CHILD_SUBREAPER, for the rest of its life) so the returned pid is still
+        its child.
     config: the container's config.json; its linux.seccomp is applied as at create
         (compiled through the cache under `root`), and its linux.personality.
     seccomp_state: the container's runtime-spec state JSON without pid, needed only with

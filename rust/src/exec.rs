@@ -64,6 +64,12 @@ pub struct ExecPlan {
     pub seccomp_listener_fd: Option<RawFd>,
     #[serde(default)]
     pub seccomp_state: Option<String>,
+    /// Rootless with a pid namespace: ns_flags includes CLONE_NEWPID, joined here from
+    /// inside the user namespace, and the process is a fork of this one; the first sends
+    /// `Msg::Pid` and leaves. A listener state then follows as one more `Msg::Plan`
+    /// (it needs that pid).
+    #[serde(default)]
+    pub fork: bool,
 }
 
 /// Namespace types joined by exec, with their /proc/<pid>/ns names; mount last, since
@@ -128,7 +134,8 @@ fn join_namespaces(plan: &ExecPlan) -> Result<()> {
     // Before 5.8 setns takes no pidfd: one namespace file at a time, all opened first (they
     // are this (host) /proc's paths), the mount namespace joined last.
     let mut fds = Vec::new();
-    for (f, name) in NS_ORDER {
+    let order = NS_ORDER[..1].iter().chain(&[(libc::CLONE_NEWPID, "pid")]).chain(&NS_ORDER[1..]);
+    for &(f, name) in order {
         if plan.ns_flags & f != 0 {
             let p = std::ffi::CString::new(format!("/proc/{}/ns/{name}", plan.init_pid)).unwrap();
             let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
@@ -195,6 +202,25 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         // exec does) so the user and capability steps below start from root.
         userns::become_root()?;
     }
+    let mut seccomp_state = plan.seccomp_state;
+    if plan.fork {
+        // setns(CLONE_NEWPID) only placed our future children in the pid namespace.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Error::last_os("fork into the container's pid namespace"));
+        }
+        if pid > 0 {
+            let _ = sync::send(sync_fd, &Msg::Pid(pid));
+            unsafe { libc::_exit(0) };
+        }
+        if plan.seccomp_listener_fd.is_some() {
+            seccomp_state = match sync::recv(sync_fd)? {
+                Some(Msg::Plan(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Some(other) => return Err(other.into_error("seccomp listener state")),
+                None => return Err(Error::sync("parent closed the sync socket before the listener state")),
+            };
+        }
+    }
     // A session of its own, as for the init: no controlling terminal shared with runh.
     if unsafe { libc::setsid() } < 0 {
         return Err(Error::last_os("setsid"));
@@ -225,7 +251,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         no_new_privileges: p.no_new_privileges,
         seccomp,
         seccomp_flags: plan.seccomp_flags,
-        listener: plan.seccomp_listener_fd.zip(plan.seccomp_state),
+        listener: plan.seccomp_listener_fd.zip(seccomp_state),
         attrs,
         exec,
     })
@@ -582,15 +608,19 @@ mod parent {
                 ns_flags |= f;
             }
         }
-        let join_pid = ns_inode(&init, "pid")? != ns_inode("thread-self", "pid_for_children")?;
-        if join_pid && ns_flags & libc::CLONE_NEWUSER != 0 && unsafe { libc::geteuid() } != 0 {
-            // runh joins the pid namespace from outside (see the module doc), which needs
-            // CAP_SYS_ADMIN in runh's own user namespace too: an unprivileged runh would
-            // have to join it from inside the container's user namespace and fork again.
-            return Err(Error::from_errno(
-                libc::EPERM,
-                "exec into a rootless container with its own pid namespace is not supported yet",
-            ));
+        let mut join_pid = ns_inode(&init, "pid")? != ns_inode("thread-self", "pid_for_children")?;
+        // runh joins the pid namespace from outside (see the module doc), which needs
+        // CAP_SYS_ADMIN in runh's own user namespace too. An unprivileged runh (rootless)
+        // lets the child join it from inside the container's user namespace and fork once
+        // (about 0.1 ms, paid only here); runh becomes a child subreaper so that the
+        // process, orphaned by that fork, is still its child to wait for.
+        let fork = join_pid && ns_flags & libc::CLONE_NEWUSER != 0 && unsafe { libc::geteuid() } != 0;
+        if fork {
+            join_pid = false;
+            ns_flags |= libc::CLONE_NEWPID;
+            if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+                return Err(Error::last_os("become a child subreaper"));
+            }
         }
 
         let mut fds = Fds::default();
@@ -655,8 +685,11 @@ mod parent {
             sync_fd: init_sync,
         };
         let (pid, into_cgroup) = if join_pid { in_pid_ns(opts.pidfd, || spawn(cgroup_fd, &c))? } else { spawn(cgroup_fd, &c)? };
+        // With `fork`, the process is the child's fork (its pid comes as Msg::Pid).
+        let mut process_pid = if fork { 0 } else { pid };
+        let mut child_reaped = false;
 
-        let run = (|| -> Result<()> {
+        let mut run = || -> Result<()> {
             for fd in [child_sync, init_sync, init_pidfd, init_console, init_listener] {
                 fds.close(fd);
             }
@@ -684,14 +717,15 @@ mod parent {
                 seccomp_flags: flags,
                 personality: linux.as_ref().and_then(|l| l.personality.clone()),
                 seccomp_listener_fd: listener.map(|_| init_listener),
+                fork,
                 seccomp_state: match listener {
                     // runc sends the exec'd process's pid, in runh's pid namespace.
-                    Some(_) => Some(crate::seccomp::notify::process_state(
+                    Some(_) if !fork => Some(crate::seccomp::notify::process_state(
                         opts.seccomp_state.unwrap_or(b"{}"),
                         pid,
                         str_field("listenerMetadata"),
                     )?),
-                    None => None,
+                    _ => None,
                 },
             };
             let json = serde_json::to_vec(&plan).map_err(|e| Error::sync(format!("encode exec plan: {e}")))?;
@@ -703,21 +737,40 @@ mod parent {
             let mut ready = false;
             loop {
                 match sync::recv(parent_sync)? {
-                    Some(Msg::Ready) if !ready => ready = true,
+                    Some(Msg::Pid(p)) if fork && process_pid == 0 => {
+                        process_pid = p;
+                        reap(pid); // the child that forked it has left
+                        child_reaped = true;
+                        if listener.is_some() {
+                            let state = crate::seccomp::notify::process_state(
+                                opts.seccomp_state.unwrap_or(b"{}"),
+                                p,
+                                str_field("listenerMetadata"),
+                            )?;
+                            sync::send(parent_sync, &Msg::Plan(state.into_bytes()))?;
+                        }
+                    }
+                    Some(Msg::Ready) if !ready && process_pid != 0 => ready = true,
                     None if ready => return Ok(()),
                     None => return Err(Error::sync("the exec process exited during setup")),
                     Some(other) => return Err(other.into_error("ready")),
                 }
             }
-        })();
-        if let Err(mut e) = run {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            reap(pid);
+        };
+        if let Err(mut e) = run() {
+            if process_pid != 0 && process_pid != pid {
+                unsafe { libc::kill(process_pid, libc::SIGKILL) };
+                reap(process_pid); // our child too, as a subreaper
+            }
+            if !child_reaped {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                reap(pid);
+            }
             if e.kind == Kind::Syscall && e.context.is_empty() {
                 e.context = "exec process".into();
             }
             return Err(e);
         }
-        Ok(pid)
+        Ok(process_pid)
     }
 }
