@@ -305,13 +305,14 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     crate::idmap::precheck(&spec)?;
     crate::procattr::Attrs::from_spec(&spec)?;
     let rootfs = rootfs_path(&spec, opts.bundle)?;
+    crate::timing::mark("core: config parse+checks");
     // Compiled here, before anything is cloned: a bad profile fails create at once, and the
     // parent's cache makes the common case one file read (benches/seccomp_bench.py).
     let seccomp = match spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()) {
         Some(v) => Some(crate::seccomp::compile_for_create(v, opts.root.map(std::path::Path::new))?),
         None => None,
     };
-    crate::timing::mark("core: config parse+checks");
+    crate::timing::mark("core: seccomp compile/cache");
 
     let mut fds = Fds::default();
     let mut sv = [0; 2];
