@@ -105,7 +105,51 @@ def oracle_block(prof, audit):
     return tuple(block) or None
 
 
-ORACLE_BUGS = {"inputs": 0}
+ORACLE_BUGS = {"inputs": 0, "merge_bug_inputs": 0, "merge_bug_profiles": set(), "merge_bug_arches": set()}
+
+
+def _names_at(audit, nr):
+    """The syscall names that `nr` is on the arch(es) with this audit value."""
+    arches = [a for a, v in AUDIT.items() if v == audit]
+    if audit == AUDIT["x86_64"]:
+        arches = ["x32"] if nr & X32_BIT else ["x86_64"]
+    return {n for a in arches for n, v in TABLES[a].items() if v == nr}
+
+
+def libseccomp_merge_bug(prof, block, d, mine):
+    """True if libseccomp's combined filter disagrees with libseccomp itself rule by rule:
+    each rule of the syscall is compiled alone by libseccomp and run on the input; when at
+    most one non-default verdict comes out, the combined filter must give it (or the
+    default if none does). If runh gives exactly that and the combined libseccomp filter
+    does not, the combined filter is wrong. Seen with libseccomp 2.5.4 (first on x86, then
+    on every arch) when two argument rules on one syscall share an action: the merged
+    tree drops a rule (default instead of the action) or joins the two rules' conditions
+    (the action where neither rule matches). Several non-default verdicts are a
+    precedence question, never classified here."""
+    default = oracle.action(prof["defaultAction"], prof.get("defaultErrnoRet"))
+    names = _names_at(d_arch(d), d_nr(d))
+    verdicts = set()
+    for rule in prof.get("syscalls") or []:
+        if not names & set(rule["names"]):
+            continue
+        alone = dict(prof, syscalls=[rule])
+        try:
+            prog = decode(oracle.compile(alone, None if block is None else list(block)))
+            verdicts.add(run(prog, d, strict=True))
+        except (oracle.Rejected, ArchWordCompared):
+            return False
+    others = verdicts - {default}
+    if len(others) > 1:
+        return False
+    return mine == (others.pop() if others else default)
+
+
+def d_arch(d):
+    return struct.unpack_from("=iI", d)[1]
+
+
+def d_nr(d):
+    return struct.unpack_from("=iI", d)[0] & 0xFFFFFFFF
 
 
 def compare(prof, inputs):
@@ -124,6 +168,11 @@ def compare(prof, inputs):
         except ArchWordCompared:
             # libseccomp 2.5.4 bug (see seccomp_oracle.compile): no verdict to compare.
             ORACLE_BUGS["inputs"] += 1
+            continue
+        if a != b and libseccomp_merge_bug(prof, block, d, a):
+            ORACLE_BUGS["merge_bug_inputs"] += 1
+            ORACLE_BUGS["merge_bug_profiles"].add(json.dumps(prof, sort_keys=True))
+            ORACLE_BUGS["merge_bug_arches"].add(next(k for k, v in AUDIT.items() if v == arch))
             continue
         assert a == b, (
             f"arch={arch:#x} nr={nr:#x} args={[hex(x) for x in args]}: runh {a:#x} libseccomp {b:#x}\n"
@@ -215,7 +264,7 @@ def profiles(draw):
     return prof
 
 
-STATS = {"profiles": 0, "rejected": 0, "inputs": 0}
+STATS = {"profiles": 0, "rejected": 0, "oracle_too_slow": 0, "inputs": 0}
 
 
 @settings(max_examples=int(os.environ.get("RUNH_SECCOMP_EXAMPLES", "1000")), deadline=None,
@@ -223,9 +272,12 @@ STATS = {"profiles": 0, "rejected": 0, "inputs": 0}
 @given(prof=profiles(), seed=st.integers(0, 2**32))
 def test_random_profiles_equivalent(prof, seed):
     try:
-        oracle.compile(prof)
+        oracle.check_within(prof, 5)
     except oracle.Rejected:
         STATS["rejected"] += 1
+        assume(False)
+    except oracle.TooSlow:
+        STATS["oracle_too_slow"] += 1
         assume(False)
     inputs = inputs_for(prof, random.Random(seed))
     compare(prof, inputs)
@@ -234,7 +286,16 @@ def test_random_profiles_equivalent(prof, seed):
 
 
 def test_random_profiles_stats():
-    print(STATS, "inputs skipped for libseccomp's missing nr load:", ORACLE_BUGS["inputs"])
+    bad = len(ORACLE_BUGS["merge_bug_profiles"])
+    print(STATS, "inputs skipped for libseccomp's missing nr load:", ORACLE_BUGS["inputs"],
+          f"libseccomp merge bug: {ORACLE_BUGS['merge_bug_inputs']} inputs in {bad} profiles",
+          f"on {sorted(ORACLE_BUGS['merge_bug_arches'])}")
+    # A libseccomp bug must stay a rare, recognisable case, not a cover for runh's errors.
+    # Seen over 20 runs of 1000 profiles (hypothesis draws differ per run): 0..18 profiles,
+    # 0..30 of ~200000 inputs. The generator makes such profiles often on purpose (every
+    # argument rule of a profile shares one action), hence the bound on profiles.
+    assert bad <= max(5, STATS["profiles"] * 5 // 100), ORACLE_BUGS["merge_bug_profiles"]
+    assert ORACLE_BUGS["merge_bug_inputs"] <= max(10, STATS["inputs"] // 1000), ORACLE_BUGS["merge_bug_inputs"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
