@@ -240,6 +240,7 @@ def test_cache_entry_under_root(runh, ctx, bundle_with):
             assert r.returncode == 0, r.stderr
         entries = os.listdir(os.path.join(ctx.root, ".cache", "seccomp"))
         assert len(entries) == 1 and entries[0].split("-")[1] == "x86_64", entries
+        assert runh("list", "-q").stdout.split() == [holder]  # the cache is no container
     finally:
         runh("delete", "--force", holder)
     assert os.listdir(ctx.root) == [], os.listdir(ctx.root)

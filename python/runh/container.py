@@ -134,6 +134,8 @@ class Container:
             return []
         out = []
         for name in names:
+            if name[0] == ".":  # runh's own files (the seccomp cache), never a container id
+                continue
             try:
                 out.append(cls.load(name, root))
             except (ContainerNotFound, UsageError, ValueError):
