@@ -1,14 +1,16 @@
 """Build a busybox OCI bundle: the one bundle builder for tests, the demo and the benchmarks.
 
-Stdlib only, so that `make run`, `benches/` and `tests/` can all import it:
+Stdlib and the runh package only (the rootfs builder and the built-in spec are the
+package's, runh.bench.bundle and runh.spec), so `make run`, `benches/` and `tests/` can
+all import it:
 
     sys.path.insert(0, "<repo>/tests"); from bundle import build_bundle
     build_bundle("/tmp/b", args=["/bin/true"])   # -> "/tmp/b" with config.json + rootfs/
 
 The rootfs is Debian's busybox-static with one symlink per applet, plus the few files
 that `id`, `ps` and `ls -l` want (/etc/passwd, /etc/group). config.json comes from the
-default spec of a runtime (`runh spec` if it works, else `runc spec`, else a built-in
-copy of the runtime-spec's usual defaults), so tests exercise the same defaults a user
+default spec of a runtime (`runh spec` if it works, else `runc spec`, else
+runh.spec.default_spec() called in-process), so tests exercise the same defaults a user
 gets, with terminal and args set by the caller.
 """
 
@@ -16,54 +18,19 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 BUSYBOX = os.environ.get("RUNH_TEST_BUSYBOX", "/bin/busybox")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNH = os.environ.get("RUNH", os.path.join(REPO, ".venv", "bin", "runh"))
 
-# Used only when neither `runh spec` nor `runc spec` is available (e.g. `make run` before
-# runh's spec command exists, on a machine without runc). The usual OCI defaults.
-_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-FALLBACK_SPEC = {
-    "ociVersion": "1.3.0",
-    "process": {
-        "terminal": False,
-        "user": {"uid": 0, "gid": 0},
-        "args": ["sh"],
-        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-        "cwd": "/",
-        "capabilities": {k: list(_CAPS) for k in ("bounding", "effective", "permitted")},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-        "noNewPrivileges": True,
-    },
-    "root": {"path": "rootfs", "readonly": True},
-    "hostname": "runh",
-    "mounts": [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    ],
-    "linux": {
-        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
-        "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                        "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                          "/proc/sysrq-trigger"],
-    },
-}
+try:
+    import runh  # noqa: F401  (installed in the venv by `make build`)
+except ImportError:  # run from a checkout without the package installed
+    sys.path.insert(0, os.path.join(REPO, "python"))
+from runh.bench import bundle as _bundle  # noqa: E402
+from runh.spec import default_spec as _runh_default_spec  # noqa: E402
 
 _default_spec_cache = {}
 
@@ -97,7 +64,11 @@ def default_spec(source=None):
             runc = shutil.which("runc")
             spec = _spec_from([runc]) if runc else None
         else:
-            spec = FALLBACK_SPEC
+            # runh's own defaults without running it (e.g. `make run` before the CLI
+            # works, on a machine without runc), with the terminal off as runc's test
+            # bundles have it.
+            spec = _runh_default_spec()
+            spec["process"]["terminal"] = False
         if spec is not None:
             _default_spec_cache[src] = spec
             return json.loads(json.dumps(spec))
@@ -105,36 +76,14 @@ def default_spec(source=None):
 
 
 def applets(busybox=BUSYBOX):
-    out = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout
-    return [a for a in out.split() if a and a != "busybox"]
-
-
-_applet_cache = []
+    return _bundle.applets(busybox)
 
 
 def build_rootfs(path, busybox=BUSYBOX, template=None):
-    """A busybox rootfs at `path`. With `template` (a rootfs built earlier) the binary is
-    hard-linked instead of copied when on the same filesystem."""
-    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run", "mnt"):
-        os.makedirs(os.path.join(path, d), exist_ok=True)
-    os.chmod(os.path.join(path, "tmp"), 0o1777)
-    dst = os.path.join(path, "bin", "busybox")
-    src = os.path.join(template, "bin", "busybox") if template else busybox
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    if not _applet_cache:
-        _applet_cache.extend(applets(busybox))
-    for a in _applet_cache:
-        os.symlink("busybox", os.path.join(path, "bin", a))
-    with open(os.path.join(path, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\n"
-                "daemon:x:1:1:daemon:/:/bin/false\n"
-                "nobody:x:65534:65534:nobody:/:/bin/false\n")
-    with open(os.path.join(path, "etc", "group"), "w") as f:
-        f.write("root:x:0:\ndaemon:x:1:\ntty:x:5:\nusers:x:100:\nnogroup:x:65534:\n")
-    return path
+    """A busybox rootfs at `path` (runh.bench.bundle.build_rootfs). With `template` (a
+    rootfs built earlier) the binary is hard-linked instead of copied when on the same
+    filesystem."""
+    return _bundle.build_rootfs(path, busybox=busybox, template=template)
 
 
 def build_bundle(dir, args=None, terminal=False, *, spec=None, template=None, edit=None):

@@ -1,7 +1,8 @@
-"""The benchmark's own OCI bundle: a busybox-static rootfs and configs for each scenario.
+"""The busybox OCI bundle builder (the one the tests, benches/ and the benchmark share) and
+the benchmark's configs for each scenario.
 
-The bench must work from an installed package, so it builds its bundle itself instead of
-relying on the test suite's helpers. Every runtime runs the same rootfs, and the scenarios
+It lives in the package because the benchmark must work from an installed package;
+tests/bundle.py wraps it for the test suite. Every runtime runs the same rootfs, and the scenarios
 differ only in config.json (process.args, seccomp), so each scenario gets its own small
 bundle directory whose root.path points at the one shared rootfs.
 """
@@ -11,8 +12,6 @@ import os
 import shutil
 
 BUSYBOX = "/bin/busybox"
-# Applets the scenarios use; each is a symlink to the one static binary.
-APPLETS = ("true", "sh", "sleep", "cat")
 
 # Syscalls a seccomp allowlist must not grant even when the host header lists them:
 # the usual container-profile denials (kernel modules, kexec, reboot, clock, keyring...).
@@ -50,70 +49,73 @@ def _is_static_elf(path):
     return True
 
 
-def build_rootfs(rootfs, busybox=BUSYBOX):
-    """Create a minimal rootfs at `rootfs`: busybox, its applet links, the mount points."""
-    if not os.path.exists(busybox):
-        raise BundleError(f"{busybox} not found: install busybox-static or pass --bundle")
-    if not _is_static_elf(busybox):
-        raise BundleError(f"{busybox} is not a static binary: install busybox-static or pass --bundle")
-    for d in ("bin", "dev", "proc", "sys", "tmp", "etc", "run"):
+def applets(busybox=BUSYBOX):
+    """The applet names `busybox --list` gives (each becomes a symlink in the rootfs)."""
+    import subprocess
+    out = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout
+    return [a for a in out.split() if a and a != "busybox"]
+
+
+_applet_cache = {}
+
+
+def build_rootfs(rootfs, busybox=BUSYBOX, template=None):
+    """A busybox rootfs at `rootfs` (returned): the binary, one symlink per applet, the mount
+    points, and the /etc/passwd and /etc/group that `id`, `ps` and `ls -l` want.
+
+    With `template` (a rootfs built earlier) the binary is hard-linked from it instead of
+    copied when on the same filesystem: the test suite builds hundreds of bundles.
+    """
+    if template is None:
+        if not os.path.exists(busybox):
+            raise BundleError(f"{busybox} not found: install busybox-static or pass --bundle")
+        if not _is_static_elf(busybox):
+            raise BundleError(f"{busybox} is not a static binary: install busybox-static or pass --bundle")
+    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run", "mnt"):
         os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
-    for applet in APPLETS:
-        os.symlink("busybox", os.path.join(rootfs, "bin", applet))
+    os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
+    dst = os.path.join(rootfs, "bin", "busybox")
+    src = os.path.join(template, "bin", "busybox") if template else busybox
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    if busybox not in _applet_cache:
+        _applet_cache[busybox] = applets(busybox)
+    for a in _applet_cache[busybox]:
+        os.symlink("busybox", os.path.join(rootfs, "bin", a))
     with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/:/bin/sh\n")
+        f.write("root:x:0:0:root:/root:/bin/sh\n"
+                "daemon:x:1:1:daemon:/:/bin/false\n"
+                "nobody:x:65534:65534:nobody:/:/bin/false\n")
     with open(os.path.join(rootfs, "etc", "group"), "w") as f:
-        f.write("root:x:0:\n")
+        f.write("root:x:0:\ndaemon:x:1:\ntty:x:5:\nusers:x:100:\nnogroup:x:65534:\n")
+    return rootfs
 
 
 def base_config(rootfs, args):
-    """The config every runtime gets: runc's default shape, without linux.resources.
+    """The config every runtime gets: `runh spec`'s defaults (runh.spec.default_spec) with
+    the benchmark's process and root, and without linux.resources.
 
     No linux.resources (and no linux.devices) so that crun builds no eBPF device filter:
     loading one needs RLIMIT_MEMLOCK headroom that root lacks on some hosts (no
     CAP_SYS_RESOURCE). Namespaces, mounts, masked and read-only paths are the usual
     container set, so the numbers measure the work a real container costs.
     """
-    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": list(args),
-            "env": ["PATH=/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": os.path.abspath(rootfs), "readonly": True},
-        "hostname": "bench",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        ],
-        "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"],
-        },
-    }
+    from runh.spec import default_spec
+
+    config = default_spec()
+    # ociVersion 1.0.2 and no gid= on devpts: the config the figures in benches/results
+    # were measured with, kept so that new runs compare with them.
+    config["ociVersion"] = "1.0.2"
+    config["process"].update(terminal=False, args=list(args), env=["PATH=/bin", "TERM=xterm"])
+    config["root"]["path"] = os.path.abspath(rootfs)
+    config["hostname"] = "bench"
+    for m in config["mounts"]:
+        if m["destination"] == "/dev/pts":
+            m["options"] = [o for o in m["options"] if not o.startswith("gid=")]
+    del config["linux"]["resources"]
+    return config
 
 
 def _host_syscalls():
