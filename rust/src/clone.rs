@@ -47,14 +47,21 @@ pub struct CreateOptions<'a> {
     pub on_hooks: Option<&'a (dyn Fn(i32) -> Result<Vec<u8>> + Sync)>,
 }
 
-/// fds owned by create; closed on every path.
+/// fds owned by create (and exec); closed on every path.
 #[derive(Default)]
-struct Fds(Vec<RawFd>);
+pub(crate) struct Fds(Vec<RawFd>);
 
 impl Fds {
-    fn keep(&mut self, fd: RawFd) -> RawFd {
+    pub(crate) fn keep(&mut self, fd: RawFd) -> RawFd {
         self.0.push(fd);
         fd
+    }
+    /// Close one of ours early (e.g. the child's ends once it has them).
+    pub(crate) fn close(&mut self, fd: RawFd) {
+        if fd >= 0 && self.0.contains(&fd) {
+            unsafe { libc::close(fd) };
+            self.0.retain(|f| *f != fd);
+        }
     }
 }
 
@@ -70,12 +77,12 @@ fn cstr(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::config(format!("path contains a NUL byte: {s:?}")))
 }
 
-fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+fn sockaddr(path: &str, what: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let b = path.as_bytes();
     if b.len() >= addr.sun_path.len() {
-        return Err(Error::from_errno(libc::ENAMETOOLONG, format!("socket path {path}")));
+        return Err(Error::from_errno(libc::ENAMETOOLONG, format!("{what} {path}")));
     }
     for (d, s) in addr.sun_path.iter_mut().zip(b) {
         *d = *s as libc::c_char;
@@ -94,7 +101,7 @@ fn unix_socket(kind: libc::c_int) -> Result<RawFd> {
 }
 
 fn connect(fd: RawFd, path: &str, what: &str) -> Result<()> {
-    let (addr, len) = sockaddr(path)?;
+    let (addr, len) = sockaddr(path, what)?;
     loop {
         if unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) } == 0 {
             return Ok(());
@@ -104,6 +111,16 @@ fn connect(fd: RawFd, path: &str, what: &str) -> Result<()> {
             return Err(e);
         }
     }
+}
+
+/// A new CLOEXEC stream socket connected to `path` (closed again on failure).
+pub(crate) fn connect_unix(path: &str, what: &str) -> Result<RawFd> {
+    let fd = unix_socket(libc::SOCK_STREAM)?;
+    if let Err(e) = connect(fd, path, what) {
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
 }
 
 /// Checks that need no process, so a bad config fails before anything is cloned.
@@ -166,16 +183,16 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Everything the child uses, prepared before clone.
-struct ChildPlan {
-    memfd: RawFd,
+/// Everything the child uses, prepared before clone (by create and by exec).
+pub(crate) struct ChildPlan {
+    pub(crate) memfd: RawFd,
     /// fds the child passes into init: CLOEXEC is cleared on them in the child only.
-    pass: [RawFd; 4],
-    argv: [*const libc::c_char; 3],
-    envp: [*const libc::c_char; 1],
-    sync_fd: RawFd,
+    pub(crate) pass: [RawFd; 4],
+    pub(crate) argv: [*const libc::c_char; 3],
+    pub(crate) envp: [*const libc::c_char; 1],
+    pub(crate) sync_fd: RawFd,
     /// A new user namespace: wait for the parent's `IdsMapped`, then become its root.
-    wait_ids: bool,
+    pub(crate) wait_ids: bool,
 }
 
 /// Report a failure on the sync socket in the protocol's encoding, from a stack buffer.
@@ -230,7 +247,8 @@ fn child(c: &ChildPlan) -> ! {
 }
 
 /// clone3 with a fallback to clone(2). Returns (pid, whether CLONE_INTO_CGROUP applied).
-fn spawn(flags: u64, cgroup_fd: Option<RawFd>, c: &ChildPlan) -> Result<(libc::pid_t, bool)> {
+/// `what` names the error ("clone the container init").
+pub(crate) fn spawn(flags: u64, cgroup_fd: Option<RawFd>, c: &ChildPlan, what: &'static str) -> Result<(libc::pid_t, bool)> {
     // Signals blocked across clone: a handler of Python's must not run in the child
     // (it would write Python's wakeup fd and touch its memory). init unblocks them.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -265,7 +283,7 @@ fn spawn(flags: u64, cgroup_fd: Option<RawFd>, c: &ChildPlan) -> Result<(libc::p
             }
         }
     }
-    let e = if pid < 0 { Some(Error::last_os("clone the container init")) } else { None };
+    let e = if pid < 0 { Some(Error::last_os(what)) } else { None };
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     match e {
         Some(e) => Err(e),
@@ -273,7 +291,7 @@ fn spawn(flags: u64, cgroup_fd: Option<RawFd>, c: &ChildPlan) -> Result<(libc::p
     }
 }
 
-fn reap(pid: libc::pid_t) -> i32 {
+pub(crate) fn reap(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     loop {
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -324,7 +342,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
 
     let notify_path = format!("{}/{}", opts.state_dir.trim_end_matches('/'), NOTIFY_SOCK);
     let notify = fds.keep(unix_socket(libc::SOCK_STREAM)?);
-    let (addr, len) = sockaddr(&notify_path)?;
+    let (addr, len) = sockaddr(&notify_path, "socket path")?;
     if unsafe { libc::bind(notify, &addr as *const _ as *const libc::sockaddr, len) } < 0 {
         return Err(Error::last_os(format!("bind {notify_path}")));
     }
@@ -438,7 +456,7 @@ fn create_bound(
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     let current = std::cell::Cell::new(0);
-    let (pid, into_cgroup) = spawn(flags, cgroup_fd, &cp)?;
+    let (pid, into_cgroup) = spawn(flags, cgroup_fd, &cp, "clone the container init")?;
     crate::timing::mark("core: clone3");
 
     let setup = (|| -> Result<i32> {

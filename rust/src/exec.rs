@@ -376,6 +376,7 @@ pub use parent::{exec, ExecOptions};
 #[cfg(feature = "python")]
 mod parent {
     use super::*;
+    use crate::clone::{self, connect_unix, reap, ChildPlan, Fds};
     use std::ffi::CString;
 
     pub struct ExecOptions<'a> {
@@ -399,156 +400,11 @@ mod parent {
         pub seccomp_state: Option<&'a [u8]>,
     }
 
-    /// fds owned by exec; closed on every path.
-    #[derive(Default)]
-    struct Fds(Vec<RawFd>);
-
-    impl Fds {
-        fn keep(&mut self, fd: RawFd) -> RawFd {
-            self.0.push(fd);
-            fd
-        }
-        fn close(&mut self, fd: RawFd) {
-            if fd >= 0 && self.0.contains(&fd) {
-                unsafe { libc::close(fd) };
-                self.0.retain(|f| *f != fd);
-            }
-        }
-    }
-
-    impl Drop for Fds {
-        fn drop(&mut self) {
-            for fd in &self.0 {
-                unsafe { libc::close(*fd) };
-            }
-        }
-    }
-
     fn ns_inode(pid: &str, name: &str) -> Result<u64> {
         let p = format!("/proc/{pid}/ns/{name}");
         std::fs::metadata(&p)
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
             .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::ENOENT), format!("stat {p}")))
-    }
-
-    fn connect_unix(path: &str, what: &str) -> Result<RawFd> {
-        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(Error::last_os("create unix socket"));
-        }
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let b = path.as_bytes();
-        if b.len() >= addr.sun_path.len() {
-            unsafe { libc::close(fd) };
-            return Err(Error::from_errno(libc::ENAMETOOLONG, format!("{what} {path}")));
-        }
-        for (d, s) in addr.sun_path.iter_mut().zip(b) {
-            *d = *s as libc::c_char;
-        }
-        let len = (std::mem::size_of::<libc::sa_family_t>() + b.len() + 1) as libc::socklen_t;
-        loop {
-            if unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) } == 0 {
-                return Ok(fd);
-            }
-            let e = Error::last_os(format!("connect to {what} {path}"));
-            if e.errno != libc::EINTR {
-                unsafe { libc::close(fd) };
-                return Err(e);
-            }
-        }
-    }
-
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-    /// Prepared before clone: the child only clears CLOEXEC and execs (no allocation: it
-    /// is a copy-on-write image of the Python process).
-    struct Child {
-        memfd: RawFd,
-        pass: [RawFd; 4],
-        argv: [*const libc::c_char; 3],
-        envp: [*const libc::c_char; 1],
-        sync_fd: RawFd,
-    }
-
-    fn child(c: &Child) -> ! {
-        unsafe {
-            for fd in c.pass {
-                if fd >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, 0);
-                }
-            }
-            libc::syscall(libc::SYS_execveat, c.memfd, c"".as_ptr(), c.argv.as_ptr(), c.envp.as_ptr(), libc::AT_EMPTY_PATH);
-            let errno = *libc::__errno_location();
-            let mut buf = [0u8; 6 + 18];
-            // Msg::Error's encoding (TAG_ERROR, Kind::Syscall), built without allocating.
-            buf[0] = 5;
-            buf[1] = 0;
-            buf[2..6].copy_from_slice(&errno.to_le_bytes());
-            buf[6..].copy_from_slice(b"execveat runh-init");
-            libc::send(c.sync_fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL);
-            libc::_exit(127);
-        }
-    }
-
-    /// clone3 (into the cgroup when given) with a fallback to clone(2); signals blocked
-    /// across it so that no Python handler runs in the child.
-    fn spawn(cgroup_fd: Option<RawFd>, c: &Child) -> Result<(libc::pid_t, bool)> {
-        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        }
-        let mut args = CloneArgs { exit_signal: libc::SIGCHLD as u64, ..Default::default() };
-        if let Some(fd) = cgroup_fd {
-            args.flags |= CLONE_INTO_CGROUP;
-            args.cgroup = fd as u64;
-        }
-        let mut into = cgroup_fd.is_some();
-        let mut pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-        if pid == 0 {
-            child(c);
-        }
-        if pid < 0 && matches!(unsafe { *libc::__errno_location() }, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
-            into = false;
-            pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
-            if pid == 0 {
-                child(c);
-            }
-        }
-        let e = if pid < 0 { Some(Error::last_os("clone the exec process")) } else { None };
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        match e {
-            Some(e) => Err(e),
-            None => Ok((pid as libc::pid_t, into)),
-        }
-    }
-
-    fn reap(pid: libc::pid_t) -> i32 {
-        let mut status = 0;
-        loop {
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            if r >= 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
-                return status;
-            }
-        }
     }
 
     /// Run `f` with this thread's pid_for_children set to the init's pid namespace, and
@@ -677,14 +533,18 @@ mod parent {
         };
         let arg0 = CString::new(EXEC_ARGV0).unwrap();
         let arg1 = CString::new(init_sync.to_string()).unwrap();
-        let c = Child {
+        // The child only clears CLOEXEC and execs (no allocation: it is a copy-on-write
+        // image of the Python process); no namespace flags, it joins them in init.
+        let c = ChildPlan {
             memfd,
             pass: [init_sync, init_pidfd, init_console, init_listener],
             argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
             envp: [std::ptr::null()],
             sync_fd: init_sync,
+            wait_ids: false,
         };
-        let (pid, into_cgroup) = if join_pid { in_pid_ns(opts.pidfd, || spawn(cgroup_fd, &c))? } else { spawn(cgroup_fd, &c)? };
+        let spawn = || clone::spawn(0, cgroup_fd, &c, "clone the exec process");
+        let (pid, into_cgroup) = if join_pid { in_pid_ns(opts.pidfd, spawn)? } else { spawn()? };
         // With `fork`, the process is the child's fork (its pid comes as Msg::Pid).
         let mut process_pid = if fork { 0 } else { pid };
         let mut child_reaped = false;
