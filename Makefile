@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 # Debian packages: what `make run` needs, and what the tests and benchmarks add.
 APT_RUN  := python3-venv python3-dev busybox-static gcc
-APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux
+APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time
 
 .PHONY: run test build install demo bench apt-run apt-test
 
