@@ -315,36 +315,14 @@ fn load_seccomp(p: &Prepared) -> Result<()> {
 
 /// The same final steps, in the same order, as the init's after `start`.
 fn finish(p: &Prepared) -> Error {
-    let r = (|| -> Result<()> {
-        // The privileged scheduling classes need CAP_SYS_NICE / CAP_SYS_ADMIN: first.
-        p.attrs.apply_privileged()?;
-        // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: the filter goes in before
-        // the user and capability change (runc's order, and the init's); with it, last.
-        if !p.no_new_privileges {
-            load_seccomp(p)?;
-        }
-        if let Some(c) = &p.caps {
-            caps::drop_bounding(c)?;
-        }
-        process::set_user(&p.user)?;
-        if let Some(c) = &p.caps {
-            caps::apply(c)?;
-        }
-        process::clear_keepcaps();
-        process::set_umask(&p.user);
-        if p.no_new_privileges {
-            process::set_no_new_privs()?;
-        }
-        p.attrs.apply_final()?;
-        process::cloexec_from(3 + p.preserve_fds as u32)?;
-        // Last, as in the init: only execve (and sendmsg/close for a listener) run under
-        // the filter, so profiles need not allow the setup calls above.
-        if p.no_new_privileges {
-            load_seccomp(p)?;
-        }
-        Ok(())
-    })();
-    match r {
+    let f = process::Final {
+        attrs: &p.attrs,
+        caps: p.caps.as_ref(),
+        user: &p.user,
+        no_new_privileges: p.no_new_privileges,
+        preserve_fds: p.preserve_fds,
+    };
+    match process::finish(&f, || load_seccomp(p)) {
         Err(e) => e,
         Ok(()) => p.exec.exec(),
     }

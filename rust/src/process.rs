@@ -200,6 +200,48 @@ pub fn cloexec_from(first: u32) -> Result<()> {
     Ok(())
 }
 
+/// What the last steps before execve change, for the init after `start` and for exec.
+pub struct Final<'a> {
+    pub attrs: &'a crate::procattr::Attrs,
+    pub caps: Option<&'a crate::caps::Sets>,
+    pub user: &'a User,
+    pub no_new_privileges: bool,
+    pub preserve_fds: i32,
+}
+
+/// The last steps before execve, in one order for init and exec: privileged scheduling
+/// (needs CAP_SYS_NICE / CAP_SYS_ADMIN) first; the bounding set, user, capabilities,
+/// umask, no_new_privs; the fd sweep. `load_seccomp` runs once: without no_new_privs
+/// seccomp(2) needs CAP_SYS_ADMIN, so before the user and capabilities change (runc's
+/// order, so the profile must allow setuid/setgroups/capset/prctl, as Docker's does);
+/// with it, last, after the fd sweep, so only execve (and sendmsg/close for a listener)
+/// run under the filter and profiles need not allow runh's own setup calls.
+pub fn finish(f: &Final, load_seccomp: impl FnOnce() -> Result<()>) -> Result<()> {
+    f.attrs.apply_privileged()?;
+    let mut load_seccomp = Some(load_seccomp);
+    if !f.no_new_privileges {
+        (load_seccomp.take().unwrap())()?;
+    }
+    if let Some(c) = f.caps {
+        crate::caps::drop_bounding(c)?;
+    }
+    set_user(f.user)?;
+    if let Some(c) = f.caps {
+        crate::caps::apply(c)?;
+    }
+    clear_keepcaps();
+    set_umask(f.user);
+    if f.no_new_privileges {
+        set_no_new_privs()?;
+    }
+    f.attrs.apply_final()?;
+    cloexec_from(3 + f.preserve_fds as u32)?;
+    if let Some(load) = load_seccomp {
+        load()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

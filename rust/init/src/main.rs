@@ -247,42 +247,23 @@ fn park(notify_fd: RawFd) -> Result<RawFd> {
     }
 }
 
-/// After start: user, capabilities, umask, no_new_privs, the fd sweep, execve.
+/// After start: the startContainer hooks, then process::finish (user, capabilities,
+/// umask, no_new_privs, seccomp, the fd sweep), execve.
 fn finish(p: &Parked) -> Error {
     let r = (|| -> Result<()> {
         // In the container, before anything is dropped (runtime.md: after start, before
-        // the program): hooks and the privileged scheduling classes.
+        // the program).
         if let Some((h, state)) = &p.start_hooks {
             hooks::run_all(h, state, "startContainer")?;
         }
-        p.attrs.apply_privileged()?;
-        // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load the filter before the
-        // user and capabilities change (runc's order), so the profile must then allow
-        // setuid/setgroups/capset/prctl, as Docker's does.
-        if let (Some(s), false) = (&p.seccomp, p.no_new_privileges) {
-            s.load()?;
-        }
-        if let Some(c) = &p.caps {
-            caps::drop_bounding(c)?;
-        }
-        process::set_user(&p.user)?;
-        if let Some(c) = &p.caps {
-            caps::apply(c)?;
-        }
-        process::clear_keepcaps();
-        process::set_umask(&p.user);
-        if p.no_new_privileges {
-            process::set_no_new_privs()?;
-        }
-        p.attrs.apply_final()?;
-        process::cloexec_from(3 + p.preserve_fds as u32)?;
-        // With no_new_privs the filter goes on last, after setuid/capset and the fd sweep
-        // (which the profile may forbid): only execve, and sendmsg/close for a listener,
-        // run under it, so profiles need not allow runh's own setup calls.
-        if let (Some(s), true) = (&p.seccomp, p.no_new_privileges) {
-            s.load()?;
-        }
-        Ok(())
+        let f = process::Final {
+            attrs: &p.attrs,
+            caps: p.caps.as_ref(),
+            user: &p.user,
+            no_new_privileges: p.no_new_privileges,
+            preserve_fds: p.preserve_fds,
+        };
+        process::finish(&f, || p.seccomp.as_ref().map_or(Ok(()), |s| s.load()))
     })();
     match r {
         Err(e) => e,
