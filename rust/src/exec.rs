@@ -303,14 +303,7 @@ fn load_seccomp(p: &Prepared) -> Result<()> {
     if p.seccomp.is_empty() {
         return Ok(());
     }
-    match (crate::seccomp::load(&p.seccomp, p.seccomp_flags)?, &p.listener) {
-        (Some(fd), Some((sock, state))) => crate::seccomp::notify::send_listener(*sock, fd, state),
-        (Some(fd), None) => {
-            unsafe { libc::close(fd) };
-            Ok(())
-        }
-        (None, _) => Ok(()),
-    }
+    crate::seccomp::notify::load_and_hand_over(&p.seccomp, p.seccomp_flags, p.listener.as_ref())
 }
 
 /// The same final steps, in the same order, as the init's after `start`.

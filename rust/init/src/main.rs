@@ -38,15 +38,7 @@ struct Seccomp {
 impl Seccomp {
     /// seccomp(2), then hand the SCMP_ACT_NOTIFY listener (if any) to the agent.
     fn load(&self) -> Result<()> {
-        let fd = _core::seccomp::load(&self.program, self.flags)?;
-        match (fd, &self.listener) {
-            (Some(fd), Some((sock, state))) => _core::seccomp::notify::send_listener(*sock, fd, state),
-            (Some(fd), None) => {
-                unsafe { libc::close(fd) };
-                Ok(())
-            }
-            (None, _) => Ok(()),
-        }
+        _core::seccomp::notify::load_and_hand_over(&self.program, self.flags, self.listener.as_ref())
     }
 }
 

@@ -54,6 +54,19 @@ pub fn send_listener(sock: RawFd, listener: RawFd, state: &str) -> Result<()> {
     r
 }
 
+/// Load the filter and, with SCMP_ACT_NOTIFY, hand its listener to the agent on `listener`
+/// (socket, state JSON), or close it when nobody listens. For init and for exec.
+pub fn load_and_hand_over(program: &[u8], flags: u32, listener: Option<&(RawFd, String)>) -> Result<()> {
+    match (crate::seccomp::load(program, flags)?, listener) {
+        (Some(fd), Some((sock, state))) => send_listener(*sock, fd, state),
+        (Some(fd), None) => {
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        (None, _) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
