@@ -233,16 +233,7 @@ fn child(c: &ChildPlan) -> ! {
             }
         }
         libc::syscall(libc::SYS_execveat, c.memfd, c"".as_ptr(), c.argv.as_ptr(), c.envp.as_ptr(), libc::AT_EMPTY_PATH);
-        // Report on the sync socket in the protocol's encoding, from a stack buffer.
-        let errno = *libc::__errno_location();
-        let ctx = b"execveat runh-init";
-        let mut buf = [0u8; 6 + 18];
-        buf[0] = 5; // TAG_ERROR
-        buf[1] = 0; // Kind::Syscall
-        buf[2..6].copy_from_slice(&errno.to_le_bytes());
-        buf[6..].copy_from_slice(ctx);
-        libc::send(c.sync_fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL);
-        libc::_exit(127);
+        child_fail(c.sync_fd, b"execveat runh-init");
     }
 }
 
