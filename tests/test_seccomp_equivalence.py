@@ -7,11 +7,11 @@ build their filters with it.
 Where runh deliberately differs, the tests say so:
 - names libseccomp 2.5.4 does not know (syscalls newer than its table) are left out of
   the profiles given to both, since libseccomp skips them and runh filters them;
-- rules with argument comparisons on one syscall and *different* actions whose conditions
-  overlap: libseccomp's outcome follows its internal tree order, runh's the profile order
-  (documented in rust/src/seccomp/bpf.rs), so random profiles give all argument rules one
-  action, and `test_disjoint_conditional_actions` covers different actions on disjoint
-  conditions.
+- `test_random_profiles_equivalent` gives all argument rules of a profile one action (it
+  classifies libseccomp's merge bug, which needs that); different actions on overlapping
+  conditions are `test_overlapping_actions_equivalent`'s (runh orders argument rules as
+  libseccomp's tree does: rust/src/seccomp/bpf.rs, `precedence`), and
+  `test_disjoint_conditional_actions` covers different actions on disjoint conditions.
 """
 import json
 import os
@@ -314,4 +314,216 @@ def test_disjoint_conditional_actions(data):
         oracle.compile(prof)
     except oracle.Rejected:
         assume(False)
+    compare(prof, inputs_for(prof, random.Random(0)))
+
+
+# ---- different actions on overlapping argument rules (issue 4) -------------------------
+#
+# libseccomp 2.5.4 does not try a syscall's argument rules in profile order: it keeps them
+# in a tree sorted by their comparisons (rust/src/seccomp/bpf.rs, `precedence`), and runh
+# now orders them the same way. The one case runh does not model: when two rules' first
+# comparisons are equal as libseccomp's tree nodes (same argument word, operator node,
+# mask, datum), libseccomp merges them into one node, and a branch of that node can carry
+# only one action: the first-added rule's (or, for a 64-bit GT/GE high word, the larger
+# datum's). `libseccomp_merged_node` proves that per input; such inputs are counted.
+
+def _first_node(rule, wide):
+    """libseccomp's first tree node for rule on an arch of this width, as a comparable
+    tuple (argument word, node operator, mask, datum), or None without comparisons."""
+    for c in sorted(rule.get("args") or [], key=lambda c: c["index"]):
+        op = c["op"]
+        mask, datum = (c["value"], c.get("valueTwo", 0)) if op == "SCMP_CMP_MASKED_EQ" else (2**64 - 1, c["value"])
+        if not wide:
+            mask &= 0xFFFFFFFF
+        if op == "SCMP_CMP_MASKED_EQ" and mask == 0:
+            continue  # a tautology: libseccomp drops it
+        datum &= mask
+        if wide:
+            node_op = {"SCMP_CMP_NE": "EQ", "SCMP_CMP_EQ": "EQ", "SCMP_CMP_MASKED_EQ": "MASKED"}.get(op, "GT")
+            return (c["index"], "hi", node_op, mask >> 32, datum >> 32)
+        node_op = {"SCMP_CMP_NE": "EQ", "SCMP_CMP_EQ": "EQ", "SCMP_CMP_MASKED_EQ": "MASKED",
+                   "SCMP_CMP_LT": "GE", "SCMP_CMP_GE": "GE", "SCMP_CMP_LE": "GT", "SCMP_CMP_GT": "GT"}[op]
+        return (c["index"], "lo", node_op, mask, datum)
+    return None
+
+
+def libseccomp_merged_node(prof, block, d, mine, theirs):
+    """True if runh and libseccomp each gave the verdict of a rule that matches the input
+    (each rule compiled alone by libseccomp), and those two rules start with one merged
+    node in libseccomp's tree (`_first_node` equal): a precedence decided by the merge."""
+    default = oracle.action(prof["defaultAction"], prof.get("defaultErrnoRet"))
+    names = _names_at(d_arch(d), d_nr(d))
+    wide = d_arch(d) in (AUDIT["x86_64"], AUDIT["aarch64"]) and not d_nr(d) & X32_BIT
+    by_verdict = {}
+    for rule in prof.get("syscalls") or []:
+        if not names & set(rule["names"]):
+            continue
+        alone = dict(prof, syscalls=[rule])
+        try:
+            prog = decode(oracle.compile(alone, None if block is None else list(block)))
+            v = run(prog, d, strict=True)
+        except (oracle.Rejected, ArchWordCompared):
+            return False
+        if v != default:
+            by_verdict.setdefault(v, []).append(_first_node(rule, wide))
+    if mine not in by_verdict or theirs not in by_verdict:
+        return False
+    return any(n is not None and n in by_verdict[theirs] for n in by_verdict[mine])
+
+
+def _word_sources(prog):
+    """For each instruction, the seccomp_data offsets whose word A may hold there (through
+    ALU ops: libseccomp masks with `and`), over every path. Classic BPF jumps only forward,
+    so one pass in order is a fixpoint."""
+    n = len(prog)
+    src = [set() for _ in range(n + 1)]
+    src[0].add(None)
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        cls = code & 0x07
+        here = src[pc]
+        if cls == 0x00 and code & 0xE0 == 0x20:
+            out = {k}
+        elif cls == 0x06:
+            continue
+        else:
+            out = here
+        if cls == 0x05:
+            if code & 0xF0 == 0x00:
+                src[pc + 1 + k] |= out
+            else:
+                src[pc + 1 + jt] |= out
+                src[pc + 1 + jf] |= out
+        else:
+            src[pc + 1] |= out
+    return src
+
+
+def _path(prog, d):
+    """The instructions d runs through in a seccomp generator's program (absolute loads,
+    `and`, conditional jumps on K, ja, ret K: all that runh and libseccomp emit)."""
+    a, pc, out = 0, 0, []
+    while True:
+        code, jt, jf, k = prog[pc]
+        out.append(pc)
+        if code == 0x20:
+            a = struct.unpack_from("=I", d, k)[0]
+            pc += 1
+        elif code == 0x54:
+            a &= k
+            pc += 1
+        elif code == 0x05:
+            pc += 1 + k
+        elif code in (0x15, 0x25, 0x35, 0x45):
+            cond = {0x15: a == k, 0x25: a > k, 0x35: a >= k, 0x45: a & k != 0}[code]
+            pc += 1 + (jt if cond else jf)
+        elif code == 0x06:
+            return out
+        else:
+            raise ValueError(f"unexpected instruction {code:#x}")
+
+
+def libseccomp_stale_accumulator(prog, d):
+    """True if d's path through prog passes a conditional jump that other paths reach with
+    another word in A: the generator shared a block without reloading the word it tests.
+    Seen with libseccomp 2.5.4 when a rule's later argument fails and it backtracks to the
+    next rule of the previous level: that rule's comparison then runs on the later
+    argument's word (e.g. `arg1 != 0` tested against arg2)."""
+    src = _word_sources(prog)
+    return any(prog[pc][0] & 0x07 == 0x05 and prog[pc][0] & 0xF0 and len(src[pc]) > 1
+               for pc in _path(prog, d))
+
+
+@st.composite
+def overlapping_profiles(draw):
+    """One or two syscalls named by 2-5 rules, each with its own action (distinct errnoRet
+    too), mostly with argument comparisons drawn from few values so that they overlap, one
+    in six without comparisons."""
+    prof = {"defaultAction": draw(st.sampled_from(ACTIONS))}
+    if draw(st.booleans()):
+        prof["defaultErrnoRet"] = draw(st.integers(0, 200))
+    prof["architectures"] = draw(st.lists(st.sampled_from(list(SPEC_ARCH.values())), max_size=5, unique=True))
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=2, unique=True))
+    rules = []
+    for i in range(draw(st.integers(2, 5))):
+        r = {"names": names, "action": draw(st.sampled_from(ACTIONS)), "errnoRet": i + 1}
+        if draw(st.integers(0, 5)):
+            r["args"] = draw(comparisons())
+        rules.append(r)
+    prof["syscalls"] = rules
+    return prof
+
+
+OVERLAP = {"profiles": 0, "rejected": 0, "oracle_too_slow": 0, "inputs": 0, "merged_node_inputs": 0,
+           "merged_node_profiles": 0, "missing_nr_load": 0, "stale_accumulator_inputs": 0}
+
+
+def compare_overlapping(prof, inputs):
+    mine = decode(_core.seccomp_compile(json.dumps(prof).encode(), "x86_64"))
+    per_block = {}
+    merged = 0
+    for arch, nr, args in inputs:
+        d = seccomp_data(nr, arch, args)
+        block = oracle_block(prof, arch)
+        if block not in per_block:
+            per_block[block] = decode(oracle.compile(prof, None if block is None else list(block)))
+        a = run(mine, d, strict=True)
+        try:
+            b = run(per_block[block], d, strict=True)
+        except ArchWordCompared:
+            OVERLAP["missing_nr_load"] += 1
+            continue
+        if a != b and libseccomp_stale_accumulator(per_block[block], d):
+            OVERLAP["stale_accumulator_inputs"] += 1
+            continue
+        if a != b and (libseccomp_merged_node(prof, block, d, a, b) or libseccomp_merge_bug(prof, block, d, a)):
+            merged += 1
+            continue
+        assert a == b, (
+            f"arch={arch:#x} nr={nr:#x} args={[hex(x) for x in args]}: runh {a:#x} libseccomp {b:#x}\n"
+            f"profile: {json.dumps(prof)}")
+    OVERLAP["inputs"] += len(inputs)
+    OVERLAP["merged_node_inputs"] += merged
+    OVERLAP["merged_node_profiles"] += bool(merged)
+
+
+@settings(max_examples=int(os.environ.get("RUNH_SECCOMP_EXAMPLES", "1000")), deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(prof=overlapping_profiles(), seed=st.integers(0, 2**32))
+def test_overlapping_actions_equivalent(prof, seed):
+    try:
+        oracle.check_within(prof, 5)
+    except oracle.Rejected:
+        # libseccomp refuses some overlaps (EEXIST): runc fails such a container.
+        OVERLAP["rejected"] += 1
+        assume(False)
+    except oracle.TooSlow:
+        OVERLAP["oracle_too_slow"] += 1
+        assume(False)
+    compare_overlapping(prof, inputs_for(prof, random.Random(seed)))
+    OVERLAP["profiles"] += 1
+
+
+def test_overlapping_actions_stats():
+    print("overlapping actions:", OVERLAP)
+    # The merged-node case must stay what it is, a corner of libseccomp's tree, not a
+    # cover for a runh precedence error. Seen over 5 runs of 1000 profiles (~150000
+    # inputs): merged node 1..13 inputs in 1..3 profiles, stale accumulator 22..205 inputs,
+    # 81..121 profiles refused by libseccomp (EEXIST), 0..1 too slow.
+    assert OVERLAP["merged_node_profiles"] <= max(5, OVERLAP["profiles"] * 5 // 100), OVERLAP
+    assert OVERLAP["merged_node_inputs"] <= max(10, OVERLAP["inputs"] // 200), OVERLAP
+    assert OVERLAP["stale_accumulator_inputs"] <= max(10, OVERLAP["inputs"] // 200), OVERLAP
+
+
+def test_precedence_follows_libseccomp_tree():
+    """Not profile order: the rule on argument 1 is tried before the earlier rule on
+    argument 0, as libseccomp sorts its tree (later argument first), on every arch."""
+    rules = [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+              "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_NE"}]},
+             {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2,
+              "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_NE"}]}]
+    prof = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": list(SPEC_ARCH.values()), "syscalls": rules}
+    mine = decode(_core.seccomp_compile(json.dumps(prof).encode(), "x86_64"))
+    for arch in ("x86_64", "x86", "aarch64", "arm"):
+        d = seccomp_data(TABLES[arch]["read"], AUDIT[arch], [5, 5, 0, 0, 0, 0])
+        assert run(mine, d) == 0x00050000 | 2, arch
     compare(prof, inputs_for(prof, random.Random(0)))

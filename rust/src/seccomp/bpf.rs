@@ -16,13 +16,15 @@
 //!       ret KILL_THREAD                                      the bad-arch action
 //! ```
 //!
-//! Precedence when several rules name one syscall, chosen to match libseccomp's database
-//! (db.c): the first rule without argument comparisons wins over every other rule for that
-//! syscall; otherwise the rules with comparisons are tried in profile order and the first
-//! whose comparisons all hold decides. libseccomp's own order among overlapping argument
-//! rules with *different* actions is an artefact of its tree layout (and refused with
-//! EEXIST in some cases); runh documents profile order instead, and the equivalence test
-//! counts those inputs separately.
+//! Precedence when several rules name one syscall, chosen to match libseccomp 2.5's database
+//! (db.c), which is what runc and crun users get: the first rule without argument
+//! comparisons wins over every other rule for that syscall. Rules with comparisons are
+//! tried in libseccomp's tree order, not profile order (see `precedence`), and the first
+//! whose comparisons all hold decides. Where libseccomp merges equal comparisons of two
+//! rules into one tree node, its verdict on that node's branch is the first-added rule's;
+//! runh does not model that merge, nor libseccomp 2.5.4's missing reload of the argument
+//! word when its BPF backtracks to the previous level (a comparison then runs on another
+//! argument): the equivalence test proves and counts those inputs apart.
 use super::arch::{x86_multiplexed, Arch, X32_SYSCALL_BIT};
 use super::profile::{ret, Cmp, Op, Profile};
 use crate::error::{Error, Result};
@@ -167,7 +169,117 @@ fn add(map: &mut BTreeMap<u32, Entry>, nr: u32, action: u32, args: Vec<WCmp>) {
     }
 }
 
-/// Every syscall number of one arch block with its rules, in profile order.
+/// One node of libseccomp's rule tree: a 32-bit comparison of one argument word.
+/// `same` is libseccomp's node equality (such nodes of two rules are merged into one),
+/// `order` its sort key within a level (see `precedence`).
+#[derive(Clone, Copy)]
+struct Node {
+    /// argument * 2, + 1 for the high word.
+    slot: u8,
+    /// The node's own test: 0 EQ (also NE, negated by its branches), 1 MASKED_EQ, 2 GT, 3 GE.
+    test: u8,
+    /// The rule's operator class: 3 EQ/NE/MASKED_EQ, 2 LT/LE, 1 GT/GE.
+    class: u8,
+    mask: u32,
+    datum: u32,
+}
+
+impl Node {
+    fn same(&self, o: &Node) -> bool {
+        (self.slot, self.test, self.mask, self.datum) == (o.slot, o.test, o.mask, o.datum)
+    }
+    /// Greater is tried first; LT/LE nodes invert the datum so smaller values come first.
+    fn order(&self) -> (u8, u8, u32) {
+        (self.slot, self.class, if self.class == 2 { !self.datum } else { self.datum })
+    }
+}
+
+/// A rule's nodes from its lowest argument up: the high word (64-bit arches) then the low.
+fn nodes(args: &[WCmp]) -> Vec<Node> {
+    let mut out = Vec::with_capacity(args.len() * 2);
+    for w in args {
+        let c = w.c;
+        let class = match c.op {
+            Op::Eq | Op::Ne | Op::MaskedEq => 3,
+            Op::Lt | Op::Le => 2,
+            Op::Gt | Op::Ge => 1,
+        };
+        let test = |hi: bool| match c.op {
+            Op::Eq | Op::Ne => 0,
+            Op::MaskedEq => 1,
+            // A 64-bit range comparison starts with "high word greater".
+            _ if hi => 2,
+            Op::Gt | Op::Le => 2,
+            Op::Ge | Op::Lt => 3,
+        };
+        if w.wide {
+            let (mask, datum) = ((c.mask >> 32) as u32, (c.datum >> 32) as u32);
+            out.push(Node { slot: 2 * c.index + 1, test: test(true), class, mask, datum });
+        }
+        out.push(Node { slot: 2 * c.index, test: test(false), class, mask: c.mask as u32, datum: c.datum as u32 });
+    }
+    out
+}
+
+/// One level of the tree: its nodes in order, each with the level below, and the rules
+/// that end above it.
+#[derive(Default)]
+struct Level {
+    kids: Vec<(Node, Level)>,
+    ends: Vec<usize>,
+}
+
+impl Level {
+    fn insert(&mut self, path: &[Node], rule: usize) {
+        let Some((n, rest)) = path.split_first() else {
+            self.ends.push(rule);
+            return;
+        };
+        let mut i = 0;
+        while i < self.kids.len() {
+            if self.kids[i].0.same(n) {
+                return self.kids[i].1.insert(rest, rule);
+            }
+            if self.kids[i].0.order() < n.order() {
+                break;
+            }
+            i += 1;
+        }
+        self.kids.insert(i, (*n, Level::default()));
+        self.kids[i].1.insert(rest, rule);
+    }
+    /// Depth first, as libseccomp's BPF walks the tree: a rule ending at a node decides
+    /// before the longer rules through it, a failed branch goes on to the next node.
+    fn flatten(&self, out: &mut Vec<usize>) {
+        out.extend_from_slice(&self.ends);
+        for (_, l) in &self.kids {
+            l.flatten(out);
+        }
+    }
+}
+
+/// The argument rules of one syscall in the order libseccomp tries them, which is not
+/// profile order. libseccomp (db.c) builds a tree per syscall: each comparison becomes a
+/// high-word node (64-bit arches) and a low-word node, a rule is a path from its lowest
+/// argument up, equal nodes of two rules are merged, and each level is kept sorted
+/// *descending* by (argument word, operator class EQ/NE/MASKED_EQ > LT/LE > GT/GE, datum;
+/// LT/LE ascending), ties after the nodes already there. Its BPF walks the tree depth
+/// first and backtracks to the next node of a level when a branch fails, so the first
+/// rule in this order whose comparisons all hold decides: e.g. a rule on argument 2 wins
+/// over an earlier rule on argument 0. Built the same way here, then flattened.
+fn precedence(cond: &mut Vec<(Vec<WCmp>, u32)>) {
+    let mut root = Level::default();
+    for (i, (args, _)) in cond.iter().enumerate() {
+        root.insert(&nodes(args), i);
+    }
+    let mut order = Vec::with_capacity(cond.len());
+    root.flatten(&mut order);
+    let mut old: Vec<Option<(Vec<WCmp>, u32)>> = cond.drain(..).map(Some).collect();
+    cond.extend(order.into_iter().map(|i| old[i].take().expect("each rule once")));
+}
+
+/// Every syscall number of one arch block with its rules, argument rules in the order
+/// libseccomp tries them (`precedence`).
 fn rules_for(p: &Profile, arches: &[Arch]) -> BTreeMap<u32, Entry> {
     let mut map = BTreeMap::new();
     for rule in &p.rules {
@@ -189,6 +301,9 @@ fn rules_for(p: &Profile, arches: &[Arch]) -> BTreeMap<u32, Entry> {
                 }
             }
         }
+    }
+    for e in map.values_mut() {
+        precedence(&mut e.cond);
     }
     map
 }

@@ -40,7 +40,7 @@ pub use load::load;
 use crate::error::{Error, Result};
 
 /// Bumped whenever the generated code can change for the same input; part of the cache key.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// A compiled filter: what runh-init needs to call `load`.
 #[derive(Debug, Clone, PartialEq, Eq)]
