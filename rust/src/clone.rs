@@ -56,6 +56,14 @@ impl Fds {
         self.0.push(fd);
         fd
     }
+    /// The sync socketpair (parent's end, child's end), both CLOEXEC and owned here.
+    pub(crate) fn sync_pair(&mut self) -> Result<(RawFd, RawFd)> {
+        let mut sv = [0; 2];
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
+            return Err(Error::last_os("create the sync socketpair"));
+        }
+        Ok((self.keep(sv[0]), self.keep(sv[1])))
+    }
     /// Close one of ours early (e.g. the child's ends once it has them).
     pub(crate) fn close(&mut self, fd: RawFd) {
         if fd >= 0 && self.0.contains(&fd) {
@@ -324,12 +332,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     crate::timing::mark("core: seccomp compile/cache");
 
     let mut fds = Fds::default();
-    let mut sv = [0; 2];
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
-        return Err(Error::last_os("create the sync socketpair"));
-    }
-    let parent_sync = fds.keep(sv[0]);
-    let child_sync = fds.keep(sv[1]);
+    let (parent_sync, child_sync) = fds.sync_pair()?;
 
     let notify_path = format!("{}/{}", opts.state_dir.trim_end_matches('/'), NOTIFY_SOCK);
     let notify = fds.keep(unix_socket(libc::SOCK_STREAM)?);

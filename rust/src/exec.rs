@@ -451,12 +451,7 @@ mod parent {
         }
 
         let mut fds = Fds::default();
-        let mut sv = [0; 2];
-        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
-            return Err(Error::last_os("create the sync socketpair"));
-        }
-        let parent_sync = fds.keep(sv[0]);
-        let child_sync = fds.keep(sv[1]);
+        let (parent_sync, child_sync) = fds.sync_pair()?;
         let console = match opts.console_socket {
             Some(path) => Some(fds.keep(connect_unix(path, "console socket")?)),
             None => None,
