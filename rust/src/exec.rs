@@ -204,15 +204,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     }
     let mut seccomp_state = plan.seccomp_state;
     if plan.fork {
-        // setns(CLONE_NEWPID) only placed our future children in the pid namespace.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(Error::last_os("fork into the container's pid namespace"));
-        }
-        if pid > 0 {
-            let _ = sync::send(sync_fd, &Msg::Pid(pid));
-            unsafe { libc::_exit(0) };
-        }
+        crate::namespaces::fork_into_pid_namespace(sync_fd, "the container's pid namespace")?;
         if plan.seccomp_listener_fd.is_some() {
             seccomp_state = match sync::recv(sync_fd)? {
                 Some(Msg::Plan(b)) => Some(String::from_utf8_lossy(&b).into_owned()),

@@ -94,18 +94,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         userns::unshare_time(userns::time_offsets(&spec)?.as_deref(), pidns)?;
     }
     if ns.init_forks(new_time) {
-        // setns(CLONE_NEWPID) only places future children in the namespace: one more
-        // fork, paid only in this case (about 0.1 ms here). The first process tells the
-        // parent the new pid (in the parent's pid namespace, which is also its own) and
-        // leaves.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(Error::last_os("fork into the joined pid namespace"));
-        }
-        if pid > 0 {
-            let _ = sync::send(sync_fd, &Msg::Pid(pid));
-            unsafe { libc::_exit(0) };
-        }
+        namespaces::fork_into_pid_namespace(sync_fd, "the joined pid namespace")?;
     }
     if plan.unshare_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
         return Err(Error::last_os("unshare the cgroup namespace"));
