@@ -423,44 +423,43 @@ pub(crate) fn fs_flags(fd: RawFd) -> libc::c_ulong {
     map.iter().filter(|(st_f, _)| st.f_flag & *st_f != 0).fold(0, |acc, (_, ms)| acc | ms)
 }
 
-/// A bind mount of a host file or directory. The destination is created to match the
-/// source's type. Flags other than bind/rec need a second MS_REMOUNT|MS_BIND call:
-/// the kernel ignores them on the bind itself.
+/// A bind mount of a host file or directory.
 fn bind_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
     let src_path = bind_source(m, ctx.bundle);
     let src = open_host(&src_path, 0).map_err(|e| Error::from_errno(e.errno, format!("{}: open source", mount_name(m))))?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(src.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::last_os(format!("{}: stat source", mount_name(m))));
-    }
-    let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
-    let dest = ensure_in_root(ctx.root, &m.destination, create)?;
-    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
     let bind_flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
-    sys_mount(Some(&fd_path(src.as_raw_fd())), &fd_path(dest.as_raw_fd()), None, bind_flags, None, || mount_name(m))?;
-    let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-    if extra != 0 {
-        let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)
-            .map_err(|e| Error::from_errno(e, format!("open {} in rootfs", m.destination)))?;
-        remount_bind(top.as_raw_fd(), extra, || format!("remount {} with its options", m.destination))?;
-    }
-    apply_propagation(m, opts, ctx)
+    attach_bind(m, opts, ctx, src.as_raw_fd(), |dest| {
+        sys_mount(Some(&fd_path(src.as_raw_fd())), &fd_path(dest), None, bind_flags, None, || mount_name(m))
+    })
 }
 
 /// An idmapped bind mount: the parent made it (detached, idmapped) and sent its fd
-/// (idmap.rs); it is attached here like a bind, with the same destination checks, and
-/// its other options applied the same way.
+/// (idmap.rs); it is attached like a bind, with the same destination checks and options.
 fn idmapped_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
     let fd = m.idmapped_fd.ok_or_else(|| Error::sync(format!("{}: the idmapped mount was not prepared", mount_name(m))))?;
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    attach_bind(m, opts, ctx, fd.as_raw_fd(), |dest| crate::idmap::attach(fd.as_raw_fd(), dest, &mount_name(m)))
+}
+
+/// What every bind-like entry does around its attach step: the destination is created
+/// inside the rootfs to match the source's type and checked against /proc; then flags other
+/// than bind/rec need a second MS_REMOUNT|MS_BIND call (the kernel ignores them on the bind
+/// itself), and propagation a call of its own.
+fn attach_bind(
+    m: &Mount,
+    opts: &MountOptions,
+    ctx: &MountContext,
+    src: RawFd,
+    attach: impl FnOnce(RawFd) -> Result<()>,
+) -> Result<()> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+    if unsafe { libc::fstat(src, &mut st) } != 0 {
         return Err(Error::last_os(format!("{}: stat source", mount_name(m))));
     }
     let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
     let dest = ensure_in_root(ctx.root, &m.destination, create)?;
     check_proc_dest(m, dest.as_raw_fd(), ctx)?;
-    crate::idmap::attach(fd.as_raw_fd(), dest.as_raw_fd(), &mount_name(m))?;
+    attach(dest.as_raw_fd())?;
     let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     if extra != 0 {
         let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)
