@@ -15,6 +15,19 @@ pub enum Kind {
     Sync,
 }
 
+impl Kind {
+    /// The `runh.errors` class this kind is raised as in Python (in-process by the
+    /// extension, or by the CLI for the native launcher's RUNH_CORE_ERROR).
+    pub fn python_class(self) -> &'static str {
+        match self {
+            Kind::Syscall => "SyscallError",
+            Kind::Config => "ConfigError",
+            Kind::Exec => "ExecError",
+            Kind::Sync => "SyncError",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Error {
     pub kind: Kind,

@@ -102,6 +102,112 @@ pub fn parse_process(b: &[u8]) -> Result<Process> {
     Ok(p)
 }
 
+/// What the `runh exec` flags change in the container's config.json process, when no
+/// `--process` file is given (runc's getProcess).
+#[derive(Debug, Default, Clone)]
+pub struct ProcessFlags {
+    /// The command: replaces process.args.
+    pub args: Vec<String>,
+    pub terminal: bool,
+    /// (height, width) of the caller's terminal for a foreground `-t` (the pty proxy).
+    pub console_size: Option<(u32, u32)>,
+    pub cwd: Option<String>,
+    /// Appended to process.env.
+    pub env: Vec<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Appended to process.user.additionalGids.
+    pub additional_gids: Vec<u32>,
+    /// `--cap` names, with or without the CAP_ prefix, any case.
+    pub caps: Vec<String>,
+    pub no_new_privileges: bool,
+    pub apparmor: Option<String>,
+    pub selinux_label: Option<String>,
+}
+
+/// The process JSON for `runh exec ID ARGS…`: the container's config.json process with the
+/// flags applied. The one implementation of this rule: the Python CLI calls it through
+/// `_core.exec_process`, the native launcher directly. Fields runh does not know are kept.
+pub fn process_from_config(config: &[u8], f: &ProcessFlags) -> Result<Vec<u8>> {
+    use serde_json::{json, Map, Value};
+    let bad = |e: String| Error::config(format!("cannot read the container's config.json: {e}"));
+    let config: Value = serde_json::from_slice(config).map_err(|e| bad(e.to_string()))?;
+    let mut p = match config.get("process") {
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Null) | None => Map::new(),
+        Some(_) => return Err(bad("process is not an object".into())),
+    };
+    p.insert("args".into(), json!(f.args));
+    p.insert("terminal".into(), json!(f.terminal));
+    p.remove("consoleSize");
+    if let Some((height, width)) = f.console_size {
+        p.insert("consoleSize".into(), json!({"height": height, "width": width}));
+    }
+    if let Some(cwd) = &f.cwd {
+        p.insert("cwd".into(), json!(cwd));
+    }
+    p.entry("cwd").or_insert_with(|| json!("/"));
+    // Appends to a list field, treating a missing or null one as empty.
+    fn extend(m: &mut Map<String, Value>, key: &str, more: impl IntoIterator<Item = Value>) {
+        let v = m.entry(key).or_insert_with(|| json!([]));
+        if !v.is_array() {
+            *v = json!([]);
+        }
+        v.as_array_mut().unwrap().extend(more);
+    }
+    if !f.env.is_empty() {
+        extend(&mut p, "env", f.env.iter().map(|e| json!(e)));
+    }
+    if f.uid.is_some() || f.gid.is_some() || !f.additional_gids.is_empty() {
+        let user = p.entry("user").or_insert_with(|| json!({}));
+        if !user.is_object() {
+            *user = json!({});
+        }
+        let user = user.as_object_mut().unwrap();
+        if let Some(uid) = f.uid {
+            user.insert("uid".into(), json!(uid));
+        }
+        if let Some(gid) = f.gid {
+            user.insert("gid".into(), json!(gid));
+        }
+        if !f.additional_gids.is_empty() {
+            extend(user, "additionalGids", f.additional_gids.iter().map(|g| json!(g)));
+        }
+    }
+    if !f.caps.is_empty() {
+        // As runc (checked against 1.1.5 by tests/test_exec_runc_diff.py): the cap joins
+        // the bounding, effective and permitted sets, and the ambient set only when the
+        // process has inheritable caps (ambient needs inheritable); never inheritable.
+        let names: Vec<Value> = f
+            .caps
+            .iter()
+            .map(|n| {
+                let n = n.to_uppercase();
+                json!(if n.starts_with("CAP_") { n } else { format!("CAP_{n}") })
+            })
+            .collect();
+        let c = p.entry("capabilities").or_insert_with(|| json!({}));
+        if !c.is_object() {
+            *c = json!({});
+        }
+        let c = c.as_object_mut().unwrap();
+        let inheritable = c.get("inheritable").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        for set in ["bounding", "effective", "permitted"].into_iter().chain(inheritable.then_some("ambient")) {
+            extend(c, set, names.iter().cloned());
+        }
+    }
+    if f.no_new_privileges {
+        p.insert("noNewPrivileges".into(), json!(true));
+    }
+    if let Some(a) = &f.apparmor {
+        p.insert("apparmorProfile".into(), json!(a));
+    }
+    if let Some(l) = &f.selinux_label {
+        p.insert("selinuxLabel".into(), json!(l));
+    }
+    serde_json::to_vec(&Value::Object(p)).map_err(|e| Error::config(format!("encode process: {e}")))
+}
+
 // ---------------------------------------------------------------------------------------
 // runh-init side ("runh-exec" mode)
 
@@ -333,10 +439,10 @@ pub fn init_main(sync_fd: RawFd) -> ! {
 // ---------------------------------------------------------------------------------------
 // runh side
 
-#[cfg(feature = "python")]
+#[cfg(feature = "host")]
 pub use parent::{exec, ExecOptions};
 
-#[cfg(feature = "python")]
+#[cfg(feature = "host")]
 mod parent {
     use super::*;
     use crate::clone::{self, connect_unix, reap, ChildPlan, Fds};

@@ -7,14 +7,14 @@
 //!   container: after clone the child only execs runh-init (see `clone.rs` for why).
 pub mod caps;
 pub mod cgroups;
-#[cfg(feature = "python")]
+#[cfg(feature = "host")]
 pub mod clone;
 pub mod devices;
 pub mod error;
 pub mod hooks;
 pub mod idmap;
 pub mod exec;
-#[cfg(feature = "python")]
+#[cfg(feature = "host")]
 pub mod memfd;
 pub mod mounts;
 pub mod namespaces;

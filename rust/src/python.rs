@@ -1,18 +1,13 @@
 //! The `runh._core` module: the Python-facing functions, and core errors raised as the
 //! `runh.errors` classes (imported when an error is raised, never on the success path).
 use crate::clone;
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 /// Convert a core error into the matching runh.errors exception, with `.errno` set.
 pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
-    let class = match e.kind {
-        Kind::Syscall => "SyscallError",
-        Kind::Config => "ConfigError",
-        Kind::Exec => "ExecError",
-        Kind::Sync => "SyncError",
-    };
+    let class = e.kind.python_class();
     let made = (|| -> PyResult<PyErr> {
         let cls = py.import("runh.errors")?.getattr(class)?;
         let exc = cls.call1((e.to_string(), e.errno))?;
@@ -117,6 +112,36 @@ fn exec(
     py.allow_threads(|| crate::exec::exec(&opts)).map_err(|e| to_py(py, e))
 }
 
+/// `_core.exec_process(config, args, …)`: the process JSON for `runh exec ID ARGS…`
+/// (see `exec::process_from_config`).
+#[pyfunction]
+#[pyo3(signature = (config, args, *, terminal=false, console_size=None, cwd=None, env=Vec::new(),
+                    uid=None, gid=None, additional_gids=Vec::new(), caps=Vec::new(),
+                    no_new_privileges=false, apparmor=None, selinux_label=None))]
+#[allow(clippy::too_many_arguments)]
+fn exec_process(
+    py: Python<'_>,
+    config: &[u8],
+    args: Vec<String>,
+    terminal: bool,
+    console_size: Option<(u32, u32)>,
+    cwd: Option<String>,
+    env: Vec<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    additional_gids: Vec<u32>,
+    caps: Vec<String>,
+    no_new_privileges: bool,
+    apparmor: Option<String>,
+    selinux_label: Option<String>,
+) -> PyResult<Py<pyo3::types::PyBytes>> {
+    let f = crate::exec::ProcessFlags {
+        args, terminal, console_size, cwd, env, uid, gid, additional_gids, caps, no_new_privileges, apparmor, selinux_label,
+    };
+    let out = crate::exec::process_from_config(config, &f).map_err(|e| to_py(py, e))?;
+    Ok(pyo3::types::PyBytes::new(py, &out).unbind())
+}
+
 /// Capability names in `names` that are unknown or that this kernel lacks, sorted and
 /// once each: create warns about them and ignores them, as runc does.
 #[pyfunction]
@@ -128,6 +153,7 @@ fn unknown_capabilities(names: Vec<String>) -> Vec<String> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(exec_process, m)?)?;
     m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;

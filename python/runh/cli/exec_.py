@@ -38,79 +38,79 @@ _FORWARD = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIG
             "SIGCONT", "SIGALRM", "SIGPWR", "SIGURG", "SIGVTALRM", "SIGPROF", "SIGIO")
 
 
-def _user(proc, text):
+def _ids(text, what):
+    """Non-negative numbers: runc's `--user uid[:gid]` and `--additional-gids`."""
     from runh.errors import UsageError
 
-    uid, _, gid = text.partition(":")
     try:
-        proc.setdefault("user", {})["uid"] = int(uid)
-        if gid:
-            proc["user"]["gid"] = int(gid)
+        ids = [int(t) for t in text]
     except ValueError:
-        raise UsageError(f"parsing {text} as uid[:gid] failed: not a number") from None
+        ids = [-1]
+    if any(i < 0 or i > 0xFFFFFFFF for i in ids):
+        raise UsageError(what) from None
+    return ids
 
 
 def build_process(bundle, o, command):
     """The process JSON (bytes) from the flags, on top of the config's process (runc's
-    getProcess): args replaced, --cwd replaces, --env appends, --cap adds to every set."""
+    getProcess). The rule is the core's `exec::process_from_config`, which the native
+    launcher uses too: args replaced, --cwd replaces, --env appends, --cap adds to every
+    set but inheritable."""
+    from runh.container import _core
     from runh.errors import ConfigError, UsageError
-    from runh.jsonio import dumps, loads
     from runh.state import join
 
     if not command:
         raise UsageError("exec: no command given (args must not be empty)")
     try:
         with open(join(bundle, "config.json"), "rb") as f:
-            proc = loads(f.read()).get("process") or {}
-    except (OSError, ValueError) as e:
+            config = f.read()
+    except OSError as e:
         raise ConfigError(f"cannot read the container's config.json: {e}") from None
-    proc["args"] = list(command)
-    proc["terminal"] = bool(o["tty"])
-    proc.pop("consoleSize", None)
+    size = None
     if o["tty"] and not o["detach"] and not o["console_socket"]:
         # The size must be on the pty before the process runs (it may ask at once):
         # runh-init sets consoleSize before execve; SIGWINCH keeps it current later.
         from runh.tty import terminal_size
 
-        size = terminal_size(0)
-        if size:
-            proc["consoleSize"] = {"height": size[0], "width": size[1]}
-    if o["cwd"]:
-        proc["cwd"] = o["cwd"]
-    proc.setdefault("cwd", "/")
-    if o["env"]:
-        proc["env"] = list(proc.get("env") or []) + list(o["env"])
+        size = terminal_size(0) or None
+    uid = gid = None
     if o["user"]:
-        _user(proc, o["user"])
-    if o["additional_gids"]:
-        user = proc.setdefault("user", {})
-        try:
-            user["additionalGids"] = list(user.get("additionalGids") or []) + [int(g) for g in o["additional_gids"]]
-        except ValueError:
-            raise UsageError("--additional-gids takes numbers") from None
-    if o["cap"]:
-        c = proc.get("capabilities") or {}
-        # As runc (checked against 1.1.5 by tests/test_exec_runc_diff.py): the cap joins
-        # the bounding, effective and permitted sets, and the ambient set only when the
-        # process has inheritable caps (ambient needs inheritable); never inheritable.
-        names = [n.upper() if n.upper().startswith("CAP_") else "CAP_" + n.upper() for n in o["cap"]]
-        sets = ["bounding", "effective", "permitted"] + (["ambient"] if c.get("inheritable") else [])
-        for s in sets:
-            c[s] = list(c.get(s) or []) + names
-        proc["capabilities"] = c
-    if o["no_new_privs"]:
-        proc["noNewPrivileges"] = True
-    if o["apparmor"]:
-        proc["apparmorProfile"] = o["apparmor"]
-    if o["process_label"]:
-        proc["selinuxLabel"] = o["process_label"]
-    return dumps(proc).encode()
+        u, sep, g = o["user"].partition(":")
+        ids = _ids([u, g] if sep else [u], f"parsing {o['user']} as uid[:gid] failed: not a number")
+        uid, gid = ids[0], (ids[1] if sep else None)
+    gids = _ids(o["additional_gids"], "--additional-gids takes numbers") if o["additional_gids"] else []
+    return _core().exec_process(
+        config, list(command), terminal=bool(o["tty"]), console_size=size, cwd=o["cwd"] or None,
+        env=list(o["env"]), uid=uid, gid=gid, additional_gids=gids, caps=list(o["cap"]),
+        no_new_privileges=bool(o["no_new_privs"]), apparmor=o["apparmor"] or None,
+        selinux_label=o["process_label"] or None)
+
+
+def _core_error():
+    """The native launcher (rust/launcher) ran this exec and the core failed: the error it
+    passed on, to be reported as if the core had raised it here."""
+    import posix
+
+    e = posix.environ.pop(b"RUNH_CORE_ERROR", None)
+    if e is None:
+        return None
+    from runh import errors
+
+    kind, errno, msg = e.decode(errors="replace").split("\t", 2)
+    cls = getattr(errors, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.RunhError)):
+        cls = errors.RunhError
+    return cls(msg, int(errno) if errno.isdigit() else 0)
 
 
 def run(g, o, args):
     from runh.container import Container
     from runh.errors import NotSupported, UsageError
 
+    e = _core_error()
+    if e is not None:
+        raise e
     if o["pidfd_socket"]:
         raise NotSupported("--pidfd-socket is not supported yet")
     if o["cgroup"]:
