@@ -1,23 +1,24 @@
 //! Builds `runh-init` (rust/init) and hands its path to the extension, which embeds the
 //! bytes with `include_bytes!` (see `memfd.rs`).
 //!
-//! Only the Python extension embeds the init: runh-init itself depends on this crate
-//! without the `python` feature, so when that feature is off this script does nothing
-//! (and cannot recurse into itself).
+//! Only the runh side (feature `host`: the Python extension and the `runh` launcher) embeds
+//! the init: runh-init itself depends on this crate without it, so then this script does
+//! nothing (and cannot recurse into itself). The extension's build also builds the
+//! launcher (rust/launcher), handing it the init just built.
 //!
 //! runh-init is built by a nested cargo into its own target dir under OUT_DIR, with the
 //! workspace's `init` profile (small, panic=abort, stripped) and a static C runtime, so it
 //! needs no loader and no libc from the container's rootfs: it runs before and during
 //! pivot_root, when the host's libraries are gone.
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=RUNH_INIT_BIN");
-    if env::var_os("CARGO_FEATURE_PYTHON").is_none() {
+    if env::var_os("CARGO_FEATURE_HOST").is_none() {
         return;
     }
     // Rebuild the init whenever any code it is made of changes.
@@ -26,20 +27,43 @@ fn main() {
     println!("cargo:rerun-if-changed={}", manifest_dir.join("init/Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", manifest_dir.join("Cargo.toml").display());
 
-    // An already-built init may be supplied (packagers, cross builds).
-    if let Some(prebuilt) = env::var_os("RUNH_INIT_BIN") {
-        println!("cargo:rustc-env=RUNH_INIT_BIN={}", PathBuf::from(prebuilt).display());
-        return;
-    }
-
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target = init_target(&env::var("TARGET").unwrap());
     let target_dir = out_dir.join("init-target");
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // An already-built init may be supplied (packagers, cross builds, and the launcher's
+    // nested build below).
+    let init = match env::var_os("RUNH_INIT_BIN") {
+        Some(prebuilt) => PathBuf::from(prebuilt),
+        None => nested_build(&manifest_dir.join("init/Cargo.toml"), "runh-init", &target, &target_dir, None),
+    };
+    println!("cargo:rustc-env=RUNH_INIT_BIN={}", init.display());
 
+    // The Python extension's build also makes the `runh` command (rust/launcher) and puts
+    // it where the wheel's scripts come from (pyproject.toml [tool.maturin] data): maturin
+    // packs that directory after cargo has built, and pip installs it as the command.
+    if env::var_os("CARGO_FEATURE_PYTHON").is_some() {
+        println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/src").display());
+        println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/Cargo.toml").display());
+        let launcher = nested_build(&manifest_dir.join("launcher/Cargo.toml"), "runh", &target, &target_dir, Some(&init));
+        let scripts = manifest_dir.join("../wheel-data/scripts");
+        std::fs::create_dir_all(&scripts).expect("creating wheel-data/scripts");
+        let dest = scripts.join("runh");
+        if std::fs::read(&dest).ok() != std::fs::read(&launcher).ok() {
+            // A new inode (rename), never a write into the file: the old one may be running.
+            let tmp = scripts.join(".runh.tmp");
+            std::fs::copy(&launcher, &tmp).expect("copying the runh launcher");
+            std::fs::rename(&tmp, &dest).expect("installing the runh launcher");
+        }
+    }
+}
+
+/// Build one binary of the workspace with a nested cargo: static, `init` profile, its own
+/// target dir under OUT_DIR. Returns the binary's path.
+fn nested_build(manifest: &Path, bin: &str, target: &str, target_dir: &Path, init: Option<&Path>) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     // The outer build's settings (profile, features, rustflags for the Python extension,
-    // maturin's target dir) must not leak into the init's build: drop every CARGO_* and
+    // maturin's target dir) must not leak into this build: drop every CARGO_* and
     // RUSTFLAGS variable except the ones that locate the toolchain and the registry.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy().into_owned();
@@ -49,29 +73,33 @@ fn main() {
             || key == "RUSTDOCFLAGS"
             || key.starts_with("PYO3_")
             || key == "MATURIN_PYTHON_SYSCONFIGDATA_DIR"
+            || key == "RUNH_INIT_BIN"
         {
             cmd.env_remove(&key);
         }
     }
+    if let Some(init) = init {
+        cmd.env("RUNH_INIT_BIN", init);
+    }
     // `--target` keeps crt-static off build scripts and proc macros (serde_derive is a
-    // dylib and cannot be static); only runh-init itself is linked statically.
+    // dylib and cannot be static); only the binary itself is linked statically.
     cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
         .arg("build")
         .arg("--manifest-path")
-        .arg(manifest_dir.join("init/Cargo.toml"))
-        .args(["--profile", "init", "--target", &target])
+        .arg(manifest)
+        .args(["--profile", "init", "--target", target])
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     if env::var_os("CARGO_NET_OFFLINE").is_some() {
         cmd.arg("--offline");
     }
-    let status = cmd.status().expect("running cargo to build runh-init");
+    let status = cmd.status().unwrap_or_else(|e| panic!("running cargo to build {bin}: {e}"));
     if !status.success() {
-        panic!("building runh-init failed: {status}");
+        panic!("building {bin} failed: {status}");
     }
-    let bin = target_dir.join(&target).join("init").join("runh-init");
-    assert!(bin.exists(), "runh-init not found at {}", bin.display());
-    println!("cargo:rustc-env=RUNH_INIT_BIN={}", bin.display());
+    let path = target_dir.join(target).join("init").join(bin);
+    assert!(path.exists(), "{bin} not found at {}", path.display());
+    path
 }
 
 /// musl when its std is installed for this toolchain (`rustup target add

@@ -1,0 +1,116 @@
+//! The part of runh's command line the native path takes: the global options containerd,
+//! CRI-O and podman pass, then `exec` with runc's exec flags (python/runh/cli/exec_.py
+//! declares them; `tests/test_launcher.py` checks that the two agree). Anything this
+//! parser does not recognise, or is unsure about, is None: Python parses it.
+
+/// A `runh [globals] exec [flags] ID [ARGS…]` call.
+#[derive(Debug, Default)]
+pub struct Exec {
+    pub root: String,
+    pub id: String,
+    pub command: Vec<String>,
+    pub process: Option<String>,
+    pub detach: bool,
+    pub pid_file: Option<String>,
+    pub console_socket: Option<String>,
+    pub tty: bool,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<String>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
+/// `--name value` or `--name=value` at argv[*i] for one of `names`; advances *i.
+fn value(argv: &[String], i: &mut usize, names: &[&str]) -> Option<Option<String>> {
+    let a = &argv[*i];
+    for n in names {
+        if a == n {
+            let v = argv.get(*i + 1)?.clone();
+            *i += 2;
+            return Some(Some(v));
+        }
+        if n.starts_with("--") {
+            if let Some(v) = a.strip_prefix(n).and_then(|r| r.strip_prefix('=')) {
+                *i += 1;
+                return Some(Some(v.to_string()));
+            }
+        }
+    }
+    Some(None)
+}
+
+/// Parse `argv` (without argv[0]); None: not a call the native path takes.
+pub fn parse_exec(argv: &[String]) -> Option<Exec> {
+    let mut e = Exec { root: "/run/runh".into(), ..Default::default() };
+    let mut i = 0;
+    // Global options: only those that change nothing on success (the log is written only
+    // for errors, and errors are Python's) and --root.
+    loop {
+        let a = argv.get(i)?;
+        if !a.starts_with('-') {
+            break;
+        }
+        if let Some(v) = value(argv, &mut i, &["--root"])? {
+            e.root = v;
+        } else if value(argv, &mut i, &["--log", "--log-format"])?.is_none() {
+            return None; // --debug, --systemd-cgroup, --rootless, --help, --version, …
+        }
+    }
+    if argv[i] != "exec" {
+        return None;
+    }
+    i += 1;
+    while i < argv.len() && argv[i].starts_with('-') && argv[i] != "-" {
+        let flag = |n: &str, i: &mut usize| -> bool {
+            if argv[*i] == n {
+                *i += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if flag("--detach", &mut i) || flag("-d", &mut i) {
+            e.detach = true;
+        } else if flag("--tty", &mut i) || flag("-t", &mut i) {
+            e.tty = true;
+        } else if flag("--no-new-privs", &mut i) {
+            e.no_new_privs = true;
+        } else if flag("--ignore-paused", &mut i) {
+            e.ignore_paused = true;
+        } else if flag("--no-subreaper", &mut i) {
+        } else if let Some(v) = value(argv, &mut i, &["--process", "-p"])? {
+            e.process = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--pid-file"])? {
+            e.pid_file = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--console-socket"])? {
+            e.console_socket = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--cwd"])? {
+            e.cwd = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--env", "-e"])? {
+            e.env.push(v);
+        } else if let Some(v) = value(argv, &mut i, &["--user", "-u"])? {
+            e.user = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--additional-gids", "-g"])? {
+            e.additional_gids.push(v);
+        } else if let Some(v) = value(argv, &mut i, &["--cap", "-c"])? {
+            e.caps.push(v);
+        } else if let Some(v) = value(argv, &mut i, &["--apparmor"])? {
+            e.apparmor = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--process-label"])? {
+            e.process_label = Some(v);
+        } else if let Some(v) = value(argv, &mut i, &["--preserve-fds"])? {
+            e.preserve_fds = v.parse().ok().filter(|n: &i32| *n >= 0)?;
+        } else {
+            return None; // --cgroup, --pidfd-socket, --help, `--`, a bool with =, -dt, …
+        }
+    }
+    e.id = argv.get(i)?.clone();
+    e.command = argv[i + 1..].to_vec();
+    Some(e)
+}

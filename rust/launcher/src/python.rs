@@ -1,0 +1,62 @@
+//! Handing a call to the Python CLI: exec the interpreter of the environment runh was
+//! installed in, with the same argv.
+//!
+//! The interpreter runs with -I (no PYTHON* variables, no user site, no cwd on sys.path)
+//! and -S (no site: 1.9 ms of .pth files and sitecustomize here), as pip's console-script
+//! entry point cannot (it also imports `re`, ~7 ms per call in all). Without site,
+//! site-packages is not on sys.path: BOOT below adds the one under runh's own prefix
+//! (this program is `<prefix>/bin/runh`; a venv's or /usr/local's library layout under its
+//! prefix is fixed), then falls back to runh.pth (`maturin develop`) and last to site.
+//! The code is compiled on every call (no .pyc for -c): keep it to a few statements.
+use _core::error::Error;
+use std::ffi::CString;
+
+const BOOT: &str = r#"import sys
+_p = sys.argv.pop(1)
+_l = "%s/lib/python%d.%d/" % (_p, *sys.version_info[:2])
+sys.path += (_l + "site-packages", _l + "dist-packages")
+try:
+    from runh.cli import launch
+except ImportError:
+    for _d in sys.path[-2:]:
+        try:
+            sys.path += open(_d + "/runh.pth").read().split()
+        except OSError:
+            pass
+    try:
+        from runh.cli import launch
+    except ImportError:
+        import site
+        site.main()
+        from runh.cli import launch
+launch()
+"#;
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap()
+}
+
+/// Exec the Python CLI with this process's argv; with `error`, the CLI reports it
+/// (`runh.cli.exec_`) instead of running the command again. Never returns.
+pub fn handoff(error: Option<Error>) -> ! {
+    if let Some(e) = error {
+        std::env::set_var("RUNH_CORE_ERROR", format!("{}\t{}\t{}", e.kind.python_class(), e.errno, e));
+    }
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let bindir = exe.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let prefix = bindir.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut argv: Vec<CString> = ["python3", "-I", "-S", "-c", BOOT, &prefix].iter().map(|s| cstring(s)).collect();
+    argv.extend(std::env::args_os().skip(1).map(|a| CString::new(a.into_encoded_bytes()).unwrap_or_default()));
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // The environment's own interpreter (a venv's bin/python3) first, else python3 on PATH.
+    // argv[0] is the path exec'd: Python derives sys.executable (and a venv's prefix) from it.
+    let own = cstring(&bindir.join("python3").to_string_lossy());
+    ptrs[0] = own.as_ptr();
+    unsafe { libc::execv(own.as_ptr(), ptrs.as_ptr()) };
+    ptrs[0] = argv[0].as_ptr();
+    unsafe { libc::execvp(c"python3".as_ptr(), ptrs.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    eprintln!("runh: cannot start python3 (looked in {} and PATH): {e}", bindir.display());
+    std::process::exit(1);
+}
