@@ -38,19 +38,20 @@ fn main() {
     };
     println!("cargo:rustc-env=RUNH_INIT_BIN={}", init.display());
 
-    // The Python extension's build also makes the `runh` command (rust/launcher) and puts
-    // it where the wheel's scripts come from (pyproject.toml [tool.maturin] data): maturin
-    // packs that directory after cargo has built, and pip installs it as the command.
+    // The Python extension's build also makes the `runh` command (rust/launcher). The
+    // wheel's scripts come from wheel-data/scripts (pyproject.toml [tool.maturin] data),
+    // where `runh` is a tracked symlink to target/launcher/runh: maturin packs the file a
+    // symlink points to, after cargo has built, and pip installs it as the command.
     if env::var_os("CARGO_FEATURE_PYTHON").is_some() {
         println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/src").display());
         println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/Cargo.toml").display());
         let launcher = nested_build(&manifest_dir.join("launcher/Cargo.toml"), "runh", &target, &target_dir, Some(&init));
-        let scripts = manifest_dir.join("../wheel-data/scripts");
-        std::fs::create_dir_all(&scripts).expect("creating wheel-data/scripts");
-        let dest = scripts.join("runh");
+        let dir = manifest_dir.join("../target/launcher");
+        std::fs::create_dir_all(&dir).expect("creating target/launcher");
+        let dest = dir.join("runh");
         if std::fs::read(&dest).ok() != std::fs::read(&launcher).ok() {
             // A new inode (rename), never a write into the file: the old one may be running.
-            let tmp = scripts.join(".runh.tmp");
+            let tmp = dir.join(".runh.tmp");
             std::fs::copy(&launcher, &tmp).expect("copying the runh launcher");
             std::fs::rename(&tmp, &dest).expect("installing the runh launcher");
         }
