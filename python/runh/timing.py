@@ -8,7 +8,7 @@ printed as one line when the command ends:
 
 Clocks: every mark is CLOCK_MONOTONIC (time.monotonic_ns), the same clock runh-init and the
 Rust core read with clock_gettime, so their marks fall on one time line. The one phase that
-no clock saw start, process start to main (fork, the /bin/sh hop of the launcher,
+no clock saw start, process start to main (fork, the launcher (rust/launcher) and its exec,
 interpreter start-up, imports), is the process's CPU time at main
 (CLOCK_PROCESS_CPUTIME_ID): exact on an idle machine, a lower bound under load. (The
 /proc/self/stat start time ticks at 100 Hz here, too coarse for a 6 ms phase.)

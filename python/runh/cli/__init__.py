@@ -40,7 +40,8 @@ def _commit():
 
 
 def launch():
-    """The `runh` command (wheel-data/scripts/runh): main, then exit without interpreter
+    """The `runh` command (rust/launcher hands every call it does not run itself to this):
+    main, then exit without interpreter
     finalization (module teardown and GC, ~1 ms here). Nothing of runh's needs it: log
     lines are written with os.write and state files are closed, so flushing the two
     streams is all there is left. An exception from main takes the normal path."""
