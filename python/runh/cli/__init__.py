@@ -148,6 +148,9 @@ def _dispatch(g, mod, opts, args):
         logger = _setup_log(g)
         if logger is not None and g.debug:
             logger.debug(f"runh {mod.__name__.rsplit('.', 1)[-1]} {args}")
+        e = _core_error()
+        if e is not None:
+            raise e
         return mod.run(g, opts, args) or 0
     except RunhError as e:
         _report(g, str(e))
@@ -159,6 +162,24 @@ def _dispatch(g, mod, opts, args):
     except OSError as e:
         _report(g, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         return 1
+
+
+def _core_error():
+    """The native launcher (rust/launcher) ran this command and the core failed: the error
+    it passed on in RUNH_CORE_ERROR ("Class\terrno\tmessage"), to be reported as if the
+    core had raised it here (the command is not run again). None otherwise."""
+    import posix
+
+    e = posix.environ.pop(b"RUNH_CORE_ERROR", None)
+    if e is None:
+        return None
+    from runh import errors
+
+    kind, errno, msg = e.decode(errors="replace").split("\t", 2)
+    cls = getattr(errors, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.RunhError)):
+        cls = errors.RunhError
+    return cls(msg, int(errno) if errno.isdigit() else 0)
 
 
 def _report(g, msg):

@@ -87,30 +87,10 @@ def build_process(bundle, o, command):
         selinux_label=o["process_label"] or None)
 
 
-def _core_error():
-    """The native launcher (rust/launcher) ran this exec and the core failed: the error it
-    passed on, to be reported as if the core had raised it here."""
-    import posix
-
-    e = posix.environ.pop(b"RUNH_CORE_ERROR", None)
-    if e is None:
-        return None
-    from runh import errors
-
-    kind, errno, msg = e.decode(errors="replace").split("\t", 2)
-    cls = getattr(errors, kind, None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.RunhError)):
-        cls = errors.RunhError
-    return cls(msg, int(errno) if errno.isdigit() else 0)
-
-
 def run(g, o, args):
     from runh.container import Container
     from runh.errors import NotSupported, UsageError
 
-    e = _core_error()
-    if e is not None:
-        raise e
     if o["pidfd_socket"]:
         raise NotSupported("--pidfd-socket is not supported yet")
     if o["cgroup"]:
