@@ -1,7 +1,8 @@
 //! The part of runh's command line the native path takes: the global options containerd,
 //! CRI-O and podman pass, then `exec` with runc's exec flags (python/runh/cli/exec_.py
-//! declares them; `tests/test_launcher.py` checks that the two agree). Anything this
-//! parser does not recognise, or is unsure about, is None: Python parses it.
+//! declares them; `tests/test_launcher.py` checks that the two agree), `start ID`,
+//! `delete [--force] ID`, `kill ID [N]` and `state ID`. Anything this parser does not recognise, or is unsure about, is
+//! None: Python parses it.
 
 /// A `runh [globals] exec [flags] ID [ARGS…]` call.
 #[derive(Debug, Default)]
@@ -45,9 +46,28 @@ fn value(argv: &[String], i: &mut usize, names: &[&str]) -> Option<Option<String
     Some(None)
 }
 
+/// A call the native path takes.
+pub enum Call {
+    Exec(Exec),
+    /// `start ID`
+    Start { root: String, id: String },
+    /// `delete [--force] ID`
+    Delete { root: String, id: String, force: bool },
+    /// `kill ID [SIGNAL]`, SIGNAL a number (go-runc, which containerd uses, passes numbers)
+    Kill { root: String, id: String, signal: i32 },
+    /// `state ID`
+    State { root: String, id: String },
+}
+
+/// A signal given as a number 1-31; names, real-time signals and anything else are
+/// `runh.signals`' to parse.
+fn signal(s: &str) -> Option<i32> {
+    s.parse().ok().filter(|n| (1..=31).contains(n))
+}
+
 /// Parse `argv` (without argv[0]); None: not a call the native path takes.
-pub fn parse_exec(argv: &[String]) -> Option<Exec> {
-    let mut e = Exec { root: "/run/runh".into(), ..Default::default() };
+pub fn parse(argv: &[String]) -> Option<Call> {
+    let mut root = "/run/runh".to_string();
     let mut i = 0;
     // Global options: only those that change nothing on success (the log is written only
     // for errors, and errors are Python's) and --root.
@@ -57,15 +77,40 @@ pub fn parse_exec(argv: &[String]) -> Option<Exec> {
             break;
         }
         if let Some(v) = value(argv, &mut i, &["--root"])? {
-            e.root = v;
+            root = v;
         } else if value(argv, &mut i, &["--log", "--log-format"])?.is_none() {
             return None; // --debug, --systemd-cgroup, --rootless, --help, --version, …
         }
     }
-    if argv[i] != "exec" {
-        return None;
+    let rest = &argv[i + 1..];
+    match argv[i].as_str() {
+        "exec" => parse_exec(root, rest).map(Call::Exec),
+        "start" => match rest {
+            [id] if !id.starts_with('-') => Some(Call::Start { root, id: id.clone() }),
+            _ => None,
+        },
+        "delete" => match rest {
+            [id] if !id.starts_with('-') => Some(Call::Delete { root, id: id.clone(), force: false }),
+            [f, id] if (f == "--force" || f == "-f") && !id.starts_with('-') => Some(Call::Delete { root, id: id.clone(), force: true }),
+            _ => None,
+        },
+        "kill" => match rest {
+            [id] if !id.starts_with('-') => Some(Call::Kill { root, id: id.clone(), signal: libc::SIGTERM }),
+            [id, sig] if !id.starts_with('-') => Some(Call::Kill { root, id: id.clone(), signal: signal(sig)? }),
+            _ => None,
+        },
+        "state" => match rest {
+            [id] if !id.starts_with('-') => Some(Call::State { root, id: id.clone() }),
+            _ => None,
+        },
+        _ => None,
     }
-    i += 1;
+}
+
+/// `exec`'s flags and arguments (after the word `exec`).
+fn parse_exec(root: String, argv: &[String]) -> Option<Exec> {
+    let mut e = Exec { root, ..Default::default() };
+    let mut i = 0;
     while i < argv.len() && argv[i].starts_with('-') && argv[i] != "-" {
         let flag = |n: &str, i: &mut usize| -> bool {
             if argv[*i] == n {

@@ -1,61 +1,13 @@
 //! `runh exec` without Python: the same checks as `runh.Container.exec` for the one case
-//! it takes (a running, unpaused container whose state says everything needed), then
-//! `_core::exec::exec`, the function the Python CLI calls.
-//!
-//! State is Python's: this reads `<root>/<id>/state.json` as `runh.state` writes it and
-//! never writes it. Any doubt is a handoff (see main.rs), taken before anything is done.
+//! it takes (a created or running container, not paused), then `_core::exec::exec`, the
+//! function the Python CLI calls. Any doubt is a handoff (see main.rs), taken before
+//! anything is done.
 use crate::args::Exec;
 use crate::python::handoff;
+use crate::state::{self, read, Container, Status};
 use _core::error::Error;
 use serde_json::Value;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-
-/// runc's rule for ids, as `runh.state.validate_id`: [\w+-.]+, not a path, no "..".
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && !id.contains("..") && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"_+-.".contains(&c))
-}
-
-/// (start time, state letter) of a process from /proc/<pid>/stat, as `runh.state`.
-fn start_time(pid: i64) -> Option<(u64, String)> {
-    let data = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = data.iter().rposition(|&c| c == b')')?;
-    let rest = std::str::from_utf8(data.get(close + 2..)?).ok()?;
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    Some((f.get(19)?.parse().ok()?, f.first()?.to_string()))
-}
-
-fn read(path: &str) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
-}
-
-/// Is the container's cgroup frozen (paused)? As `runh.cgroups` reads it from state.json.
-fn frozen(cgroup: &Value) -> Option<bool> {
-    Some(match cgroup.get("version").and_then(Value::as_i64) {
-        Some(2) => {
-            let path = cgroup.get("path")?.as_str()?;
-            read(&format!("{path}/cgroup.freeze")).is_some_and(|v| v.trim_ascii() == b"1")
-        }
-        _ => match cgroup.get("paths")?.get("freezer").and_then(Value::as_str) {
-            Some(d) => read(&format!("{d}/freezer.state")).is_some_and(|v| v.trim_ascii() != b"THAWED"),
-            None => false,
-        },
-    })
-}
-
-/// Where the process goes: the v2 directory (clone3 into it), or v1's cgroup.procs files
-/// (`clone_target()` of runh.cgroups' managers).
-fn cgroup_target(cgroup: &Value) -> Option<(Option<String>, Vec<String>)> {
-    if cgroup.is_null() {
-        return Some((None, vec![]));
-    }
-    if cgroup.get("version").and_then(Value::as_i64) == Some(2) {
-        return Some((Some(cgroup.get("path")?.as_str()?.to_string()), vec![]));
-    }
-    let mut dirs: Vec<&str> = cgroup.get("paths")?.as_object()?.values().map(Value::as_str).collect::<Option<_>>()?;
-    dirs.sort();
-    dirs.dedup();
-    Some((None, dirs.iter().map(|d| format!("{d}/cgroup.procs")).collect()))
-}
 
 /// `--user uid[:gid]` and `--additional-gids`; None (Python words the error) if not numbers.
 fn ids(a: &Exec) -> Option<(Option<u32>, Option<u32>, Vec<u32>)> {
@@ -90,20 +42,17 @@ fn prepare(a: &Exec) -> Option<Ready> {
     if unsafe { libc::geteuid() } != 0 || std::env::var_os("LISTEN_FDS").is_some() {
         return None; // rootless exec (a fork in the pid namespace), socket activation
     }
-    if !a.root.starts_with('/') || !valid_id(&a.id) {
-        return None;
+    let c = Container::load(state::dir(&a.root, &a.id)?)?;
+    if !matches!(c.status()?, Status::Created | Status::Running) {
+        return None; // stopped: an error; paused: an error, or --ignore-paused's late join
     }
-    let dir = format!("{}/{}", a.root.trim_end_matches('/'), a.id);
-    let state: Value = serde_json::from_slice(&read(&format!("{dir}/state.json"))?).ok()?;
-    let pid = state.get("pid")?.as_i64().filter(|&p| p > 0 && p <= i32::MAX as i64)?;
-    let recorded = state.get("starttime")?.as_u64()?;
-    let bundle = state.get("bundle")?.as_str()?;
-    let cgroup = state.get("cgroup").unwrap_or(&Value::Null);
-    let created = std::fs::symlink_metadata(format!("{dir}/notify.sock")).is_ok();
-    if !created && !cgroup.is_null() && frozen(cgroup)? {
-        return None; // paused: an error, or --ignore-paused's join after exec
-    }
-    let (cgroup_dir, cgroup_procs) = cgroup_target(cgroup)?;
+    let pid = c.pid() as i32;
+    let bundle = c.state.get("bundle")?.as_str()?;
+    // Where the process goes: the v2 directory (clone3 into it), or v1's cgroup.procs.
+    let (cgroup_dir, cgroup_procs) = match state::cgroup_dirs(c.cgroup())? {
+        (true, dirs) => (dirs.into_iter().next(), vec![]),
+        (false, dirs) => (None, dirs.iter().map(|d| format!("{d}/cgroup.procs")).collect()),
+    };
     let config = read(&format!("{bundle}/config.json"))?;
     if memchr(&config, b"listenerPath") {
         return None; // a seccomp agent gets the container's state: Python builds it
@@ -148,14 +97,11 @@ fn prepare(a: &Exec) -> Option<Ready> {
         return None;
     }
     // The pidfd pins the process: if its start time still matches, it is the container's.
-    match start_time(pid) {
-        Some((t, letter)) if t == recorded && !matches!(letter.as_str(), "Z" | "X" | "x") => {}
-        _ => {
-            unsafe { libc::close(pidfd) };
-            return None;
-        }
+    if c.init_alive() != Some(true) {
+        unsafe { libc::close(pidfd) };
+        return None;
     }
-    Some(Ready { process, config, pid: pid as i32, pidfd, cgroup_dir, cgroup_procs, terminal })
+    Some(Ready { process, config, pid, pidfd, cgroup_dir, cgroup_procs, terminal })
 }
 
 fn memchr(hay: &[u8], needle: &[u8]) -> bool {

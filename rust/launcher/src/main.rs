@@ -16,7 +16,9 @@
 //! RUNH_PYTHON_ONLY=1 sends every call to Python.
 mod args;
 mod exec;
+mod lifecycle;
 mod python;
+mod state;
 
 fn main() {
     let argv: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
@@ -26,8 +28,12 @@ fn main() {
     if std::env::var_os("RUNH_PYTHON_ONLY").is_some() || std::env::var_os("RUNH_TIMING").is_some() {
         python::handoff(None);
     }
-    match args::parse_exec(&argv) {
-        Some(a) => exec::run(a),
+    match args::parse(&argv) {
+        Some(args::Call::Exec(a)) => exec::run(a),
+        Some(args::Call::Start { root, id }) => lifecycle::start(&root, &id),
+        Some(args::Call::Delete { root, id, force }) => lifecycle::delete(&root, &id, force),
+        Some(args::Call::Kill { root, id, signal }) => lifecycle::kill(&root, &id, signal),
+        Some(args::Call::State { root, id }) => lifecycle::state(&root, &id),
         None => python::handoff(None),
     }
 }

@@ -1,0 +1,124 @@
+//! Reading a container's state as `runh.state` writes it (`<root>/<id>/state.json`, the
+//! `lock` flock, `notify.sock` while created) and deriving its status as
+//! `runh.state.status_of` does. The launcher never writes state.json: it only takes the
+//! cases where the status is clear, and leaves every other to Python.
+use serde_json::Value;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+pub struct Container {
+    pub dir: String,
+    pub state: Value,
+}
+
+/// runc's rule for ids, as `runh.state.validate_id`: [\w+-.]+, not a path, no "..".
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && !id.contains("..") && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"_+-.".contains(&c))
+}
+
+pub fn read(path: &str) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+/// (start time, state letter) of a process from /proc/<pid>/stat, as `runh.state`.
+pub fn start_time(pid: i64) -> Option<(u64, String)> {
+    let data = read(&format!("/proc/{pid}/stat"))?;
+    let close = data.iter().rposition(|&c| c == b')')?;
+    let rest = std::str::from_utf8(data.get(close + 2..)?).ok()?;
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    Some((f.get(19)?.parse().ok()?, f.first()?.to_string()))
+}
+
+/// The state dir of `id` under an absolute `root`; None for anything Python must word.
+pub fn dir(root: &str, id: &str) -> Option<String> {
+    (root.starts_with('/') && valid_id(id)).then(|| format!("{}/{id}", root.trim_end_matches('/')))
+}
+
+/// flock on `<dir>/lock`, as `runh.state.Lock`: serialises lifecycle calls on one id. The
+/// lock is released when the fd closes (CLOEXEC: also on a handoff to Python).
+pub fn lock(dir: &str) -> Option<OwnedFd> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(format!("{dir}/lock")).ok()?;
+    let fd = OwnedFd::from(f);
+    (unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(fd)
+}
+
+impl Container {
+    /// The container's recorded state; None when state.json is missing (no container, or
+    /// still creating) or unreadable.
+    pub fn load(dir: String) -> Option<Self> {
+        let state = serde_json::from_slice(&read(&format!("{dir}/state.json"))?).ok()?;
+        Some(Container { dir, state })
+    }
+
+    pub fn pid(&self) -> i64 {
+        self.state.get("pid").and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    pub fn cgroup(&self) -> &Value {
+        self.state.get("cgroup").unwrap_or(&Value::Null)
+    }
+
+    /// Is the init still the process recorded at create (start time, not a zombie)?
+    pub fn init_alive(&self) -> Option<bool> {
+        let pid = self.pid();
+        if pid <= 0 || pid > i32::MAX as i64 {
+            return Some(false);
+        }
+        let recorded = self.state.get("starttime")?.as_u64()?;
+        Some(matches!(start_time(pid), Some((t, l)) if t == recorded && !matches!(l.as_str(), "Z" | "X" | "x")))
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        if !self.init_alive()? {
+            return Some(Status::Stopped);
+        }
+        if std::fs::symlink_metadata(format!("{}/notify.sock", self.dir)).is_ok() {
+            return Some(Status::Created);
+        }
+        Some(if frozen(self.cgroup())? { Status::Paused } else { Status::Running })
+    }
+
+    /// The hooks kept for after create (poststart, poststop): Python runs those.
+    pub fn has_hooks(&self) -> bool {
+        self.state.get("hooks").is_some_and(|h| !h.is_null())
+    }
+}
+
+/// The cgroup directories recorded in state.json: v2's one, v1's per controller (sorted,
+/// once each), as `runh.cgroups`' managers list them.
+pub fn cgroup_dirs(cgroup: &Value) -> Option<(bool, Vec<String>)> {
+    if cgroup.is_null() {
+        return Some((false, vec![]));
+    }
+    if cgroup.get("version").and_then(Value::as_i64) == Some(2) {
+        return Some((true, vec![cgroup.get("path")?.as_str()?.to_string()]));
+    }
+    let mut dirs: Vec<String> = cgroup.get("paths")?.as_object()?.values().map(|v| v.as_str().map(String::from)).collect::<Option<_>>()?;
+    dirs.sort();
+    dirs.dedup();
+    Some((false, dirs))
+}
+
+/// Is the container's cgroup frozen (paused)?
+fn frozen(cgroup: &Value) -> Option<bool> {
+    if cgroup.is_null() {
+        return Some(false);
+    }
+    Some(match cgroup.get("version").and_then(Value::as_i64) {
+        Some(2) => {
+            let path = cgroup.get("path")?.as_str()?;
+            read(&format!("{path}/cgroup.freeze")).is_some_and(|v| v.trim_ascii() == b"1")
+        }
+        _ => match cgroup.get("paths")?.get("freezer").and_then(Value::as_str) {
+            Some(d) => read(&format!("{d}/freezer.state")).is_some_and(|v| v.trim_ascii() != b"THAWED"),
+            None => false,
+        },
+    })
+}
