@@ -19,8 +19,9 @@ only sound if the two paths can never be told apart, so this file proves:
   decision for the launcher fails this file;
 - that a pid file that cannot be written fails the exec and leaves no process behind.
 
-Known differences between the two paths are kept as strict xfails (they must pass once
-fixed, and then lose their mark).
+The differences this file found when it was written (bugs on one path or the other) are
+kept as cases of test_former_differences, each with runc's behaviour, which both paths
+now follow.
 """
 
 import array
@@ -378,25 +379,24 @@ def test_same_process_both_paths(traced, running, ctx, case):
         assert out.startswith("through-fd-3\n")
 
 
-# Calls where the two paths differ today (bugs, reported): runc's behaviour in brackets.
-KNOWN_DIFFERENCES = {
-    # Python drops a `--` right after the id [runc runs "--" as the command, as native].
+# Calls where the two paths once differed: runc's behaviour, now both paths', in brackets.
+FORMER_DIFFERENCES = {
+    # Python dropped a `--` right after the id [runc runs "--" as the command].
     "dashdash-after-id": lambda cid, proc: ["exec", cid, "--", "echo", "a"],
-    # Native accepts any --log-format [runc: "invalid log-format: xml", as Python].
+    # Native accepted any --log-format [runc: "invalid log-format: xml"].
     "bad-log-format": lambda cid, proc: ["--log-format", "xml", "exec", cid, "echo", "a"],
-    # -t with --process: runc ignores -t and uses process.terminal (false: no pty), as
-    # native; Python asks the core for a pty and fails.
+    # -t with --process: Python asked the core for a pty and failed [runc ignores -t and
+    # uses process.terminal (false: no pty)].
     "tty-with-process-file": lambda cid, proc: ["exec", "-t", "--process", proc, cid],
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="known bug"))
-                                  for c in sorted(KNOWN_DIFFERENCES)])
-def test_known_differences(traced, running, ctx, case):
+@pytest.mark.parametrize("case", sorted(FORMER_DIFFERENCES))
+def test_former_differences(traced, running, ctx, case):
     cid, _, _ = running()
     proc = _process_file(ctx, "echo.json", args=["echo", "hi"])
-    # Either path may change in the fix (e.g. a handoff): compare the results only.
-    got = _both(traced, KNOWN_DIFFERENCES[case](cid, proc), check_paths=False)
+    # Either path may be the one that changed (e.g. into a handoff): compare results only.
+    got = _both(traced, FORMER_DIFFERENCES[case](cid, proc), check_paths=False)
     assert got["native"] == got["python"]
 
 
@@ -444,7 +444,6 @@ def _until(fd, marker, timeout=20):
             seen += os.read(fd, 4096)
 
 
-@pytest.mark.xfail(strict=True, reason="Python forwards SIGWINCH when process.terminal comes from --process")
 def test_sigwinch_with_console_socket(runh, running, ctx):
     """Foreground exec, its pty sent to a console socket: window sizes are the socket
     owner's business (runc never passes SIGWINCH on). The process counts the WINCHs that
@@ -596,11 +595,7 @@ def test_handed_off_options_reach_python(traced, running, ctx, table, globals_ta
 
 # ---------------------------------------------------------------- 7. pid file failure
 
-PID_FILE_BUG = "Python path: the process keeps running and the error names the temp file"
-
-
-@pytest.mark.parametrize("mode", ["native", pytest.param(
-    "python", marks=pytest.mark.xfail(strict=True, reason=PID_FILE_BUG))])
+@pytest.mark.parametrize("mode", MODES)
 def test_pid_file_failure_leaves_nothing(runh, running, mode):
     """runc kills the process when it cannot write the pid file: a caller that got an
     error has no pid to clean up after."""
@@ -624,8 +619,7 @@ def test_pid_file_failure_leaves_nothing(runh, running, mode):
     assert "/nonexistent-dir/x:" in r.stderr, r.stderr  # the pid file, not a temp file
 
 
-@pytest.mark.parametrize("mode", ["native", pytest.param(
-    "python", marks=pytest.mark.xfail(strict=True, reason="Python creates it 0644, not 0666 less umask"))])
+@pytest.mark.parametrize("mode", MODES)
 def test_pid_file_mode(runh, running, ctx, mode):
     """runc creates the pid file 0666 less the umask, as any file it writes."""
     cid, _, _ = running()

@@ -13,9 +13,11 @@ import sys
 
 from runh import state as st
 from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, ContainerNotRunning,
-                         InvalidState, NotSupported, RunhError, UsageError)
+                         InvalidState, NotSupported, RunhError, SyscallError, UsageError)
 
 _SIGKILL = 9
+# runc's pid files are 0666 less the umask (and so are the native launcher's).
+PID_FILE_MODE = 0o666
 
 
 def _core():
@@ -269,7 +271,7 @@ class Container:
                 c._state = state
                 if pid_file:
                     # Atomic, so a caller polling for the file never reads a partial pid.
-                    st.write_atomic(_abspath(pid_file), str(pid), 0o644)
+                    st.write_atomic(_abspath(pid_file), str(pid), PID_FILE_MODE)
                 _mark("state.json+pid file")
         except BaseException:
             if pid > 0:
@@ -368,9 +370,17 @@ class Container:
         finally:
             os.close(fd)
         if pid_file:
-            import os as _os
-
-            st.write_atomic(_os.path.abspath(pid_file), str(pid), 0o644)
+            path = _abspath(pid_file)
+            try:
+                st.write_atomic(path, str(pid), PID_FILE_MODE)
+            except OSError as e:
+                # Nobody would know the process's pid: it must not outlive the failure.
+                try:
+                    os.kill(pid, _SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
+                raise SyscallError(f"write pid file {path}: {os.strerror(e.errno).lower()}", e.errno) from None
         return pid
 
     # --- signals ------------------------------------------------------------------------

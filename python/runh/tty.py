@@ -233,9 +233,11 @@ def foreground_exec(c, process, command, o, forward):
 
     if process is None:
         process = build_process(c._state.get("bundle", "") if c._state else "", o, command)
-    fw = Forwarder([n for n in forward if n != "SIGWINCH" or not o["tty"]])
+    # With --process, the file decides (runc ignores -t then), and with a pty the window
+    # size is the pty's business: SIGWINCH is not passed on.
+    terminal = _terminal(process) if o["process"] else bool(o["tty"])
+    fw = Forwarder([n for n in forward if n != "SIGWINCH" or not terminal])
     listener = None
-    terminal = o["tty"] or (o["process"] and _terminal(process))
     if terminal and not o["console_socket"]:
         listener = ConsoleListener()
     try:

@@ -93,11 +93,12 @@ def parse_command(argv, mod):
     i = 0
     while i < len(argv):
         a = argv[i]
+        if varargs and len(args) >= fixed:
+            # Passed on as they are, a `--` too (as runc does): exec's command, ps options.
+            args.extend(argv[i:])
+            break
         if a == "--":
             args.extend(argv[i + 1 :])
-            break
-        if varargs and len(args) >= fixed:
-            args.extend(argv[i:])  # e.g. ps options after the id, passed on as they are
             break
         if a.startswith("-") and a != "-":
             i = _take(idx, argv, i, values)

@@ -78,7 +78,11 @@ pub fn parse(argv: &[String]) -> Option<Call> {
         }
         if let Some(v) = value(argv, &mut i, &["--root"])? {
             root = v;
-        } else if value(argv, &mut i, &["--log", "--log-format"])?.is_none() {
+        } else if let Some(v) = value(argv, &mut i, &["--log-format"])? {
+            if v != "text" && v != "json" {
+                return None; // Python's error: invalid log-format
+            }
+        } else if value(argv, &mut i, &["--log"])?.is_none() {
             return None; // --debug, --systemd-cgroup, --rootless, --help, --version, …
         }
     }

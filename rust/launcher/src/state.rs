@@ -44,7 +44,15 @@ pub fn dir(root: &str, id: &str) -> Option<String> {
 /// flock on `<dir>/lock`, as `runh.state.Lock`: serialises lifecycle calls on one id. The
 /// lock is released when the fd closes (CLOEXEC: also on a handoff to Python).
 pub fn lock(dir: &str) -> Option<OwnedFd> {
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(format!("{dir}/lock")).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(format!("{dir}/lock"))
+        .ok()?;
     let fd = OwnedFd::from(f);
     (unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(fd)
 }
