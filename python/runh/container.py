@@ -173,7 +173,7 @@ class Container:
     @classmethod
     def create(cls, container_id, bundle=None, root=st.DEFAULT_ROOT, pid_file=None,
                console_socket=None, no_pivot=False, no_new_keyring=False, preserve_fds=0,
-               detach=True, systemd_cgroup=False, log=None):
+               detach=True, systemd_cgroup=False, log=None, pidfd_socket=None):
         """Create the container: init is cloned, set up, and parked until start."""
         from runh.spec import load_config, rootfs_path
         from runh.log import rfc3339
@@ -245,7 +245,8 @@ class Container:
                             "annotations": config.get("annotations") or {}})
                 pid = _core().create(raw, bundle, c.dir, no_pivot=no_pivot,
                                      no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                                     console_socket=console_socket, cgroup_dir=cg_dir,
+                                     console_socket=console_socket, pidfd_socket=pidfd_socket,
+                                     cgroup_dir=cg_dir,
                                      cgroup_procs=cg_procs, root=root,
                                      seccomp_state=_seccomp_state(config, container_id, bundle),
                                      on_hooks=on_hooks, fix_listen_pid=bool(listen))
@@ -323,7 +324,7 @@ class Container:
 
     # --- exec -------------------------------------------------------------------------
     def exec(self, process, console_socket=None, pid_file=None, preserve_fds=0,
-             ignore_paused=False):
+             ignore_paused=False, pidfd_socket=None):
         """Start `process` (the runtime-spec process JSON, bytes) in the running container
         and return its pid once it has exec'd; it is this process's child (wait for it, or
         leave it to the caller's subreaper). No lock is held: runc's exec takes none either,
@@ -361,7 +362,7 @@ class Container:
                 # report: it joins once it has exec'd, and then freezes until resume.
                 cg_dir, cg_procs = None, []
             pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
-                               console_socket=console_socket,
+                               console_socket=console_socket, pidfd_socket=pidfd_socket,
                                preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
                                cgroup_dir=cg_dir, cgroup_procs=cg_procs,
                                seccomp_state=_exec_seccomp_state(config, s, status))

@@ -242,7 +242,7 @@ def foreground_exec(c, process, command, o, forward):
         listener = ConsoleListener()
     try:
         pid = c.exec(process, console_socket=o["console_socket"] or (listener and listener.path),
-                     pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
+                     pidfd_socket=o["pidfd_socket"], pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
                      ignore_paused=o["ignore_paused"])
         fw.set_pid(pid)
         if listener is None:

@@ -31,6 +31,8 @@ pub struct CreateOptions<'a> {
     /// LISTEN_FDS was passed: LISTEN_PID becomes the process's pid (sync::Plan).
     pub fix_listen_pid: bool,
     pub console_socket: Option<&'a str>,
+    /// `--pidfd-socket`: where a pidfd of the init goes (see `send_pidfd`).
+    pub pidfd_socket: Option<&'a str>,
     /// cgroup v2 directory to clone the init straight into.
     pub cgroup_dir: Option<&'a str>,
     /// cgroup.procs files (v1 hierarchies) the init pid is written to before setup.
@@ -129,6 +131,34 @@ pub(crate) fn connect_unix(path: &str, what: &str) -> Result<RawFd> {
         return Err(e);
     }
     Ok(fd)
+}
+
+/// `--pidfd-socket` (runc 1.2): a pidfd of the new process goes to the AF_UNIX socket at
+/// this path, so the caller holds the process itself, with no pid-reuse race. The socket
+/// is connected before the process is started (a bad path fails with nothing to undo);
+/// the pidfd is sent once the process exists.
+pub(crate) fn connect_pidfd_socket(path: Option<&str>, fds: &mut Fds) -> Result<Option<RawFd>> {
+    path.map(|p| connect_unix(p, "pidfd socket").map(|fd| fds.keep(fd))).transpose()
+}
+
+/// Send a pidfd of `pid` on a socket from `connect_pidfd_socket`; on failure the process
+/// is killed and reaped (nobody would hold it).
+pub(crate) fn send_pidfd(sock: Option<RawFd>, pid: i32) -> Result<()> {
+    let Some(sock) = sock else { return Ok(()) };
+    let r = (|| {
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+        if pidfd < 0 {
+            return Err(Error::last_os("pidfd_open"));
+        }
+        let r = crate::tty::send_fd(sock, pidfd, b"pidfd").map_err(|e| Error::from_errno(e.errno, "send the pidfd to the pidfd socket"));
+        unsafe { libc::close(pidfd) };
+        r
+    })();
+    if r.is_err() {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        reap(pid);
+    }
+    r
 }
 
 /// Checks that need no process, so a bad config fails before anything is cloned.
@@ -341,7 +371,10 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         return Err(Error::last_os(format!("bind {notify_path}")));
     }
     let notify_cpath = cstr(&notify_path)?;
-    let result = create_bound(opts, &spec, &ns, rootfs, seccomp, &mut fds, parent_sync, child_sync, notify);
+    let result = connect_pidfd_socket(opts.pidfd_socket, &mut fds).and_then(|pidfd_socket| {
+        let pid = create_bound(opts, &spec, &ns, rootfs, seccomp, &mut fds, parent_sync, child_sync, notify)?;
+        send_pidfd(pidfd_socket, pid).map(|_| pid)
+    });
     if result.is_err() {
         unsafe { libc::unlink(notify_cpath.as_ptr()) };
     }

@@ -459,6 +459,8 @@ mod parent {
         /// The state root: compiled seccomp filters are cached under it.
         pub root: Option<&'a str>,
         pub console_socket: Option<&'a str>,
+        /// `--pidfd-socket`: where a pidfd of the process goes (clone::send_pidfd).
+        pub pidfd_socket: Option<&'a str>,
         /// fds 3.. of the caller passed through (LISTEN_FDS first, then --preserve-fds).
         pub preserve_fds: i32,
         pub fix_listen_pid: bool,
@@ -549,6 +551,7 @@ mod parent {
         }
 
         let mut fds = Fds::default();
+        let pidfd_socket = clone::connect_pidfd_socket(opts.pidfd_socket, &mut fds)?;
         let (parent_sync, child_sync) = fds.sync_pair()?;
         let console = match opts.console_socket {
             Some(path) => Some(fds.keep(connect_unix(path, "console socket")?)),
@@ -695,6 +698,7 @@ mod parent {
             }
             return Err(e);
         }
+        clone::send_pidfd(pidfd_socket, process_pid)?;
         Ok(process_pid)
     }
 }

@@ -18,7 +18,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
-                    preserve_fds=0, console_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
+                    preserve_fds=0, console_socket=None, pidfd_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
                     root=None, seccomp_state=None, on_hooks=None, fix_listen_pid=false))]
 #[allow(clippy::too_many_arguments)]
 fn create(
@@ -30,6 +30,7 @@ fn create(
     no_new_keyring: bool,
     preserve_fds: i32,
     console_socket: Option<&str>,
+    pidfd_socket: Option<&str>,
     cgroup_dir: Option<&str>,
     cgroup_procs: Vec<String>,
     root: Option<&str>,
@@ -62,6 +63,7 @@ fn create(
         preserve_fds,
         fix_listen_pid,
         console_socket,
+        pidfd_socket,
         cgroup_dir,
         cgroup_procs: &cgroup_procs,
         root,
@@ -78,7 +80,7 @@ fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (process, pidfd, init_pid, *, config=None, root=None, console_socket=None,
+#[pyo3(signature = (process, pidfd, init_pid, *, config=None, root=None, console_socket=None, pidfd_socket=None,
                     preserve_fds=0, fix_listen_pid=false, cgroup_dir=None, cgroup_procs=Vec::new(),
                     seccomp_state=None))]
 #[allow(clippy::too_many_arguments)]
@@ -90,6 +92,7 @@ fn exec(
     config: Option<&[u8]>,
     root: Option<&str>,
     console_socket: Option<&str>,
+    pidfd_socket: Option<&str>,
     preserve_fds: i32,
     fix_listen_pid: bool,
     cgroup_dir: Option<&str>,
@@ -103,6 +106,7 @@ fn exec(
         init_pid,
         root,
         console_socket,
+        pidfd_socket,
         preserve_fds,
         fix_listen_pid,
         cgroup_dir,

@@ -68,4 +68,4 @@ NO_NEW_KEYRING = opt("--no-new-keyring", kind="flag",
                      help="do not create a new session keyring for the container")
 PRESERVE_FDS = opt("--preserve-fds", kind="int", default=0,
                    help="pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)")
-PIDFD_SOCKET = opt("--pidfd-socket", help="path to an AF_UNIX socket which will receive the pidfd (not supported yet)")
+PIDFD_SOCKET = opt("--pidfd-socket", help="path to an AF_UNIX socket which will receive a pidfd of the process")

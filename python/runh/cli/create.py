@@ -16,12 +16,9 @@ ARGS = (("container-id", True),)
 def run(g, o, args):
     from runh.container import Container
 
-    if o["pidfd_socket"]:
-        from runh.errors import NotSupported
-
-        raise NotSupported("--pidfd-socket is not supported yet")
     Container.create(args[0], bundle=o["bundle"], root=g.root, pid_file=o["pid_file"],
-                     console_socket=o["console_socket"], no_pivot=o["no_pivot"],
+                     console_socket=o["console_socket"], pidfd_socket=o["pidfd_socket"],
+                     no_pivot=o["no_pivot"],
                      no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
                      detach=True, systemd_cgroup=g.systemd_cgroup)
     return 0

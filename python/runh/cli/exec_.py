@@ -91,8 +91,6 @@ def run(g, o, args):
     from runh.container import Container
     from runh.errors import NotSupported, UsageError
 
-    if o["pidfd_socket"]:
-        raise NotSupported("--pidfd-socket is not supported yet")
     if o["cgroup"]:
         raise NotSupported("exec --cgroup is not supported yet")
     if o["preserve_fds"] < 0:
@@ -116,7 +114,8 @@ def run(g, o, args):
         # caller's subreaper when runh exits.
         if process is None:
             process = build_process((c._state or {}).get("bundle", ""), o, args[1:])
-        c.exec(process, console_socket=o["console_socket"], pid_file=o["pid_file"],
+        c.exec(process, console_socket=o["console_socket"], pidfd_socket=o["pidfd_socket"],
+               pid_file=o["pid_file"],
                preserve_fds=o["preserve_fds"], ignore_paused=o["ignore_paused"])
         return 0
 

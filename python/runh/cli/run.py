@@ -23,10 +23,6 @@ def run(g, o, args):
     from runh.container import Container
     from runh.errors import UsageError
 
-    if o["pidfd_socket"]:
-        from runh.errors import NotSupported
-
-        raise NotSupported("--pidfd-socket is not supported yet")
     if o["detach"] and o["keep"]:
         raise UsageError("--detach and --keep cannot both be set")
     listener = None
@@ -38,6 +34,7 @@ def run(g, o, args):
     try:
         c = Container.create(args[0], bundle=o["bundle"], root=g.root, pid_file=o["pid_file"],
                              console_socket=o["console_socket"] or (listener and listener.path),
+                             pidfd_socket=o["pidfd_socket"],
                              no_pivot=o["no_pivot"], no_new_keyring=o["no_new_keyring"],
                              preserve_fds=o["preserve_fds"], detach=o["detach"],
                              systemd_cgroup=g.systemd_cgroup)

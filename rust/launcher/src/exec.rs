@@ -189,6 +189,7 @@ pub fn run(a: Exec) -> ! {
         init_pid: r.pid,
         root: Some(&a.root),
         console_socket: a.console_socket.as_deref(),
+        pidfd_socket: None, // --pidfd-socket is handed to Python (args.rs)
         preserve_fds: a.preserve_fds,
         fix_listen_pid: false,
         cgroup_dir: r.cgroup_dir.as_deref(),
