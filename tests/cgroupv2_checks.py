@@ -306,9 +306,23 @@ def check_features(name, cid):
     return cg == want, f"{cg}"
 
 
+def check_exec_cgroup(name, cid):
+    """exec --cgroup puts the process in an existing cgroup below the container's, and the
+    process's own /proc/self/cgroup says so (clone3 into that directory)."""
+    b = make_bundle(name, ["sleep", "60"])
+    rh("run", "-d", "--bundle", b, cid)
+    os.mkdir(f"{cg_dir(name)}/sub")  # removed with the container's cgroup by delete
+    inside = rh("exec", "--cgroup", "sub", cid, "cat", "/proc/self/cgroup").stdout.strip()
+    bad = rh("exec", "--cgroup", "memory:sub", cid, "true", check=False)
+    # "/sub" inside a cgroup namespace, the full path without one.
+    ok = inside in ("0::/sub", f"0::/runh-test-v2-{name}/sub") and bad.returncode == 1 \
+        and "without controllers" in bad.stderr
+    return ok, f"inside {inside!r}; with a controller: {bad.stderr.strip()!r}"
+
+
 CHECKS = [check_memory_oom, check_pids_max, check_cpu_max, check_cpuset, check_freeze,
           check_kill_all, check_devices, check_update_memory, check_stats_move,
-          check_features]
+          check_features, check_exec_cgroup]
 
 
 def cleanup(name, cid):

@@ -14,7 +14,7 @@ from conftest import REPO, vm_run_path
 pytestmark = pytest.mark.cgroupv2
 
 CHECKS = ["memory_oom", "pids_max", "cpu_max", "cpuset", "freeze", "kill_all", "devices",
-          "update_memory", "stats_move", "features"]
+          "update_memory", "stats_move", "features", "exec_cgroup"]
 _results = {}
 
 

@@ -324,11 +324,12 @@ class Container:
 
     # --- exec -------------------------------------------------------------------------
     def exec(self, process, console_socket=None, pid_file=None, preserve_fds=0,
-             ignore_paused=False, pidfd_socket=None):
+             ignore_paused=False, pidfd_socket=None, cgroup=None):
         """Start `process` (the runtime-spec process JSON, bytes) in the running container
         and return its pid once it has exec'd; it is this process's child (wait for it, or
         leave it to the caller's subreaper). No lock is held: runc's exec takes none either,
-        and a long `exec` must not block kill/delete."""
+        and a long `exec` must not block kill/delete. `cgroup` ({controller or "": path},
+        `exec --cgroup`) puts it in an existing cgroup below the container's."""
         self._state = st.read_state(self.root, self.id)
         s = self._state or {}
         status = self.status()
@@ -356,7 +357,10 @@ class Container:
             except OSError as e:
                 raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
             cg = self.cgroup()
-            cg_dir, cg_procs = cg.clone_target() if cg is not None else (None, [])
+            if cgroup and cg is None:
+                raise ConfigError("--cgroup: the container has no cgroup")
+            cg_dir, cg_procs = (cg.sub_target(cgroup) if cgroup else cg.clone_target()) if cg else (None, [])
+            joins = [cg_dir + "/cgroup.procs"] if cg_dir else list(cg_procs)
             if status == st.PAUSED:
                 # A child cloned into the frozen cgroup would freeze before it could
                 # report: it joins once it has exec'd, and then freezes until resume.
@@ -366,8 +370,11 @@ class Container:
                                preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
                                cgroup_dir=cg_dir, cgroup_procs=cg_procs,
                                seccomp_state=_exec_seccomp_state(config, s, status))
-            if status == st.PAUSED and cg is not None:
-                cg.add(pid)
+            if status == st.PAUSED:
+                from runh.cgroups import _fs
+
+                for f in joins:
+                    _fs.write(f.rpartition("/")[0], [("cgroup.procs", str(pid))])
         finally:
             os.close(fd)
         if pid_file:

@@ -229,7 +229,7 @@ def proxy(master, pid):
 def foreground_exec(c, process, command, o, forward):
     """`runh exec` without --detach: start the process, forward signals to it (or proxy a
     pty), return its exit status."""
-    from runh.cli.exec_ import build_process
+    from runh.cli.exec_ import build_process, sub_cgroups
 
     if process is None:
         process = build_process(c._state.get("bundle", "") if c._state else "", o, command)
@@ -243,7 +243,7 @@ def foreground_exec(c, process, command, o, forward):
     try:
         pid = c.exec(process, console_socket=o["console_socket"] or (listener and listener.path),
                      pidfd_socket=o["pidfd_socket"], pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
-                     ignore_paused=o["ignore_paused"])
+                     ignore_paused=o["ignore_paused"], cgroup=sub_cgroups(o["cgroup"]))
         fw.set_pid(pid)
         if listener is None:
             return wait(pid)

@@ -41,6 +41,12 @@ class Manager:
         clone3(CLONE_INTO_CGROUP), or the v1 cgroup.procs files to write the init pid into."""
         raise NotImplementedError
 
+    def sub_target(self, sub):
+        """clone_target() for `exec --cgroup`: `sub` maps a controller (v1 only) or ""
+        (every controller) to an existing cgroup below the container's, as a relative
+        path ("" or "/" is the container's own)."""
+        raise NotImplementedError
+
     def add(self, pid):
         """Move a process in (exec'd processes, and the fallback when clone3 is refused)."""
         raise NotImplementedError
@@ -204,3 +210,17 @@ def rdma_writes(res):
         out.append(("rdma.max", f"{dev} hca_handle={'max' if h is None else h} "
                                 f"hca_object={'max' if o is None else o}"))
     return out
+
+
+def sub_dir(top, rel):
+    """The existing directory `rel` below the cgroup directory `top` (exec --cgroup)."""
+    from runh.cgroups import isdir
+    from runh.errors import ConfigError
+
+    parts = [p for p in rel.split("/") if p and p != "."]
+    if ".." in parts:
+        raise ConfigError(f"--cgroup {rel}: must not leave the container's cgroup")
+    d = "/".join([top.rstrip("/")] + parts)
+    if not isdir(d):
+        raise ConfigError(f"--cgroup {rel}: cgroup {d} does not exist")
+    return d

@@ -213,6 +213,16 @@ class V1Manager(Manager):
     def clone_target(self):
         return None, [d + "/cgroup.procs" for d in self._dirs()]
 
+    def sub_target(self, sub):
+        from runh.cgroups.base import sub_dir
+        from runh.errors import ConfigError
+
+        unknown = sorted(set(sub) - set(self.paths) - {""})
+        if unknown:
+            raise ConfigError(f"--cgroup: no such controller: {', '.join(unknown)}")
+        dirs = {sub_dir(d, sub.get(c, sub.get("", ""))) for c, d in self.paths.items()}
+        return None, [d + "/cgroup.procs" for d in sorted(dirs)]
+
     def add(self, pid):
         for d in self._dirs():
             _fs.write(d, [("cgroup.procs", str(pid))])

@@ -122,6 +122,14 @@ class V2Manager(Manager):
     def clone_target(self):
         return self.path, []
 
+    def sub_target(self, sub):
+        from runh.cgroups.base import sub_dir
+        from runh.errors import ConfigError
+
+        if set(sub) - {""}:
+            raise ConfigError("--cgroup: cgroup v2 has one hierarchy, give a path without controllers")
+        return sub_dir(self.path, sub.get("", "")), []
+
     def add(self, pid):
         _fs.write(self.path, [("cgroup.procs", str(pid))])
 

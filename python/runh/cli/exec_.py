@@ -27,7 +27,8 @@ OPTIONS = (
     opt("--no-new-privs", kind="flag", help="set the no new privileges value for the process"),
     opt("--cap", "-c", kind="multi", help="add a capability to the bounding set for the process"),
     PRESERVE_FDS,
-    opt("--cgroup", help="run the process in an (existing) sub-cgroup(s) (not supported yet)"),
+    opt("--cgroup", kind="multi",
+        help="run the process in an (existing) sub-cgroup: [<controller>[,<controller>...]:]<path>"),
     opt("--ignore-paused", kind="flag", help="allow exec in a paused container"),
     opt("--no-subreaper", kind="flag", help="ignored (runh exec never becomes a subreaper)"),
 )
@@ -49,6 +50,24 @@ def _ids(text, what):
     if any(i < 0 or i > 0xFFFFFFFF for i in ids):
         raise UsageError(what) from None
     return ids
+
+
+def sub_cgroups(values):
+    """`--cgroup` values ([ctrl[,ctrl...]:]path, repeatable, as runc's) as
+    {controller or "": path}."""
+    from runh.errors import UsageError
+
+    out = {}
+    for v in values:
+        ctrls, sep, path = v.partition(":")
+        keys = [c.strip() for c in ctrls.split(",")] if sep else [""]
+        if not sep:
+            path = v
+        for k in keys:
+            if (sep and not k) or k in out:
+                raise UsageError(f"invalid --cgroup argument: {v}")
+            out[k] = path
+    return out
 
 
 def build_process(bundle, o, command):
@@ -89,10 +108,8 @@ def build_process(bundle, o, command):
 
 def run(g, o, args):
     from runh.container import Container
-    from runh.errors import NotSupported, UsageError
+    from runh.errors import UsageError
 
-    if o["cgroup"]:
-        raise NotSupported("exec --cgroup is not supported yet")
     if o["preserve_fds"] < 0:
         raise UsageError("--preserve-fds must be >= 0")
     c = Container.load(args[0], g.root)
@@ -115,8 +132,8 @@ def run(g, o, args):
         if process is None:
             process = build_process((c._state or {}).get("bundle", ""), o, args[1:])
         c.exec(process, console_socket=o["console_socket"], pidfd_socket=o["pidfd_socket"],
-               pid_file=o["pid_file"],
-               preserve_fds=o["preserve_fds"], ignore_paused=o["ignore_paused"])
+               pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
+               ignore_paused=o["ignore_paused"], cgroup=sub_cgroups(o["cgroup"]))
         return 0
 
     from runh import tty
