@@ -32,9 +32,9 @@ Setup (create, start, pause, kill to reach a status, and teardown) always runs w
 RUNH_PYTHON_ONLY=1, so that only the call under test depends on the launcher. The
 helpers for tracing and for the two modes are test_launcher.py's (the native `exec`).
 
-What this file found wrong when it was written is kept as strict xfails, each with its
-reason: `kill ID +10` (the paths disagree; runc takes it), `kill --all` signalling init
-twice, and a state.json that is not JSON giving a traceback (and no way to delete it).
+What this file found wrong when it was written, now fixed and kept as plain cases:
+`kill ID +10` (the paths disagreed; runc takes it), `kill --all` signalling init twice, and
+a state.json that is not JSON giving a traceback (and no way to delete it).
 """
 
 import fcntl
@@ -287,14 +287,7 @@ CASES = {
     "delete-poststop-hook": Case("stopped", ["delete", "{id}"], "python", 0, "", "gone", "ready\npoststop\n",
                                  {"poststop": "echo poststop >> $OUT/log"}),
 }
-XFAIL = {
-    "kill-plus-sign": "runh.signals.parse rejects '+10' (invalid signal: +10), which runc and the "
-                      "native launcher take as 10: the two paths disagree",
-}
-
-
-@pytest.mark.parametrize("case", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=XFAIL[k]))
-                                  if k in XFAIL else k for k in CASES])
+@pytest.mark.parametrize("case", list(CASES))
 def test_both_paths(containers, ltraced, case):
     """Native (or handed off, as the case says) and Python-only, each on a fresh
     container of the same config, one after the other so that each is the root's only
@@ -311,8 +304,6 @@ def test_both_paths(containers, ltraced, case):
     assert got == {mode: want for mode in MODES}
 
 
-@pytest.mark.xfail(strict=True, reason="Container._signal with all=True signals every pid of the "
-                   "cgroup, init included, then init again through its pidfd")
 def test_kill_all_signals_init_once(containers, ltraced):
     """runc's `kill --all` signals each process of the container once. A second signal to
     init shows whenever init handled the first before the second came: with a USR1 trap,
@@ -482,11 +473,6 @@ def test_state_handoffs_same_output(containers, ltraced, ctx, how):
 
 # state.json that is not JSON, and a truncated one.
 UNREADABLE = {"garbage": "x", "truncated": "{"}
-UNREADABLE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "a state.json that is not JSON escapes the Python CLI as a traceback: Container.load's "
-    "ValueError (for a truncated one, jsonio.loads' SystemError '<_json.Scanner object at 0x…> "
-    "returned NULL without setting an exception') is no RunhError; and delete, which means to "
-    "remove such a container, fails in Container.load before it gets there"))
 
 
 def _fake_state(root, cid, content):
@@ -501,7 +487,7 @@ def _fake_state(root, cid, content):
 
 
 @pytest.mark.parametrize("how", ["missing", "invalid", "creating",
-                                 *(pytest.param(k, marks=UNREADABLE_BUG) for k in UNREADABLE)])
+                                 *UNREADABLE])
 def test_state_errors(runh, ctx, ltraced, how):
     """No container, or none the launcher can read: Python's one error line in both modes
     (runc's wording for the first two), or its "creating" state."""
@@ -526,7 +512,7 @@ def test_state_errors(runh, ctx, ltraced, how):
         assert got["native"] == (1, "", want)
 
 
-@pytest.mark.parametrize("content", [pytest.param(k, marks=UNREADABLE_BUG) for k in UNREADABLE])
+@pytest.mark.parametrize("content", list(UNREADABLE))
 def test_delete_of_unreadable_state(runh, ctx, ltraced, content):
     """Python's delete removes a state dir whose state.json it cannot read (there is no
     process to signal); the launcher leaves it to Python."""

@@ -140,7 +140,7 @@ class Container:
                 continue
             try:
                 out.append(cls.load(name, root))
-            except (ContainerNotFound, UsageError, ValueError):
+            except (ContainerNotFound, UsageError, InvalidState):
                 continue
         return out
 
@@ -412,8 +412,8 @@ class Container:
             cg = self.cgroup() if all else None
             if cg is not None:
                 # Every process in the cgroup, also those that left init's process tree
-                # (cgroup.kill for SIGKILL on v2).
-                cg.kill_all(sig)
+                # (cgroup.kill for SIGKILL on v2); init once, through its pidfd below.
+                cg.kill_all(sig, skip=(s["pid"],))
             elif all:
                 # No cgroup recorded: signal the process tree (children first, so init
                 # does not reap them into orphans unsignalled).
@@ -436,7 +436,7 @@ class Container:
                 raise ContainerNotFound(self.id)
             try:
                 self._state = st.read_state(self.root, self.id)
-            except ValueError:
+            except InvalidState:
                 self._state = {}  # unreadable state: nothing to signal, just remove it
             status = self.status()
             _mark("lock+state read")

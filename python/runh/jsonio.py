@@ -45,6 +45,12 @@ def loads(s):
         obj, i = _scan(s, i)
     except StopIteration as e:
         raise ValueError(f"invalid JSON at offset {e.value}") from None
+    except ValueError:
+        raise
+    except Exception as e:
+        # _json's scanner reports some truncated documents (`{`, `"abc`) as a SystemError
+        # when called without json.decoder's context: still malformed input.
+        raise ValueError(f"invalid JSON: truncated or malformed ({type(e).__name__})") from None
     while i < end and s[i] in _WS:
         i += 1
     if i != end:

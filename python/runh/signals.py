@@ -21,6 +21,8 @@ def parse(text):
     """A signal given as a number ("9"), a name ("KILL", "kill") or a SIG-name ("SIGKILL"),
     or SIGRTMIN+n / RTMAX-n. Returns its number; UsageError on anything else."""
     s = text.strip()
+    if s[:1] == "+" and s[1:].isdigit():
+        s = s[1:]  # as Go's strconv.Atoi, which runc uses
     if s.isdigit():
         n = int(s)
         if 0 < n <= _signal.SIGRTMAX:

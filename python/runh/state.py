@@ -131,7 +131,12 @@ def read_state(root, container_id):
         raise ContainerNotFound(container_id) from None
     from runh.jsonio import loads
 
-    return loads(data)
+    try:
+        return loads(data)
+    except ValueError as e:  # (UnicodeDecodeError included) a torn or foreign file
+        from runh.errors import InvalidState
+
+        raise InvalidState(f"container {container_id}: cannot read {STATE_FILE}: {e}") from None
 
 
 def status_of(sdir, st):

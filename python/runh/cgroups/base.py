@@ -72,8 +72,9 @@ class Manager:
         """Every pid in the container's cgroup and its descendants."""
         raise NotImplementedError
 
-    def kill_all(self, sig=9):
-        """Signal every process; SIGKILL uses cgroup.kill where the kernel has it."""
+    def kill_all(self, sig=9, skip=()):
+        """Signal every process but the pids in `skip` (the caller signals those itself);
+        SIGKILL uses cgroup.kill where the kernel has it (which skips nothing)."""
         raise NotImplementedError
 
     def stats(self):

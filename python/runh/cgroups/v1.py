@@ -247,7 +247,7 @@ class V1Manager(Manager):
             out += [int(p) for p in _fs.read(sub, "cgroup.procs", "").split()]
         return out
 
-    def kill_all(self, sig=9):
+    def kill_all(self, sig=9, skip=()):
         # No cgroup.kill on v1: freeze so that nothing forks between listing and
         # signalling, signal every pid, thaw so that the signals are delivered.
         fz = self.paths.get("freezer")
@@ -255,6 +255,8 @@ class V1Manager(Manager):
             self.freeze()
         try:
             for pid in self.pids():
+                if pid in skip:
+                    continue
                 try:
                     posix.kill(pid, sig)
                 except ProcessLookupError:

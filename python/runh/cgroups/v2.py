@@ -151,10 +151,12 @@ class V2Manager(Manager):
             out += [int(p) for p in _fs.read(d, "cgroup.procs", "").split()]
         return out
 
-    def kill_all(self, sig=9):
+    def kill_all(self, sig=9, skip=()):
         if sig == 9 and _fs.kill(self.path):
             return
         for pid in self.pids():
+            if pid in skip:
+                continue
             try:
                 posix.kill(pid, sig)
             except ProcessLookupError:

@@ -12,5 +12,7 @@ ARGS = (("container-id", True),)
 def run(g, o, args):
     from runh.container import Container
 
-    Container.load(args[0], g.root).delete(force=o["force"])
+    # Not Container.load: delete reads the state under its lock, and removes a container
+    # whose state.json is unreadable.
+    Container(args[0], g.root).delete(force=o["force"])
     return 0
