@@ -499,12 +499,14 @@ NATIVE = {
     "--no-subreaper": None,
 }
 HANDED_OFF = {
-    "--cgroup": "x",  # not supported: Python's error
-    "--pidfd-socket": "{dir}/pidfd.sock",  # not supported: Python's error
+    "--cgroup": "x",  # Python's (tests/test_exec_cgroup.py)
+    "--pidfd-socket": "{dir}/pidfd.sock",  # Python's (tests/test_pidfd_socket.py)
 }
-# The global table: the launcher takes only those that change nothing on success.
-NATIVE_GLOBALS = {"--root": "{root}", "--log": "{dir}/log", "--log-format": "json"}
-HANDED_OFF_GLOBALS = {"--debug": None, "--criu": "criu", "--systemd-cgroup": None, "--rootless": "false"}
+# The global table: the launcher takes --root and those that change nothing for exec on
+# success (--systemd-cgroup, --rootless and --criu act in create/run/checkpoint only).
+NATIVE_GLOBALS = {"--root": "{root}", "--log": "{dir}/log", "--log-format": "json",
+                  "--criu": "criu", "--systemd-cgroup": None, "--rootless": "false"}
+HANDED_OFF_GLOBALS = {"--debug": None}
 # A pty needs a socket to send it to, and a socket a pty to send: one goes with the other.
 PARTNER = {"--console-socket": ["-t"],
            "--tty": ["--console-socket", "{sock}"], "-t": ["--console-socket", "{sock}"]}

@@ -69,21 +69,29 @@ fn signal(s: &str) -> Option<i32> {
 pub fn parse(argv: &[String]) -> Option<Call> {
     let mut root = "/run/runh".to_string();
     let mut i = 0;
-    // Global options: only those that change nothing on success (the log is written only
-    // for errors, and errors are Python's) and --root.
+    // Global options: --root, and those that change nothing for these commands on success:
+    // the log is written only for errors (Python's), and --systemd-cgroup, --rootless and
+    // --criu matter only to create, run, checkpoint and restore (podman passes
+    // --systemd-cgroup to every call when systemd manages its cgroups).
     loop {
         let a = argv.get(i)?;
         if !a.starts_with('-') {
             break;
         }
-        if let Some(v) = value(argv, &mut i, &["--root"])? {
+        if a == "--systemd-cgroup" {
+            i += 1;
+        } else if let Some(v) = value(argv, &mut i, &["--root"])? {
             root = v;
         } else if let Some(v) = value(argv, &mut i, &["--log-format"])? {
             if v != "text" && v != "json" {
                 return None; // Python's error: invalid log-format
             }
-        } else if value(argv, &mut i, &["--log"])?.is_none() {
-            return None; // --debug, --systemd-cgroup, --rootless, --help, --version, …
+        } else if let Some(v) = value(argv, &mut i, &["--rootless"])? {
+            if !matches!(v.as_str(), "true" | "false" | "auto") {
+                return None;
+            }
+        } else if value(argv, &mut i, &["--log", "--criu"])?.is_none() {
+            return None; // --debug, --help, --version, …
         }
     }
     let rest = &argv[i + 1..];
