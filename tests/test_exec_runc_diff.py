@@ -10,6 +10,7 @@ import pytest
 
 import bundle as bundlemod
 from conftest import Runner
+from test_runc_diff import _sections
 
 pytestmark = [pytest.mark.runc,
               pytest.mark.skipif(not shutil.which("runc"), reason="runc not installed")]
@@ -32,17 +33,6 @@ FLAGS = {
     "flags": ["--user", "1000:1001", "--additional-gids", "5", "--cap", "CAP_SYS_ADMIN",
               "--env", "FOO=bar", "--cwd", "/tmp", "--no-new-privs"],
 }
-
-
-def _sections(text, cid):
-    out, cur = {}, None
-    for line in text.replace(cid, "ID").splitlines():
-        if line.startswith("== "):
-            cur = line[3:].strip()
-            out[cur] = []
-        elif cur:
-            out[cur].append(line.rstrip())
-    return out
 
 
 def _edit(c):
@@ -69,7 +59,7 @@ def test_exec_same_view_as_runc(runh, ctx, rootfs_template, variant):
             assert r.returncode == 0, f"{name} run: {r.stderr}"
             r = runner("exec", *FLAGS[variant], cid, "sh", "-c", PROBE)
             assert r.returncode == 0, f"{name} exec: {r.stderr}"
-            views[name] = _sections(r.stdout, cid)
+            views[name] = _sections(r.stdout.replace(cid, "ID"))
         finally:
             runner("delete", "--force", cid)
     want, got = views["runc"], views["runh"]

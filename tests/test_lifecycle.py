@@ -3,20 +3,18 @@ run, create/start/state/kill/delete, the pid file, a subreaper parent, stdio, th
 socket, fd hygiene, and the error cases callers match on. Each test leaves nothing behind
 (conftest's leftovers check)."""
 
-import array
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 from conftest import edit_config, proc_status, sh
+from test_tty import _listener, _read_until_eof
 
 
 def _create(runh, ctx, bundle, *extra, pid_file=True):
@@ -267,63 +265,27 @@ def test_stdio_is_runhs_stdio(run_in):
     assert r.stderr.endswith("err\n")
 
 
-def _recv_fds(conn, maxfds=4):
-    fds = array.array("i")
-    msg, anc, flags, _ = conn.recvmsg(64, socket.CMSG_LEN(maxfds * fds.itemsize))
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return list(fds)
-
-
 def test_console_socket(runh, ctx, make_bundle):
     b = make_bundle(args=sh("echo tty=$(tty); echo hello-from-tty"), terminal=True)
     sock_path = ctx.path("console.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock_path)
-    srv.listen(1)
-    got = {}
-
-    def accept():
-        srv.settimeout(30)
-        try:
-            conn, _ = srv.accept()
-            got["fds"] = _recv_fds(conn)
-            conn.close()
-        except OSError as e:
-            got["err"] = e
-
-    t = threading.Thread(target=accept)
-    t.start()
+    t, got = _listener(sock_path)
     cid, _, r = _create(runh, ctx, b, "--console-socket", sock_path, pid_file=False)
     try:
         assert r.returncode == 0, r.stderr
         t.join(30)
-        srv.close()
         assert "fds" in got, got
         assert len(got["fds"]) == 1, got
-        master = got["fds"][0]
+        master = got["fd"]
         try:
             assert os.isatty(master)
             assert runh("start", cid).returncode == 0
-            out = b""
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the slave side is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            text = out.decode(errors="replace")
+            text = _read_until_eof(master, timeout=10).decode(errors="replace")
             assert "hello-from-tty" in text, text
             assert "tty=/dev/" in text and "not a tty" not in text, text
         finally:
             os.close(master)
         runh.wait_status(cid, "stopped")
     finally:
-        srv.close()
         _force_delete(runh, cid)
 
 

@@ -34,7 +34,7 @@ def _listener(path):
             for level, typ, data in anc:
                 if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                     fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-            got["fd"], got["payload"] = fds[0], msg
+            got["fds"], got["fd"], got["payload"] = list(fds), fds[0], msg
             conn.close()
         except OSError as e:
             got["err"] = e

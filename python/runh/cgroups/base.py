@@ -225,3 +225,16 @@ def sub_dir(top, rel):
     if not isdir(d):
         raise ConfigError(f"--cgroup {rel}: cgroup {d} does not exist")
     return d
+
+
+def signal_each(pids, sig, skip=()):
+    """kill(2) each pid but those in skip; one already gone is not an error."""
+    import posix
+
+    for pid in pids:
+        if pid in skip:
+            continue
+        try:
+            posix.kill(pid, sig)
+        except ProcessLookupError:
+            pass

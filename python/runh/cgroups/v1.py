@@ -7,7 +7,7 @@ once. Controllers whose hierarchy is not mounted are skipped, as runc does.
 import posix
 
 from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
-from runh.cgroups.base import Manager, device_rules, rdma_writes
+from runh.cgroups.base import Manager, device_rules, rdma_writes, signal_each
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
                "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
@@ -254,13 +254,7 @@ class V1Manager(Manager):
         if fz:
             self.freeze()
         try:
-            for pid in self.pids():
-                if pid in skip:
-                    continue
-                try:
-                    posix.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+            signal_each(self.pids(), sig, skip)
         finally:
             if fz:
                 self.thaw()

@@ -5,10 +5,9 @@ create() enables every available controller in each ancestor's cgroup.subtree_co
 translates LinuxResources into one batch of writes; the device rules become an eBPF
 program attached by the Rust core.
 """
-import posix
 
 from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
-from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num, rdma_writes,
+from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num, rdma_writes, signal_each,
                                shares_to_weight, swap_to_v2)
 
 
@@ -154,13 +153,7 @@ class V2Manager(Manager):
     def kill_all(self, sig=9, skip=()):
         if sig == 9 and _fs.kill(self.path):
             return
-        for pid in self.pids():
-            if pid in skip:
-                continue
-            try:
-                posix.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_each(self.pids(), sig, skip)
 
     def oom_count(self):
         ev = _kv(_fs.read(self.path, "memory.events", ""))
