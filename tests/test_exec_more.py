@@ -282,6 +282,15 @@ def test_exec_rootless(user, ctx, rootfs_template):
         assert lines[0] == "0", (r.stdout, r.stderr)
         assert lines[1:3] == [os.readlink(f"/proc/{pid}/ns/pid"), os.readlink(f"/proc/{pid}/ns/user")], r.stderr
         assert lines[3] != "1"  # a new process in the container's pid namespace
+        # The unprivileged exec runs in the launcher (rust/launcher), no interpreter.
+        trace = os.path.join(ctx.dir, "rootless-exec.strace")
+        r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace, "-u", pw.pw_name,
+                            RUNH, "--root", root, "exec", cid, "true"], env=env, cwd=home, timeout=60,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        with open(trace) as f:
+            execs = f.read()
+        assert RUNH in execs and "python" not in execs, execs
         pf = os.path.join(home, "exec.pid")
         r = subprocess.run([RUNH, "--root", root, "exec", "-d", "--pid-file", pf, cid, "sleep", "30"],
                            user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], env=env, cwd=home, timeout=60,
