@@ -1,8 +1,8 @@
 //! The part of runh's command line the native path takes: the global options containerd,
 //! CRI-O and podman pass, then `exec` with runc's exec flags (python/runh/cli/exec_.py
 //! declares them; `tests/test_launcher.py` checks that the two agree), `start ID`,
-//! `delete [--force] ID`, `kill ID [N]` and `state ID`. Anything this parser does not recognise, or is unsure about, is
-//! None: Python parses it.
+//! `delete [--force] ID`, `kill ID [N]` and `state ID`. Anything this parser does not
+//! recognise, or is unsure about, is None: Python parses it.
 
 /// A `runh [globals] exec [flags] ID [ARGS…]` call.
 #[derive(Debug, Default)]
