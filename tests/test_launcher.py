@@ -597,6 +597,21 @@ def test_handed_off_options_reach_python(traced, running, ctx, table, globals_ta
     assert {k: v for k, v in got.items() if v[0] != "python"} == {}
 
 
+# Every value-taking exec option given an empty value: Python treats "" as not given (as
+# runc's urfave/cli does for strings), so the launcher must too, or hand the call over.
+EMPTY_VALUE_OPTIONS = sorted(n for n, v in NATIVE.items() if v is not None and n.startswith("--")
+                             and n not in ("--console-socket",))
+
+
+@pytest.mark.parametrize("name", EMPTY_VALUE_OPTIONS)
+def test_empty_values_agree(traced, running, ctx, name):
+    cid, _, _ = running()
+    got = _both(traced, ["exec", f"{name}=", cid, "sh", "-c", "pwd; echo ok"], check_paths=False)
+    # (--cap= warns about "CAP_": the two warnings may fall in different seconds)
+    untimed = {m: (c, o, re.sub(r'time="[^"]*"', "", e)) for m, (c, o, e) in got.items()}
+    assert untimed["native"] == untimed["python"]
+
+
 # ---------------------------------------------------------------- 7. pid file failure
 
 @pytest.mark.parametrize("mode", MODES)

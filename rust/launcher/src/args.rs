@@ -119,6 +119,12 @@ pub fn parse(argv: &[String]) -> Option<Call> {
     }
 }
 
+/// A string option's value; "" is as if it were not given (Python's CLI, and runc's
+/// urfave/cli, read an empty string as unset).
+fn given(v: String) -> Option<String> {
+    (!v.is_empty()).then_some(v)
+}
+
 /// `exec`'s flags and arguments (after the word `exec`).
 fn parse_exec(root: String, argv: &[String]) -> Option<Exec> {
     let mut e = Exec { root, ..Default::default() };
@@ -142,25 +148,25 @@ fn parse_exec(root: String, argv: &[String]) -> Option<Exec> {
             e.ignore_paused = true;
         } else if flag("--no-subreaper", &mut i) {
         } else if let Some(v) = value(argv, &mut i, &["--process", "-p"])? {
-            e.process = Some(v);
+            e.process = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--pid-file"])? {
-            e.pid_file = Some(v);
+            e.pid_file = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--console-socket"])? {
-            e.console_socket = Some(v);
+            e.console_socket = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--cwd"])? {
-            e.cwd = Some(v);
+            e.cwd = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--env", "-e"])? {
             e.env.push(v);
         } else if let Some(v) = value(argv, &mut i, &["--user", "-u"])? {
-            e.user = Some(v);
+            e.user = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--additional-gids", "-g"])? {
             e.additional_gids.push(v);
         } else if let Some(v) = value(argv, &mut i, &["--cap", "-c"])? {
             e.caps.push(v);
         } else if let Some(v) = value(argv, &mut i, &["--apparmor"])? {
-            e.apparmor = Some(v);
+            e.apparmor = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--process-label"])? {
-            e.process_label = Some(v);
+            e.process_label = given(v);
         } else if let Some(v) = value(argv, &mut i, &["--preserve-fds"])? {
             e.preserve_fds = v.parse().ok().filter(|n: &i32| *n >= 0)?;
         } else {
