@@ -7,6 +7,8 @@ message and runh exits 1, as runc does on bad usage.
 
 import importlib
 
+import sys
+
 import click
 
 from runh import SPEC_VERSION, __version__
@@ -42,9 +44,13 @@ def _command(cmd_name, mod, result):
                 args.append(v)
         result["command"] = (cmd_name, mod, opts, args)
 
+    # With trailing arguments (exec's command, ps's options), options end at the first
+    # argument, as in runc and the fast parser: `exec ID sh -c ...` must not read `-c` as
+    # exec's --cap, and `ps ID -ef` passes -ef on. An unknown option before that is an
+    # error, not a container id.
+    varargs = any(r == "*" for _, r in mod.ARGS)
     return click.Command(cmd_name, params=params, callback=callback, help=mod.DESCRIPTION,
-                         short_help=mod.HELP, context_settings={"ignore_unknown_options": any(
-                             r == "*" for _, r in mod.ARGS)})
+                         short_help=mod.HELP, context_settings={"allow_interspersed_args": not varargs})
 
 
 def _version(ctx, param, value):
@@ -84,7 +90,11 @@ def parse(argv):
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
-        e.show()
+        # One line, as every runh error (click's own show() prints usage and a hint
+        # over three lines); the command's --help is named for the rest.
+        ctx = getattr(e, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        sys.stderr.write(f"runh: {e.format_message()}{where}\n")
         result["usage_error"] = e.format_message()
         return result
     except click.exceptions.Abort:
