@@ -134,18 +134,13 @@ class TwoAgent(Agent):
         self.n, self.states, self.servers = n, [], []
 
     def run(self):
-        import array
         import socket
         try:
             for _ in range(self.n):
                 conn, _ = self.sock.accept()
                 with conn:
                     conn.settimeout(30)
-                    fds = array.array("i")
-                    msg, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(4 * fds.itemsize))
-                    for level, kind, data in anc:
-                        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                    msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 4)
                     self.states.append((json.loads(msg), len(fds)))
                 t = threading.Thread(target=self.serve, args=(fds[0],), daemon=True)
                 t.start()

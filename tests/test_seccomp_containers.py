@@ -8,7 +8,6 @@ filter and with CAP_SYS_ADMIN, they succeed (or fail differently): an EPERM seen
 profile is the profile's doing, not a missing capability.
 """
 
-import array
 import ctypes
 import errno
 import fcntl
@@ -291,11 +290,7 @@ class Agent(threading.Thread):
             conn, _ = self.sock.accept()
             with conn:
                 conn.settimeout(30)
-                fds = array.array("i")
-                msg, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(4 * fds.itemsize))
-                for level, kind, data in anc:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 4)
                 self.fds = len(fds)
                 self.state = json.loads(msg)
             for fd in fds[1:]:

@@ -2,7 +2,6 @@
 the foreground pty proxy of `run`/`exec -t` (raw mode, window size at start and on SIGWINCH,
 the exit status passed through), driven from a pty made with pty.fork as a user's terminal."""
 
-import array
 import fcntl
 import json
 import os
@@ -29,12 +28,8 @@ def _listener(path):
         srv.settimeout(30)
         try:
             conn, _ = srv.accept()
-            fds = array.array("i")
-            msg, anc, _, _ = conn.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
-            for level, typ, data in anc:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                    fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-            got["fds"], got["fd"], got["payload"] = list(fds), fds[0], msg
+            msg, fds, _, _ = socket.recv_fds(conn, 64, 1)
+            got["fds"], got["fd"], got["payload"] = fds, fds[0], msg
             conn.close()
         except OSError as e:
             got["err"] = e
