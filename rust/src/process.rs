@@ -203,7 +203,8 @@ pub fn cloexec_from(first: u32) -> Result<()> {
 /// What the last steps before execve change, for the init after `start` and for exec.
 pub struct Final<'a> {
     pub attrs: &'a crate::procattr::Attrs,
-    pub caps: Option<&'a crate::caps::Sets>,
+    /// Always applied: an absent process.capabilities is the empty set (caps::Sets::of_process).
+    pub caps: &'a crate::caps::Sets,
     pub user: &'a User,
     pub no_new_privileges: bool,
     pub preserve_fds: i32,
@@ -222,13 +223,9 @@ pub fn finish(f: &Final, load_seccomp: impl FnOnce() -> Result<()>) -> Result<()
     if !f.no_new_privileges {
         (load_seccomp.take().unwrap())()?;
     }
-    if let Some(c) = f.caps {
-        crate::caps::drop_bounding(c)?;
-    }
+    crate::caps::drop_bounding(f.caps)?;
     set_user(f.user)?;
-    if let Some(c) = f.caps {
-        crate::caps::apply(c)?;
-    }
+    crate::caps::apply(f.caps)?;
     clear_keepcaps();
     set_umask(f.user);
     if f.no_new_privileges {
