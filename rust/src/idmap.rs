@@ -236,10 +236,9 @@ pub fn recv(sync_fd: RawFd, spec: &mut Spec) -> Result<()> {
     for i in wanted(spec) {
         let (fd, payload) = crate::tty::recv_fd(sync_fd).map_err(|e| Error::sync(format!("receive idmapped mount: {}", e.context)))?;
         if payload != PAYLOAD {
-            unsafe { libc::close(fd) };
             return Err(Error::sync("expected an idmapped mount on the sync socket"));
         }
-        spec.mounts[i].idmapped_fd = Some(fd);
+        spec.mounts[i].idmapped_fd = Some(std::os::fd::IntoRawFd::into_raw_fd(fd));
     }
     Ok(())
 }
