@@ -167,105 +167,7 @@ pub(crate) fn open_host_rw(path: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// openat2 with RESOLVE_IN_ROOT: `path` is looked up as if `root` were "/", so "..",
-/// absolute symlinks and relative symlinks all stay inside the rootfs. Magic links
-/// (/proc/self/fd/...) are refused: they would jump out regardless of the root.
-/// Returns the raw errno on failure so callers can tell ENOENT apart.
-pub fn open_in_root(root: RawFd, path: &str, flags: libc::c_int) -> std::result::Result<OwnedFd, i32> {
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let c = CString::new(rel).map_err(|_| libc::EINVAL)?;
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
-    };
-    if fd < 0 {
-        return Err(errno());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// What to create at a destination that does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Create {
-    Dir,
-    File,
-}
-
-/// Split "a/b/c" into ("a/b", "c"), ignoring trailing slashes.
-fn split_last(path: &str) -> (&str, &str) {
-    let p = path.trim_end_matches('/');
-    match p.rfind('/') {
-        Some(i) => (&p[..i], &p[i + 1..]),
-        None => ("", p),
-    }
-}
-
-/// Open `path` inside the rootfs (O_PATH), creating it and its missing parents (0755
-/// dirs; an empty 0644 file for `Create::File`) inside the rootfs first if needed.
-/// Existing paths cost a single openat2; only missing ones walk up. A dangling symlink
-/// on the way (say /var/run -> /run with no /run yet) has its target created, read
-/// relative to the rootfs, as runc does.
-pub fn ensure_in_root(root: RawFd, path: &str, create: Create) -> Result<OwnedFd> {
-    ensure_depth(root, path, create, 0)
-}
-
-/// Linux's own limit on symlinks followed in one lookup.
-const MAX_SYMLINKS: u32 = 40;
-
-fn ensure_depth(root: RawFd, path: &str, create: Create, depth: u32) -> Result<OwnedFd> {
-    let open_err = |e| Error::from_errno(e, format!("open {path} in rootfs"));
-    match open_in_root(root, path, libc::O_PATH) {
-        Ok(fd) => return Ok(fd),
-        Err(libc::ENOENT) if depth < MAX_SYMLINKS => {}
-        Err(e) => return Err(open_err(e)),
-    }
-    let (parent, last) = split_last(path.trim_start_matches('/'));
-    if last.is_empty() {
-        return Err(open_err(libc::ENOENT));
-    }
-    let pfd = ensure_depth(root, parent, Create::Dir, depth)?;
-    let name = cstr(last)?;
-    let ret = match create {
-        Create::Dir => unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) },
-        Create::File => {
-            let fd = unsafe {
-                libc::openat(
-                    pfd.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd >= 0 {
-                unsafe { libc::close(fd) };
-            }
-            fd
-        }
-    };
-    if ret < 0 && errno() != libc::EEXIST {
-        return Err(Error::last_os(format!("create {path} in rootfs")));
-    }
-    match open_in_root(root, path, libc::O_PATH) {
-        Ok(fd) => Ok(fd),
-        // EEXIST then ENOENT: `last` is a dangling symlink. Create what it names, still
-        // inside the root (RESOLVE_IN_ROOT reads absolute targets from the rootfs).
-        Err(libc::ENOENT) => {
-            let mut buf = [0u8; libc::PATH_MAX as usize];
-            let n = unsafe { libc::readlinkat(pfd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return Err(open_err(libc::ENOENT));
-            }
-            let target = std::str::from_utf8(&buf[..n as usize]).map_err(|_| open_err(libc::EINVAL))?;
-            let next = if target.starts_with('/') { target.to_string() } else { format!("{parent}/{target}") };
-            ensure_depth(root, &next, create, depth + 1)?;
-            open_in_root(root, path, libc::O_PATH).map_err(open_err)
-        }
-        Err(e) => Err(open_err(e)),
-    }
-}
+pub use crate::inroot::{ensure_in_root, open_in_root, Create};
 
 // ---------------------------------------------------------------------------------------
 // Doing a mount entry.
@@ -283,6 +185,8 @@ pub struct MountContext<'a> {
     pub new_netns: bool,
     /// The container has its own cgroup namespace (cgroup filesystems can be mounted).
     pub new_cgroupns: bool,
+    /// The container's cgroup v2 directory on the host (sync::Plan::cgroup2_bind).
+    pub cgroup2_bind: Option<&'a str>,
 }
 
 fn mount_name(m: &Mount) -> String {
@@ -308,9 +212,10 @@ pub fn mount_entry(m: &Mount, ctx: &MountContext) -> Result<()> {
                 // Without its own network namespace the kernel refuses a new sysfs; runc
                 // then binds the host's /sys (recursively) instead.
                 Err(e) if e.errno == libc::EPERM && !ctx.new_netns => {
+                    // Still of kind sysfs: the same plain-directory rule and check.
                     let bind = Mount {
                         destination: m.destination.clone(),
-                        kind: Some("bind".into()),
+                        kind: Some("sysfs".into()),
                         source: Some("/sys".into()),
                         options: vec![],
                         ..Default::default()
@@ -365,16 +270,48 @@ pub(crate) fn real_path(fd: RawFd) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// procfs and sysfs, and only they, must land on a plain directory and be checked after
+/// (inroot::plain_dir): the filesystem magic they must show, None for other mounts.
+fn kernel_fs(m: &Mount) -> Option<i64> {
+    match m.kind.as_deref() {
+        Some("proc") => Some(PROC_SUPER_MAGIC),
+        Some("sysfs") => Some(SYSFS_MAGIC),
+        _ => None,
+    }
+}
+
+/// The destination of a mount entry, inside the rootfs (created if missing).
+fn destination(m: &Mount, ctx: &MountContext, create: Create) -> Result<OwnedFd> {
+    let dest = match kernel_fs(m) {
+        Some(_) => crate::inroot::plain_dir(ctx.root, &m.destination, || mount_name(m))?,
+        None => ensure_in_root(ctx.root, &m.destination, create)?,
+    };
+    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    Ok(dest)
+}
+
+/// After a procfs or sysfs mount: it is there, on the plain directory, and is what was
+/// asked (runc checks the same after mounting /proc).
+fn check_kernel_fs(m: &Mount, ctx: &MountContext) -> Result<()> {
+    match kernel_fs(m) {
+        Some(magic) => crate::inroot::check_mounted(ctx.root, &m.destination, magic, || mount_name(m)),
+        None => Ok(()),
+    }
+}
+
 /// A filesystem mount (proc, tmpfs, devpts, mqueue, sysfs, ...) onto a directory.
 fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
-    let dest = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
-    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    let dest = destination(m, ctx, Create::Dir)?;
     let target = fd_path(dest.as_raw_fd());
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
     let fstype = cstr(kind)?;
     let data = if opts.data.is_empty() { None } else { Some(cstr(&opts.data)?) };
     sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
+    check_kernel_fs(m, ctx)?;
     apply_propagation(m, opts, ctx)
 }
 
@@ -457,9 +394,9 @@ fn attach_bind(
         return Err(Error::last_os(format!("{}: stat source", mount_name(m))));
     }
     let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
-    let dest = ensure_in_root(ctx.root, &m.destination, create)?;
-    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    let dest = destination(m, ctx, create)?;
     attach(dest.as_raw_fd())?;
+    check_kernel_fs(m, ctx)?;
     let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     if extra != 0 {
         let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)
@@ -489,7 +426,7 @@ pub(crate) fn remount_bind(fd: RawFd, flags: libc::c_ulong, what: impl Fn() -> S
 /// The magic number of cgroup2 in statfs.f_type.
 const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
 
-fn host_is_cgroup2() -> bool {
+pub(crate) fn host_is_cgroup2() -> bool {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let p = b"/sys/fs/cgroup\0";
     unsafe { libc::statfs(p.as_ptr() as *const libc::c_char, &mut st) == 0 && st.f_type as libc::c_long == CGROUP2_SUPER_MAGIC }
@@ -567,9 +504,11 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
         o.data.clear();
         return match plain_mount(&cg2, &o, ctx) {
             Err(e) if e.errno == libc::EPERM || e.errno == libc::EBUSY => {
-                let own = read_to_string("/proc/self/cgroup")?;
-                let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
-                let bind = Mount { source: Some(format!("/sys/fs/cgroup{}", path.trim_end_matches('/'))), ..m.clone() };
+                // The container's own cgroup, as the parent found it. Never from our
+                // /proc/self/cgroup: in a cgroup namespace that reads "0::/", the host's
+                // whole hierarchy.
+                let Some(source) = ctx.cgroup2_bind else { return Err(e) };
+                let bind = Mount { source: Some(source.to_string()), ..m.clone() };
                 let mut bo = o.clone();
                 bo.flags |= libc::MS_BIND | libc::MS_REC;
                 bind_entry(&bind, &bo, ctx)
@@ -693,9 +632,9 @@ pub(crate) mod tests {
 
     #[test]
     fn split() {
-        assert_eq!(split_last("a/b/c"), ("a/b", "c"));
-        assert_eq!(split_last("a"), ("", "a"));
-        assert_eq!(split_last("a/b/"), ("a", "b"));
+        assert_eq!(crate::inroot::split_last("a/b/c"), ("a/b", "c"));
+        assert_eq!(crate::inroot::split_last("a"), ("", "a"));
+        assert_eq!(crate::inroot::split_last("a/b/"), ("a", "b"));
     }
 
     #[test]
@@ -818,7 +757,7 @@ pub(crate) mod tests {
         in_mount_ns(move || {
             let rfd = root_fd(&r);
             let real = real_path(rfd.as_raw_fd()).map_err(|e| e.to_string())?;
-            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false };
+            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false, cgroup2_bind: None };
             let e = |e: Error| e.to_string();
             mount_entry(&mnt("/tmp", "tmpfs", "tmpfs", &["nosuid", "mode=1777", "size=1m"]), &ctx).map_err(e)?;
             if statvfs_flags(&format!("{r}/tmp")) & libc::ST_NOSUID == 0 {

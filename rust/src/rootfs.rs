@@ -14,6 +14,8 @@ pub struct RootfsOptions<'a> {
     pub bundle: &'a str,
     /// --no-pivot: MS_MOVE the rootfs onto / and chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// sync::Plan::cgroup2_bind.
+    pub cgroup2_bind: Option<&'a str>,
 }
 
 fn has_ns(spec: &Spec, kind: &str) -> bool {
@@ -84,6 +86,7 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
         bundle: opts.bundle,
         new_netns: has_ns(spec, "network"),
         new_cgroupns: has_ns(spec, "cgroup"),
+        cgroup2_bind: opts.cgroup2_bind,
     };
     for m in &spec.mounts {
         mounts::mount_entry(m, &ctx)?;
@@ -191,8 +194,10 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     for p in readonly {
         readonly_path(root, p)?;
     }
+    // Opened (and checked) once, on the first masked file: see inroot::dev_null.
+    let mut null = None;
     for p in masked {
-        mask_path(root, p)?;
+        mask_path(root, p, &mut null)?;
     }
     // A /dev mount with "ro" was made writable so that the nodes could be created.
     if let Some(dev) = spec.mounts.iter().rev().find(|m| clean(&m.destination) == "/dev") {
@@ -221,15 +226,19 @@ fn is_dir(fd: RawFd) -> bool {
     unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR }
 }
 
-/// Directories get an empty read-only tmpfs, anything else the container's /dev/null.
-fn mask_path(root: RawFd, path: &str) -> Result<()> {
+/// Directories get an empty read-only tmpfs, anything else the container's /dev/null,
+/// bound from its checked fd (`null`, opened on first use).
+fn mask_path(root: RawFd, path: &str, null: &mut Option<std::os::fd::OwnedFd>) -> Result<()> {
     let Some(fd) = open_existing(root, path)? else { return Ok(()) };
     let target = mounts::fd_path(fd.as_raw_fd());
     if is_dir(fd.as_raw_fd()) {
-        sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, None, || format!("mask {path}"))
-    } else {
-        sys_mount(Some(c"/dev/null"), &target, None, libc::MS_BIND, None, || format!("mask {path}"))
+        return sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, None, || format!("mask {path}"));
     }
+    let null = match null {
+        Some(n) => n,
+        None => null.insert(crate::inroot::dev_null(root)?),
+    };
+    sys_mount(Some(&mounts::fd_path(null.as_raw_fd())), &target, None, libc::MS_BIND, None, || format!("mask {path}"))
 }
 
 /// Bind the path onto itself, then remount that bind read-only keeping its other flags.
@@ -353,7 +362,7 @@ mod tests {
         let spec: Spec = serde_json::from_str(CONFIG).unwrap();
         let bundle = t.0.clone();
         in_mount_ns(move || {
-            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot };
+            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot, cgroup2_bind: None };
             prepare(&spec, &opts).map_err(|e| format!("prepare: {e}"))?;
             finalize(&spec).map_err(|e| format!("finalize: {e}"))?;
             check_inside()
