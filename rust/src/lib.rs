@@ -11,8 +11,10 @@ pub mod cgroups;
 pub mod clone;
 pub mod devices;
 pub mod error;
+pub mod fd;
 pub mod hooks;
 pub mod idmap;
+pub mod inroot;
 pub mod exec;
 #[cfg(feature = "host")]
 pub mod memfd;
@@ -26,6 +28,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;
+pub mod sysctl;
 pub mod timing;
 pub mod tty;
 pub mod userns;
