@@ -127,6 +127,7 @@ def exec(
     cgroup_dir: str | None = None,
     cgroup_procs: list[str] = [],
     seccomp_state: bytes | None = None,
+    frozen: bool = False,
 ) -> int:
     """Start a process in a running container; return its pid once it has exec'd.
 

@@ -360,21 +360,14 @@ class Container:
             if cgroup and cg is None:
                 raise ConfigError("--cgroup: the container has no cgroup")
             cg_dir, cg_procs = (cg.sub_target(cgroup) if cgroup else cg.clone_target()) if cg else (None, [])
-            joins = [cg_dir + "/cgroup.procs"] if cg_dir else list(cg_procs)
-            if status == st.PAUSED:
-                # A child cloned into the frozen cgroup would freeze before it could
-                # report: it joins once it has exec'd, and then freezes until resume.
-                cg_dir, cg_procs = None, []
+            # Paused (frozen=True): the process joins the frozen cgroup itself, after it has
+            # reported and before any step of its own, and exec returns then (exec.rs).
             pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
                                console_socket=console_socket, pidfd_socket=pidfd_socket,
                                preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
                                cgroup_dir=cg_dir, cgroup_procs=cg_procs,
-                               seccomp_state=_exec_seccomp_state(config, s, status))
-            if status == st.PAUSED:
-                from runh.cgroups import _fs
-
-                for f in joins:
-                    _fs.write(f.rpartition("/")[0], [("cgroup.procs", str(pid))])
+                               seccomp_state=_exec_seccomp_state(config, s, status),
+                               frozen=status == st.PAUSED)
         finally:
             os.close(fd)
         if pid_file:

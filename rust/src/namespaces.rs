@@ -171,15 +171,31 @@ mod tests {
 /// setns(CLONE_NEWPID) and unshare(CLONE_NEWPID) only place future children in the pid
 /// namespace: fork once, paid only in those cases (about 0.1 ms here). The first process
 /// tells runh the new pid (in runh's pid namespace) over the sync socket and leaves; this
-/// returns in the child. `what` names the namespace in the error.
+/// returns in the child, once that `Msg::Pid` is sent, so that runh always learns the pid
+/// before anything the child says. `what` names the namespace in the error.
 pub fn fork_into_pid_namespace(sync_fd: std::os::unix::io::RawFd, what: &str) -> Result<()> {
+    let mut p = [0; 2];
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(Error::last_os(format!("pipe before the fork into {what}")));
+    }
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Error::last_os(format!("fork into {what}")));
+        let e = Error::last_os(format!("fork into {what}"));
+        unsafe {
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+        return Err(e);
     }
     if pid > 0 {
         let _ = crate::sync::send(sync_fd, &crate::sync::Msg::Pid(pid));
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(0) }; // closes the pipe: the child goes on
+    }
+    unsafe {
+        libc::close(p[1]);
+        let mut b = [0u8; 1];
+        while libc::read(p[0], b.as_mut_ptr().cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+        libc::close(p[0]);
     }
     Ok(())
 }

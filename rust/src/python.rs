@@ -82,7 +82,7 @@ fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (process, pidfd, init_pid, *, config=None, root=None, console_socket=None, pidfd_socket=None,
                     preserve_fds=0, fix_listen_pid=false, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    seccomp_state=None))]
+                    seccomp_state=None, frozen=false))]
 #[allow(clippy::too_many_arguments)]
 fn exec(
     py: Python<'_>,
@@ -98,6 +98,7 @@ fn exec(
     cgroup_dir: Option<&str>,
     cgroup_procs: Vec<String>,
     seccomp_state: Option<&[u8]>,
+    frozen: bool,
 ) -> PyResult<i32> {
     let opts = crate::exec::ExecOptions {
         process,
@@ -112,6 +113,7 @@ fn exec(
         cgroup_dir,
         cgroup_procs: &cgroup_procs,
         seccomp_state,
+        frozen,
     };
     py.allow_threads(|| crate::exec::exec(&opts)).map_err(|e| to_py(py, e))
 }

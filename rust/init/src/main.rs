@@ -18,7 +18,7 @@ struct Parked {
     notify_fd: RawFd,
     preserve_fds: i32,
     user: _core::spec::User,
-    caps: Option<caps::Sets>,
+    caps: caps::Sets,
     no_new_privileges: bool,
     seccomp: Option<Seccomp>,
     /// startContainer hooks and the state JSON they get.
@@ -44,10 +44,6 @@ impl Seccomp {
 
 fn cloexec(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-}
-
-fn write_file(path: &str, value: &str, what: impl FnOnce() -> String) -> Result<()> {
-    std::fs::write(path, value).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), what()))
 }
 
 fn setup(sync_fd: RawFd) -> Result<Parked> {
@@ -134,7 +130,12 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         };
         hooks::run_all(&hooks::from_spec(&spec, "createContainer")?, &hook_state, "createContainer")
     };
-    let ropts = rootfs::RootfsOptions { rootfs: &plan.rootfs, bundle: &plan.bundle, no_pivot: plan.no_pivot };
+    let ropts = rootfs::RootfsOptions {
+        rootfs: &plan.rootfs,
+        bundle: &plan.bundle,
+        no_pivot: plan.no_pivot,
+        cgroup2_bind: plan.cgroup2_bind.as_deref(),
+    };
     rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
     timing::init_stamp(3);
     let start_hooks = hooks::from_spec(&spec, "startContainer")?;
@@ -164,15 +165,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
             return Err(Error::last_os(format!("setdomainname {d:?}")));
         }
     }
-    if let Some(linux) = &spec.linux {
-        for (key, value) in &linux.sysctl {
-            if key.contains("..") || key.starts_with('/') {
-                return Err(Error::config(format!("invalid sysctl key {key:?}")));
-            }
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
-            write_file(&path, value, || format!("set sysctl {key}={value}"))?;
-        }
-    }
+    _core::sysctl::apply(&spec)?;
     timing::init_stamp(4);
     rootfs::finalize(&spec)?;
     timing::init_stamp(5);
@@ -188,7 +181,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         // fork above) is right with or without a pid namespace of its own.
         _core::exec::set_listen_pid(&mut exec);
     }
-    let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
+    let caps = caps::Sets::of_process(p)?;
     process::enter_cwd(&p.cwd)?;
     timing::init_stamp(6);
 
@@ -239,7 +232,7 @@ fn finish(p: &Parked) -> Error {
         }
         let f = process::Final {
             attrs: &p.attrs,
-            caps: p.caps.as_ref(),
+            caps: &p.caps,
             user: &p.user,
             no_new_privileges: p.no_new_privileges,
             preserve_fds: p.preserve_fds,
@@ -253,6 +246,11 @@ fn finish(p: &Parked) -> Error {
 }
 
 fn main() {
+    // Non-dumpable from the first instruction to the final execve (which makes the
+    // container's program dumpable again): no process of the container may ptrace this
+    // one or open its /proc/<pid>/{exe,root,cwd,fd,mem} while it holds host fds, a host
+    // root (before pivot_root) or host privileges (issue 17 item 2, issue 10 item 1).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     timing::init_stamp(0);
     process::reset_signals();
     let sync_fd: RawFd = match std::env::args().nth(1).and_then(|a| a.parse().ok()) {

@@ -195,6 +195,7 @@ pub fn run(a: Exec) -> ! {
         cgroup_dir: r.cgroup_dir.as_deref(),
         cgroup_procs: &r.cgroup_procs,
         seccomp_state: None,
+        frozen: false, // a paused container is handed to Python (prepare)
     };
     let pid = match _core::exec::exec(&opts) {
         Ok(pid) => pid,
