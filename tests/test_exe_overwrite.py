@@ -158,3 +158,30 @@ def test_runc_leaks_no_host_root_either(ctx, make_bundle, attacker, runh):
     finally:
         log = _stop_attacker(runc, cid, out)
     assert "LEAK" not in log and "DONE" in log, log
+
+
+def test_parked_init_exe_is_a_sealed_memfd(runh, ctx, make_bundle):
+    """The exe of every process runh puts in a container before its execve is the runh-init
+    memfd, sealed against writes, growth, shrinking and new seals: nothing writable."""
+    import fcntl
+
+    b = make_bundle(args=["true"])
+    cid = ctx.new_id()
+    assert runh("create", "--bundle", b, cid).returncode == 0
+    try:
+        pid = runh.state(cid)["pid"]
+        assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:runh-init")
+        fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+        try:
+            F_GET_SEALS, ALL = 1034, 0x1 | 0x2 | 0x4 | 0x8  # SEAL, SHRINK, GROW, WRITE
+            assert fcntl.fcntl(fd, F_GET_SEALS) & ALL == ALL
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError):
+            w = os.open(f"/proc/{pid}/exe", os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(w, b"x")
+            finally:
+                os.close(w)
+    finally:
+        runh("delete", "--force", cid)
