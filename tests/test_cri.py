@@ -416,7 +416,8 @@ def test_shared_pid_pod_kills_orphans(kube, handler):
         time.sleep(0.02)
     took = time.monotonic() - t_exit
     assert b"424" not in cri.exec_sync(watcher, ["ps"]).stdout
-    assert took < 1.0, f"orphans lived {took:.2f} s after their container exited"
+    # (the shim kills them before it reports the exit; the margin is for a loaded machine)
+    assert took < 2.0, f"orphans lived {took:.2f} s after their container exited"
     ps = cri.exec_sync(watcher, ["ps", "-o", "pid,comm"]).stdout.decode()
     assert ps.split("\n")[1].split()[0] == "1" and "sh" in ps.split("\n")[1]  # the sandbox's PID 1
     with open(kube.cd.log_path) as f:
