@@ -16,7 +16,6 @@ Select with `-m cri`.
 """
 
 import concurrent.futures
-import json
 import os
 import re
 import shutil
@@ -126,7 +125,7 @@ class Kube:
             ids = self.runtime_ids(h)
             if ids:
                 problems.append(f"{h} list: {ids}")
-        mounts = [m for m in cdmod.mounts_under(self.cd.dir)]
+        mounts = cdmod.mounts_under(self.cd.dir)
         if mounts:
             problems.append(f"mounts under containerd's root: {mounts}")
         cdmod.reap_shims()
