@@ -12,7 +12,11 @@ PYTEST_ARGS ?=
 
 # Debian packages: what `make run` needs, and what the tests and benchmarks add.
 APT_RUN  := python3-venv python3-dev busybox-static gcc
-APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time
+# containerd: the CRI tests and `runh bench -s cri` run Debian's containerd 1.6 (CRI plugin).
+APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time containerd
+# Python packages of the venv: runh's own, then the tests' (grpcio + grpcio-tools: the CRI
+# client, stubs generated from python/runh/bench/cri/api.proto at run time).
+PIP_DEPS := maturin click jsonschema pytest hypothesis matplotlib grpcio grpcio-tools
 
 .PHONY: run test build install demo bench apt-run apt-test
 
@@ -57,7 +61,11 @@ bench: build
 build: $(VENV)/.deps
 	flock /tmp/runh-build.lock $(VENV)/bin/maturin develop --release -q
 
-$(VENV)/.deps: | apt-run
+# The stamp names the package list, so that a venv made before a package was added gets it.
+$(VENV)/.deps: $(VENV)/.deps-$(shell echo '$(PIP_DEPS)' | cksum | cut -d' ' -f1)
+	touch $@
+$(VENV)/.deps-%: | apt-run
 	$(SYSPY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin click jsonschema pytest hypothesis matplotlib
+	$(VENV)/bin/pip install -q $(PIP_DEPS)
+	rm -f $(VENV)/.deps-*
 	touch $@

@@ -240,6 +240,23 @@ def check_kill_all(name, cid):
     return ok, f"pids before={n} rc={p.returncode} empty={gone} via cgroup.kill only={used} state={st}"
 
 
+def check_kill_all_stopped(name, cid):
+    """A container without its own PID namespace (a pod's): init exits, its child stays in
+    the cgroup; kill --all of the stopped container ends it (containerd's shim does this
+    for a shared-PID pod), and says nothing once the cgroup is empty."""
+    def no_pidns(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+    b = make_bundle(name, ["sh", "-c", "sleep 60 & exit 0"], edit=no_pidns)
+    rh("run", "-d", "--bundle", b, cid)
+    left = wait_for(lambda: state(cid)["status"] == "stopped" and cg_read(name, "cgroup.procs").split())
+    p = rh("kill", "--all", cid, "KILL", check=False)
+    gone = wait_for(lambda: not cg_read(name, "cgroup.procs").split(), 10)
+    again = rh("kill", "--all", cid, "KILL", check=False)
+    reap()
+    ok = bool(left) and p.returncode == 0 and gone and again.returncode == 0
+    return ok, f"left={left} rc={p.returncode} {p.stderr.strip()} empty={gone} again rc={again.returncode}"
+
+
 def check_devices(name, cid):
     """The eBPF device filter: /dev/kmsg, listed in linux.devices (so allowed rwm), opens
     for write; /dev/console, allowed "r" and "w" by two separate linux.resources.devices
@@ -321,7 +338,7 @@ def check_exec_cgroup(name, cid):
 
 
 CHECKS = [check_memory_oom, check_pids_max, check_cpu_max, check_cpuset, check_freeze,
-          check_kill_all, check_devices, check_update_memory, check_stats_move,
+          check_kill_all, check_kill_all_stopped, check_devices, check_update_memory, check_stats_move,
           check_features, check_exec_cgroup]
 
 

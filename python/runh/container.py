@@ -396,7 +396,16 @@ class Container:
         import _signal
 
         s = self._state or {}
-        if self.status() not in (st.CREATED, st.RUNNING, st.PAUSED):
+        status = self.status()
+        if all and status == st.STOPPED:
+            # As runc: --all of a stopped container signals what is left in its cgroup, and
+            # is no error when nothing is. Processes outlive init where the container shares
+            # a PID namespace (a pod's); containerd's shim kills them this way when init exits.
+            cg = self.cgroup()
+            if cg is not None and cg.exists():
+                cg.kill_all(sig)
+            return
+        if status not in (st.CREATED, st.RUNNING, st.PAUSED):
             raise ContainerNotRunning(self.id)
         fd = _pidfd(s["pid"], s.get("starttime"))
         if fd is None:
