@@ -379,12 +379,7 @@ def test_pod_sysctl(kube, handler):
     kube.remove(pod)
 
 
-@pytest.mark.parametrize("handler", [
-    "runc",
-    pytest.param("runh", marks=pytest.mark.xfail(
-        reason="runh-init writes every linux.sysctl, also those of a namespace it shares with "
-               "the host (rust/init/src/main.rs); runc refuses them", strict=False)),
-])
+@pytest.mark.parametrize("handler", HANDLERS)
 def test_host_network_sysctl_refused(kube, handler):
     """A net.* sysctl in a pod on the host's network would change the host: refused. The
     value given is the host's own, so that nothing changes even where it is not refused."""
