@@ -6,7 +6,7 @@ once. Controllers whose hierarchy is not mounted are skipped, as runc does.
 """
 import posix
 
-from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
+from runh.cgroups import CGROUP_ROOT, _fs, check_inside, isdir, normpath, procs_in, resolve
 from runh.cgroups.base import Manager, device_rules, rdma_writes, signal_each
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
@@ -146,25 +146,21 @@ class V1Manager(Manager):
     version = 1
 
     def __init__(self, paths):
+        for d in paths.values():
+            check_inside(d)
         self.paths = paths  # {controller: absolute directory}
 
     @classmethod
     def for_path(cls, inner):
-        own = None
-        paths = {}
-        for ctrl, mnt in hierarchies().items():
-            p = inner
-            if not p.startswith("/"):
-                if own is None:
-                    from runh.cgroups import own_cgroups
+        own = {}
+        if not inner.startswith("/"):
+            from runh.cgroups import own_cgroups
 
-                    own = own_cgroups()
-                p = own.get(ctrl, "/").rstrip("/") + "/" + p
-            paths[ctrl] = normpath(mnt + "/" + p.lstrip("/"))
-        return cls(paths)
+            own = own_cgroups()
+        return cls({ctrl: resolve(mnt, inner, own.get(ctrl, "/")) for ctrl, mnt in hierarchies().items()})
 
     def to_state(self):
-        return {"version": 1, "paths": self.paths, **self._devices_state()}
+        return {"version": 1, "paths": self.paths, **self._state_extra()}
 
     def _dirs(self):
         return sorted(set(self.paths.values()))
@@ -228,7 +224,7 @@ class V1Manager(Manager):
             _fs.write(d, [("cgroup.procs", str(pid))])
 
     def remove(self):
-        _fs.remove(self._dirs())
+        _fs.remove(self.owned_dirs())
 
     def freeze(self):
         _fs.freeze(self.paths["freezer"], False, True)
@@ -241,13 +237,11 @@ class V1Manager(Manager):
         return bool(d) and _fs.read(d, "freezer.state", "THAWED").strip() != "THAWED"
 
     def pids(self):
-        d = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
-        out = []
-        for sub in walk_dirs(d):
-            out += [int(p) for p in _fs.read(sub, "cgroup.procs", "").split()]
-        return out
+        return procs_in(self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0])
 
     def kill_all(self, sig=9, skip=()):
+        if not self.owns_all():
+            return False
         # No cgroup.kill on v1: freeze so that nothing forks between listing and
         # signalling, signal every pid, thaw so that the signals are delivered.
         fz = self.paths.get("freezer")
@@ -258,6 +252,7 @@ class V1Manager(Manager):
         finally:
             if fz:
                 self.thaw()
+        return True
 
     def oom_count(self):
         d = self.paths.get("memory")

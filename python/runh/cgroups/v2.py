@@ -6,7 +6,7 @@ translates LinuxResources into one batch of writes; the device rules become an e
 program attached by the Rust core.
 """
 
-from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
+from runh.cgroups import CGROUP_ROOT, _fs, check_inside, isdir, procs_in, resolve
 from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num, rdma_writes, signal_each,
                                shares_to_weight, swap_to_v2)
 
@@ -74,18 +74,22 @@ class V2Manager(Manager):
     version = 2
 
     def __init__(self, path):
-        self.path = path  # absolute directory under CGROUP_ROOT
+        self.path = check_inside(path)  # absolute directory under CGROUP_ROOT
 
     @classmethod
     def for_path(cls, inner):
+        own = "/"
         if not inner.startswith("/"):
             from runh.cgroups import own_cgroups
 
-            inner = own_cgroups().get("", "/").rstrip("/") + "/" + inner
-        return cls(normpath(CGROUP_ROOT + "/" + inner.lstrip("/")))
+            own = own_cgroups().get("", "/")
+        return cls(resolve(CGROUP_ROOT, inner, own))
+
+    def _dirs(self):
+        return [self.path]
 
     def to_state(self):
-        return {"version": 2, "path": self.path, **self._devices_state()}
+        return {"version": 2, "path": self.path, **self._state_extra()}
 
     def exists(self):
         return isdir(self.path)
@@ -133,7 +137,7 @@ class V2Manager(Manager):
         _fs.write(self.path, [("cgroup.procs", str(pid))])
 
     def remove(self):
-        _fs.remove([self.path])
+        _fs.remove(self.owned_dirs())
 
     def freeze(self):
         _fs.freeze(self.path, True, True)
@@ -145,15 +149,14 @@ class V2Manager(Manager):
         return _fs.read(self.path, "cgroup.freeze", "0").strip() == "1"
 
     def pids(self):
-        out = []
-        for d in walk_dirs(self.path):
-            out += [int(p) for p in _fs.read(d, "cgroup.procs", "").split()]
-        return out
+        return procs_in(self.path)
 
     def kill_all(self, sig=9, skip=()):
-        if sig == 9 and _fs.kill(self.path):
-            return
-        signal_each(self.pids(), sig, skip)
+        if not self.owns_all():
+            return False
+        if not (sig == 9 and _fs.kill(self.path)):
+            signal_each(self.pids(), sig, skip)
+        return True
 
     def oom_count(self):
         ev = _kv(_fs.read(self.path, "memory.events", ""))
