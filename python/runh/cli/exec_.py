@@ -116,13 +116,9 @@ def run(g, o, args):
     if o["process"]:
         if len(args) > 1:
             raise UsageError("exec: --process and a command cannot both be given")
-        try:
-            with open(o["process"], "rb") as f:
-                process = f.read()
-        except OSError as e:
-            from runh.errors import ConfigError
+        from runh.spec import read_json_file
 
-            raise ConfigError(f"cannot read process file {o['process']}: {e.strerror}", e.errno) from None
+        process = read_json_file(o["process"], "process file")
     else:
         process = None  # built after the state checks (it needs the bundle)
 

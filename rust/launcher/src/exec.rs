@@ -58,7 +58,7 @@ fn prepare(a: &Exec) -> Option<Ready> {
         return None; // a seccomp agent gets the container's state: Python builds it
     }
     let process = match &a.process {
-        Some(path) if a.command.is_empty() => read(path)?,
+        Some(path) if a.command.is_empty() => state::read_json_file(path)?,
         Some(_) => return None,
         None if a.command.is_empty() => return None,
         None => {

@@ -27,6 +27,23 @@ pub fn read(path: &str) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
+/// A JSON file given on the command line (`exec --process`), read as
+/// `runh.spec.read_json_file` reads it: a regular file of at most 4 MiB, through one fd
+/// opened O_NONBLOCK (a FIFO would block the open); None (Python words it) otherwise.
+pub fn read_json_file(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const LIMIT: u64 = 4 << 20;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.len() > LIMIT {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.take(LIMIT + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= LIMIT).then_some(out)
+}
+
 /// (start time, state letter) of a process from /proc/<pid>/stat, as `runh.state`.
 pub fn start_time(pid: i64) -> Option<(u64, String)> {
     let data = read(&format!("/proc/{pid}/stat"))?;
