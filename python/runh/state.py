@@ -77,21 +77,46 @@ def proc_start_time(pid):
     return int(rest[19]), rest[0].decode()
 
 
-def write_atomic(path, data, mode=0o644):
-    """Write bytes to path via a temp file in the same directory and rename(2)."""
+def _tmp_name(path):
+    """A temp file beside path, named unpredictably: the pid file's directory may be
+    shared, and a name another user can guess is a name they can plant a symlink at."""
+    d, sep, base = path.rpartition("/")
+    return f"{d}{sep}.{base}.{os.urandom(8).hex()}.tmp"
+
+
+def write_new(path, data, mode=0o644):
+    """Create path with data: O_EXCL and O_NOFOLLOW (never through a planted file or
+    symlink); removed again if the write fails."""
     if isinstance(data, str):
         data = data.encode()
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-    finally:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
         os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def write_atomic(path, data, mode=0o644):
+    """Write bytes to path via a new temp file in the same directory (write_new) and
+    rename(2): a reader sees the old or the new content, never a part. The temp file
+    is removed on any failure."""
+    tmp = _tmp_name(path)
+    write_new(tmp, data, mode)
     try:
         os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def is_tmp(name):
+    """A temp file of write_atomic's (a write that was cut short leaves one)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 class Lock:
