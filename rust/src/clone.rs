@@ -47,6 +47,11 @@ pub struct CreateOptions<'a> {
     /// state JSON (status "creating") for init's createContainer/startContainer hooks.
     /// None: init does not stop there (no such hooks in the config).
     pub on_hooks: Option<&'a (dyn Fn(i32) -> Result<Vec<u8>> + Sync)>,
+    /// Called with the init's pid as soon as it exists (right after clone, and again when
+    /// init forks into a pid namespace joined by path), before anything else is done with
+    /// it: the caller records it, so that a runh killed at any later instant leaves a
+    /// process `delete` can find. An error tears the child down.
+    pub on_pid: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
 }
 
 /// fds owned by create (and exec); closed on every path.
@@ -231,6 +236,10 @@ pub(crate) struct ChildPlan {
     pub(crate) sync_fd: RawFd,
     /// A new user namespace: wait for the parent's `IdsMapped`, then become its root.
     pub(crate) wait_ids: bool,
+    /// The parent's end of the sync socket (-1: none), closed first in the child: its
+    /// copy would keep the socket open, and a child waiting for `IdsMapped` from a parent
+    /// that was killed would wait forever instead of reading EOF.
+    pub(crate) parent_end: RawFd,
 }
 
 /// Report a failure on the sync socket in the protocol's encoding, from a stack buffer.
@@ -249,6 +258,9 @@ unsafe fn child_fail(sync_fd: RawFd, ctx: &[u8]) -> ! {
 /// In the child after clone: no allocation, no locks, only async-signal-safe calls.
 fn child(c: &ChildPlan) -> ! {
     unsafe {
+        if c.parent_end >= 0 {
+            libc::close(c.parent_end);
+        }
         if c.wait_ids {
             // Until the maps exist our uid is unmapped here, and an exec by an unmapped
             // uid drops every capability: wait, then become the namespace's root (raw
@@ -463,6 +475,7 @@ fn create_bound(
         envp: [std::ptr::null()],
         sync_fd: init_sync,
         wait_ids: crate::userns::new_userns(spec),
+        parent_end: parent_sync,
     };
     // A cgroup namespace made by clone is rooted where the child starts: only right when
     // it starts in the container's cgroup. Otherwise init unshares it after placement.
@@ -487,6 +500,9 @@ fn create_bound(
     crate::timing::mark("core: clone3");
 
     let setup = (|| -> Result<i32> {
+        if let Some(f) = opts.on_pid {
+            f(pid)?;
+        }
         // Close the child's ends now, so that init's exit reads as EOF.
         for fd in [child_sync, init_sync, init_notify, init_console, init_listener] {
             if fd >= 0 {
@@ -558,6 +574,9 @@ fn create_bound(
                     reap(pid);
                     init_pid = p;
                     current.set(p);
+                    if let Some(f) = opts.on_pid {
+                        f(p)?;
+                    }
                 }
                 Some(other) => return Err(other.into_error("ready")),
                 None => {

@@ -613,6 +613,7 @@ mod parent {
             envp: [std::ptr::null()],
             sync_fd: init_sync,
             wait_ids: false,
+            parent_end: -1,
         };
         let spawn = || clone::spawn(0, cgroup_fd, &c, "clone the exec process");
         let (pid, into_cgroup) = if join_pid { in_pid_ns(opts.pidfd, spawn)? } else { spawn()? };
