@@ -18,6 +18,8 @@ from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, Contai
 _SIGKILL = 9
 # runc's pid files are 0666 less the umask (and so are the native launcher's).
 PID_FILE_MODE = 0o666
+# The config a container was created with, in its state dir (see runh/state.py).
+CONFIG_SNAPSHOT = "config.json"
 
 
 def _core():
@@ -180,6 +182,7 @@ class Container:
             raise NotSupported("systemd cgroup driver is not supported yet")
         # Everything checkable is checked before anything exists on disk.
         raw, config = load_config(bundle)
+        original = raw  # the state dir's config.json: exec's defaults, without create's LISTEN_*
         rootfs = rootfs_path(bundle, config)
         _mark("config load+validate")
         process = config.get("process")
@@ -225,7 +228,7 @@ class Container:
                     raise ContainerNotFound(container_id)
                 _mark("state dir+lock")
                 try:
-                    c._create_locked(config, raw, bundle, rootfs, pid_file, console_socket,
+                    c._create_locked(config, raw, original, bundle, rootfs, pid_file, console_socket,
                                            pidfd_socket, no_pivot, no_new_keyring, preserve_fds, listen,
                                            systemd_cgroup)
                 except BaseException:
@@ -242,7 +245,7 @@ class Container:
         st.write_atomic(st.join(self.dir, st.STATE_FILE), dumps(state))
         self._state = state
 
-    def _create_locked(self, config, raw, bundle, rootfs, pid_file, console_socket,
+    def _create_locked(self, config, raw, original, bundle, rootfs, pid_file, console_socket,
                        pidfd_socket, no_pivot, no_new_keyring, preserve_fds, listen, systemd_cgroup):
         """create's work under the lock; returns the init's pid. Recorded before made:
         each thing is in state.json before it exists (the cgroup before it is made, the
@@ -281,6 +284,9 @@ class Container:
                     "status": "creating", "bundle": bundle,
                     "annotations": config.get("annotations") or {}})
         self._record(state)
+        # What exec's processes get (seccomp, personality, the process defaults): the
+        # config as it was now, whatever becomes of the bundle.
+        st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
         if cg is not None and os.geteuid() != 0:
             cg = _rootless_cgroup(cg, linux)
             if cg is None:
@@ -371,6 +377,25 @@ class Container:
         _remove_state_dir(self.dir)
         _mark("state dir removed")
 
+    def config(self):
+        """The config.json the container was created with (its state dir's copy): exec'd
+        processes get its linux.seccomp, personality and process defaults, whatever has
+        become of the bundle since. A container made by a runh without the copy: the
+        bundle's."""
+        path = st.join(self.dir, CONFIG_SNAPSHOT)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            path = st.join((self._state or {}).get("bundle", ""), "config.json")
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
+
     def cgroup(self):
         """The container's cgroup manager (None for state written without one)."""
         from runh.cgroups import manager_from_state
@@ -430,11 +455,7 @@ class Container:
             listen = _listen_fds()
             if listen:
                 process = _with_listen_env(process, listen)
-            try:
-                with open(st.join(s.get("bundle", ""), "config.json"), "rb") as f:
-                    config = f.read()  # for linux.seccomp, which exec'd processes get too
-            except OSError as e:
-                raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
+            config = self.config()
             cg = self.cgroup()
             if cgroup and cg is None:
                 raise ConfigError("--cgroup: the container has no cgroup")

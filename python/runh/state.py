@@ -8,6 +8,8 @@ bundle paths, cgroup paths and annotations, which may carry secrets, are root's 
                the core has cloned it, and drops "creating" once the container is set up
                and parked. So a create killed at any instant leaves a record of everything
                it made, and `delete` can finish the job.
+  config.json  the config the container was created with (exec reads it, not the
+               bundle's, which may have changed or gone since)
   notify.sock  the socket the parked init listens on, until start releases it
   lock         flock'ed by create/start/kill/delete/pause/update on this id, so they
                serialise; create holds it from the state dir's birth to its last write

@@ -70,22 +70,17 @@ def sub_cgroups(values):
     return out
 
 
-def build_process(bundle, o, command):
-    """The process JSON (bytes) from the flags, on top of the config's process (runc's
-    getProcess). The rule is the core's `exec::process_from_config`, which the native
-    launcher uses too: args replaced, --cwd replaces, --env appends, --cap adds to every
-    set but inheritable."""
+def build_process(c, o, command):
+    """The process JSON (bytes) from the flags, on top of the process of the config the
+    container `c` was created with (runc's getProcess). The rule is the core's
+    `exec::process_from_config`, which the native launcher uses too: args replaced, --cwd
+    replaces, --env appends, --cap adds to every set but inheritable."""
     from runh.container import _core
-    from runh.errors import ConfigError, UsageError
-    from runh.state import join
+    from runh.errors import UsageError
 
     if not command:
         raise UsageError("exec: no command given (args must not be empty)")
-    try:
-        with open(join(bundle, "config.json"), "rb") as f:
-            config = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read the container's config.json: {e}") from None
+    config = c.config()
     size = None
     if o["tty"] and not o["detach"] and not o["console_socket"]:
         # The size must be on the pty before the process runs (it may ask at once):
@@ -126,7 +121,7 @@ def run(g, o, args):
         # containerd's shim: the process must outlive runh; it is reparented to the
         # caller's subreaper when runh exits.
         if process is None:
-            process = build_process((c._state or {}).get("bundle", ""), o, args[1:])
+            process = build_process(c, o, args[1:])
         c.exec(process, console_socket=o["console_socket"], pidfd_socket=o["pidfd_socket"],
                pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
                ignore_paused=o["ignore_paused"], cgroup=sub_cgroups(o["cgroup"]))

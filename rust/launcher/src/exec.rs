@@ -53,7 +53,13 @@ fn prepare(a: &Exec) -> Option<Ready> {
         (true, dirs) => (dirs.into_iter().next(), vec![]),
         (false, dirs) => (None, dirs.iter().map(|d| format!("{d}/cgroup.procs")).collect()),
     };
-    let config = read(&format!("{bundle}/config.json"))?;
+    // The config the container was created with (runh.Container.config): the state
+    // dir's copy, the bundle's only for a container made before there was one.
+    let config = match read(&format!("{}/config.json", c.dir)) {
+        Some(b) => b,
+        None if std::fs::symlink_metadata(format!("{}/config.json", c.dir)).is_err() => read(&format!("{bundle}/config.json"))?,
+        None => return None,
+    };
     if memchr(&config, b"listenerPath") {
         return None; // a seccomp agent gets the container's state: Python builds it
     }
