@@ -134,7 +134,7 @@ class Container:
                 out.append(cls.load(name, root))
             except (ContainerNotFound, UsageError):
                 continue  # deleted meanwhile, or not a container's dir
-            except (InvalidState, ConfigError) as e:
+            except (InvalidState, ConfigError, OSError) as e:
                 # Shown, not hidden: what is left of it is still on the host.
                 c = cls(name, root)
                 c._broken = str(e)
@@ -539,9 +539,8 @@ class Container:
             except InvalidState as e:
                 raise InvalidState(f"{e}; {_LOST}") from None
             if self._state is None:
-                # No record: a create killed before it wrote one has made nothing else.
-                if not st.nothing_made(self.dir):
-                    raise InvalidState(f"container {self.id}: {st.STATE_FILE} is missing; {_LOST}")
+                # No record, and nothing else (read_state): a create killed before it
+                # wrote one.
                 _remove_state_dir(self.dir)
                 _release_root(self.root)
                 return

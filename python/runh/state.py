@@ -199,6 +199,8 @@ def nothing_made(sdir):
         return all(n == LOCK_FILE or is_tmp(n) for n in os.listdir(sdir))
     except FileNotFoundError:
         return True
+    except OSError:
+        return False
 
 
 def parked(sdir):
@@ -222,24 +224,27 @@ def parked(sdir):
 
 
 def read_state(root, container_id):
-    """The recorded state dict of a container; None while its dir has no state.json yet;
-    ContainerNotFound if there is none; InvalidState if state.json cannot be read."""
+    """The recorded state dict of a container; None while its dir has no state.json and
+    nothing else but the lock (a create before its first write, or one killed then);
+    ContainerNotFound if there is no dir; InvalidState if state.json cannot be read, or
+    is missing from a dir that has more in it (it was written before anything else, and
+    is removed after everything else)."""
     sdir = state_dir(root, container_id)
-    try:
-        with open(join(sdir, STATE_FILE), "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        if isdir(sdir):
-            return None  # creating: dir made, state.json not written yet (or lost)
-        raise ContainerNotFound(container_id) from None
-    except NotADirectoryError:
-        raise ContainerNotFound(container_id) from None
-    except OSError as e:
-        data, err = None, e.strerror
+    path = join(sdir, STATE_FILE)
+    data, err = _read(path)
+    if data is None and err is None:
+        if not isdir(sdir):
+            raise ContainerNotFound(container_id)
+        if nothing_made(sdir):
+            return None
+        data, err = _read(path)  # a create may have written it since the first look
+        if data is None and err is None:
+            err = "it is missing"
     from runh.errors import InvalidState
-    from runh.jsonio import loads
 
     if data is not None:
+        from runh.jsonio import loads
+
         try:
             state = loads(data)
             if isinstance(state, dict):
@@ -250,10 +255,19 @@ def read_state(root, container_id):
     raise InvalidState(f"container {container_id}: cannot read {STATE_FILE}: {err}")
 
 
+def _read(path):
+    """(bytes, None), (None, None) if there is no such file, or (None, why)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(), None
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except OSError as e:
+        return None, e.strerror
+
+
 def status_of(sdir, st):
     """Derive the status from a state dict (None: no state.json yet)."""
-    if st is None and not nothing_made(sdir):
-        return UNKNOWN  # state.json lost, with other files still there: nobody can tell
     if st is None or st.get("creating"):
         # The record of a create that has not finished: in progress while its creator
         # holds the lock, else dead (it was killed), and then nothing will ever run.
