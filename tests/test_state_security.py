@@ -122,6 +122,13 @@ def test_cgroup_paths_and_file_names_checked_at_every_write():
     for name in ("../../../tmp/x", "a/b", "..", ""):
         with pytest.raises(ConfigError, match="not a file of the cgroup directory"):
             cgroups._fs.write(CG + "/pids", [(name, "1")])
+    from runh.cgroups import v2
+
+    for key in ("cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.subtree_control", "../x", "a/b"):
+        with pytest.raises(ConfigError, match="linux.resources.unified: invalid key"):
+            v2.resource_writes({"unified": {key: "1"}})
+    assert v2.resource_writes({"unified": {"cgroup.max.depth": "2", "memory.high": "1"}}) == \
+        [("cgroup.max.depth", "2"), ("memory.high", "1")]
     assert cgroups.resolve(CG + "/pids", "a/../b", "/own") == CG + "/pids/own/b"
     assert cgroups.resolve(CG + "/pids", "/a/b/../c") == CG + "/pids/a/c"
     with pytest.raises(ConfigError, match="leaves the cgroup hierarchy"):
@@ -396,6 +403,25 @@ def test_delete_keeps_a_cgroup_it_did_not_make(runh, ctx, make_bundle, mode):
     finally:
         runh("delete", "--force", cid)
         _remove_foreign(m, dirs, None)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_delete_removes_the_parent_cgroups_it_made(runh, ctx, make_bundle, mode):
+    """cgroupsPath /<a>/<b>/<c>: create makes <a> and <b> too (recorded before made),
+    and delete removes them with <c> when they are empty (today's main left them)."""
+    path = f"/{ctx.token}-p/mid/leaf"
+    b = make_bundle(args=["true"], edit=lambda c: c["linux"].update(cgroupsPath=path))
+    cid = ctx.new_id()
+    assert runh("create", "--bundle", b, cid).returncode == 0
+    tops = [d.rsplit("/mid/leaf", 1)[0] for d in _cgroup_dirs(runh, cid)]
+    assert tops and all(map(os.path.isdir, tops))
+    runh("start", cid)
+    deadline = time.time() + 5
+    while runh.state(cid)["status"] != "stopped" and time.time() < deadline:
+        time.sleep(0.02)
+    r = runh("delete", cid, env=_env(mode))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert [t for t in tops if os.path.exists(t)] == []
 
 
 # ---------------------------------------------------------------- 17.4 exec's config

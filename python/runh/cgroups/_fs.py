@@ -97,6 +97,17 @@ def remove(paths, timeout_ms=2000):
         _rmdir(p, timeout_ms, time)
 
 
+def prune(paths):
+    """rmdir each path if it is empty (an ancestor the container made: another
+    container's cgroup may be in it now, and is never touched)."""
+    for p in paths:
+        check_inside(p)
+        try:
+            os.rmdir(p)
+        except OSError:  # ENOTEMPTY, EBUSY, ENOENT: not ours to remove now
+            pass
+
+
 def _rmdir(p, timeout_ms, time):
     deadline = time.monotonic() + timeout_ms / 1000
     while True:

@@ -40,13 +40,18 @@ class Manager:
 
     def claim(self):
         """Before anything is recorded or made: refuse a cgroup that already holds
-        processes, and remember which directories already exist (not ours to remove)."""
-        from runh.cgroups import isdir, procs_in
+        processes, and remember which directories this container will make: its own
+        directories that do not exist yet, and the missing ancestors mkdir -p makes
+        for them (removed again on delete when nothing else is left in them)."""
+        from runh.cgroups import CGROUP_ROOT, isdir, procs_in
 
         owned = []
         for d in self._dirs():
             if not isdir(d):
-                owned.append(d)
+                p = d
+                while p != CGROUP_ROOT and not isdir(p) and p not in owned:
+                    owned.append(p)
+                    p = p.rpartition("/")[0]
                 continue
             n = len(procs_in(d))
             if n:
@@ -58,15 +63,38 @@ class Manager:
 
     def set_owned(self, saved):
         """From state.json; a state written before "owned" existed: all (runh made them)."""
-        self.owned = None if saved is None else [d for d in saved if d in self._dirs()]
+        if saved is None:
+            self.owned = None
+            return
+        from runh.cgroups import check_inside
+
+        leaves = self._dirs()
+        self.owned = [check_inside(d) for d in saved
+                      if any(d == x or x.startswith(d + "/") for x in leaves)]
 
     def owned_dirs(self):
-        return self._dirs() if self.owned is None else list(self.owned)
+        """The container's own directories that it made (removed with what is below)."""
+        return self._dirs() if self.owned is None else [d for d in self._dirs() if d in self.owned]
+
+    def owned_parents(self):
+        """Ancestors it made for them, deepest first (removed only if empty)."""
+        if self.owned is None:
+            return []
+        leaves = set(self._dirs())
+        return sorted((d for d in self.owned if d not in leaves), key=len, reverse=True)
 
     def owns_all(self):
         """Is every directory of the cgroup this container's own? Only then are all the
         processes in it the container's to signal."""
         return self.owned is None or set(self.owned) >= set(self._dirs())
+
+    def remove(self):
+        """Remove the directories this container made (its own with any child cgroups;
+        ancestors only if nothing else is in them)."""
+        from runh.cgroups import _fs
+
+        _fs.remove(self.owned_dirs())
+        _fs.prune(self.owned_parents())
 
     def _state_extra(self):
         out = self._devices_state()
@@ -100,9 +128,6 @@ class Manager:
 
     def add(self, pid):
         """Move a process in (exec'd processes, and the fallback when clone3 is refused)."""
-        raise NotImplementedError
-
-    def remove(self):
         raise NotImplementedError
 
     def to_state(self):

@@ -44,7 +44,7 @@ def resource_writes(res, update=False, current_limit=None):
     # limit_in_bytes <= memsw.limit_in_bytes at every moment: when growing, raise memsw
     # first; when shrinking, lower the limit first.
     pair = []
-    if limit is not None:
+    if limit:  # 0 is unset, as runc reads it (a 0-byte limit would OOM-kill the init)
         pair.append(("memory.limit_in_bytes", str(limit)))
     if swap:
         pair.append(("memory.memsw.limit_in_bytes", str(swap)))
@@ -222,9 +222,6 @@ class V1Manager(Manager):
     def add(self, pid):
         for d in self._dirs():
             _fs.write(d, [("cgroup.procs", str(pid))])
-
-    def remove(self):
-        _fs.remove(self.owned_dirs())
 
     def freeze(self):
         _fs.freeze(self.paths["freezer"], False, True)

@@ -11,13 +11,18 @@ from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num, r
                                shares_to_weight, swap_to_v2)
 
 
+# The cgroup core files that are limits (cgroup-v2.rst), the only cgroup.* keys a config
+# may set through linux.resources.unified.
+_UNIFIED_CORE_LIMITS = ("cgroup.max.depth", "cgroup.max.descendants")
+
+
 def resource_writes(res, update=False):
     """[(file, value)] for a LinuxResources dict, in the order they must be written."""
     res = res or {}
     w = []
     mem = res.get("memory") or {}
     limit = mem.get("limit")
-    if limit is not None:
+    if limit:  # 0 is unset, as runc reads it (a 0-byte limit would OOM-kill the init)
         w.append(("memory.max", num(limit)))
     if mem.get("reservation") is not None:
         w.append(("memory.low", num(mem["reservation"])))
@@ -62,7 +67,10 @@ def resource_writes(res, update=False):
         w.append((f"hugetlb.{h['pageSize']}.max", num(h["limit"])))
     w += rdma_writes(res)
     for k, v in (res.get("unified") or {}).items():
-        if "/" in k or k.startswith("."):
+        # A controller's file, never a path, nor a cgroup core file but the two limits:
+        # {"cgroup.procs": "1"} would move the host's init into the container's cgroup,
+        # where delete --force kills everything.
+        if "/" in k or k.startswith(".") or (k.startswith("cgroup.") and k not in _UNIFIED_CORE_LIMITS):
             from runh.errors import ConfigError
 
             raise ConfigError(f"linux.resources.unified: invalid key {k!r}")
@@ -135,9 +143,6 @@ class V2Manager(Manager):
 
     def add(self, pid):
         _fs.write(self.path, [("cgroup.procs", str(pid))])
-
-    def remove(self):
-        _fs.remove(self.owned_dirs())
 
     def freeze(self):
         _fs.freeze(self.path, True, True)

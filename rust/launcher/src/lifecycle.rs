@@ -56,7 +56,7 @@ pub fn delete(root: &str, id: &str, _force: bool) -> ! {
     if c.status() != Some(Status::Stopped) || c.has_hooks() {
         handoff(None);
     }
-    let Some(dirs) = state::owned_dirs(c.cgroup()) else { handoff(None) };
+    let Some((dirs, parents)) = state::owned_dirs(c.cgroup()) else { handoff(None) };
     if dirs.iter().any(|d| populated(d)) {
         handoff(None);
     }
@@ -65,6 +65,9 @@ pub fn delete(root: &str, id: &str, _force: bool) -> ! {
         if let Err(e) = _core::cgroups::fs::remove(d, Duration::from_millis(2000)) {
             handoff(Some(e));
         }
+    }
+    for d in &parents {
+        let _ = std::fs::remove_dir(d); // only if empty: another container's may be in it
     }
     if let Err(e) = remove_state_dir(&c.dir) {
         handoff(Some(io_error(e, format!("remove {}", c.dir))));

@@ -171,14 +171,25 @@ pub fn cgroup_dirs(cgroup: &Value) -> Option<(bool, Vec<String>)> {
 }
 
 /// The cgroup directories this container made ("owned", `runh.cgroups.base.Manager`):
-/// the only ones delete removes. A record from before "owned" existed: all of them.
-pub fn owned_dirs(cgroup: &Value) -> Option<Vec<String>> {
+/// (its own directories, removed with what is below them; the ancestors it made for
+/// them, deepest first, removed only if empty). A record from before "owned" existed:
+/// all its own directories, no ancestors.
+pub fn owned_dirs(cgroup: &Value) -> Option<(Vec<String>, Vec<String>)> {
     let (_, dirs) = cgroup_dirs(cgroup)?;
     match cgroup.get("owned") {
-        None | Some(Value::Null) => Some(dirs),
+        None | Some(Value::Null) => Some((dirs, vec![])),
         Some(o) => {
             let o: Vec<&str> = o.as_array()?.iter().map(Value::as_str).collect::<Option<_>>()?;
-            Some(dirs.into_iter().filter(|d| o.contains(&d.as_str())).collect())
+            if !o.iter().all(|d| inside(d)) {
+                return None;
+            }
+            let mut parents: Vec<String> = o
+                .iter()
+                .filter(|d| !dirs.iter().any(|x| x == *d) && dirs.iter().any(|x| x.starts_with(&format!("{d}/"))))
+                .map(|d| d.to_string())
+                .collect();
+            parents.sort_by_key(|d| std::cmp::Reverse(d.len()));
+            Some((dirs.into_iter().filter(|d| o.contains(&d.as_str())).collect(), parents))
         }
     }
 }
