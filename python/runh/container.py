@@ -22,6 +22,18 @@ PID_FILE_MODE = 0o666
 CONFIG_SNAPSHOT = "config.json"
 
 
+# fds a process can have at most (the kernel's nr_open ceiling): --preserve-fds beyond it
+# names fds that cannot exist (and overflowed the core's int, a traceback).
+_MAX_FDS = 1 << 20
+
+
+def check_preserve_fds(n):
+    if n < 0:
+        raise UsageError("--preserve-fds must be >= 0")
+    if n > _MAX_FDS:
+        raise UsageError(f"--preserve-fds {n}: more fds than a process can have")
+
+
 def _core():
     import runh._core as core  # the Rust extension; loaded only by commands that need it
 
@@ -195,8 +207,7 @@ class Container:
                                "needs a pty proxy, which runh does not have yet")
         if console_socket and not process.get("terminal"):
             raise ConfigError("cannot use console socket if runh will not detach or allocate tty")
-        if preserve_fds < 0:
-            raise UsageError("--preserve-fds must be >= 0")
+        check_preserve_fds(preserve_fds)
         _warn_unknown_caps(process.get("capabilities"))
         listen = _listen_fds()
         if listen:

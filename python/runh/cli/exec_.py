@@ -102,11 +102,10 @@ def build_process(c, o, command):
 
 
 def run(g, o, args):
-    from runh.container import Container
+    from runh.container import Container, check_preserve_fds
     from runh.errors import UsageError
 
-    if o["preserve_fds"] < 0:
-        raise UsageError("--preserve-fds must be >= 0")
+    check_preserve_fds(o["preserve_fds"])
     c = Container.load(args[0], g.root)
     if o["process"]:
         if len(args) > 1:
