@@ -152,11 +152,45 @@ def test_create_killed_at_its_hooks_leaves_what_delete_removes(runh, ctx, make_b
     r = runh("create", "--bundle", b, cid)
     assert r.returncode == -9, r.stderr
     rec = _record(runh.root, cid)
-    assert rec and rec.get("creating") and rec["pid"] > 0 and rec["cgroup"], rec
+    assert rec and rec.get("creating") and rec["cgroup"], rec
     r = runh("state", cid, env=_env(mode))
     assert (r.returncode, json.loads(r.stdout or "{}").get("status")) == (0, "stopped"), r.stderr
     r = runh("delete", cid, env=_env(mode))
     assert (r.returncode, r.stderr) == (0, "")
+    assert not _settled_leftovers(ctx)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_create_killed_without_a_cgroup_of_its_own_leaves_its_init_recorded(runh, ctx, make_bundle, mode):
+    """In a cgroup that is not the container's own (made beforehand, empty), the cgroup
+    cannot stand for the init: the core's callback records the init's pid right after
+    clone, and delete kills it by that record. The create is killed at its hooks, with
+    the init alive and waiting there."""
+    from test_state_security import _foreign_cgroup, _remove_foreign
+
+    def edit(c):
+        c["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -STOP $PPID"]}]}
+    b = make_bundle(args=["sleep", "100"], edit=edit)
+    cid = ctx.new_id()
+    m, dirs, _ = _foreign_cgroup(cid, populated=False)
+    try:
+        p = runh.popen("create", "--bundle", b, cid, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not (read(f"/proc/{p.pid}/stat").split(") ")[-1][:1] == "T"):
+            assert time.time() < deadline and p.poll() is None
+            time.sleep(0.01)
+        rec = _record(runh.root, cid)
+        assert rec and rec.get("creating") and rec["pid"] > 0 and _alive(rec["pid"]), rec
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        r = runh("delete", cid, env=_env(mode))
+        assert (r.returncode, r.stderr) == (0, "")
+        assert not _alive(rec["pid"]) or not os.path.exists(f"/proc/{rec['pid']}")
+        assert all(map(os.path.isdir, dirs))  # not its own: kept
+    finally:
+        runh("delete", "--force", cid)
+        _remove_foreign(m, dirs, None)
     assert not _settled_leftovers(ctx)
 
 
