@@ -394,9 +394,7 @@ def test_delete_keeps_a_cgroup_it_did_not_make(runh, ctx, make_bundle, mode):
         r = runh("create", "--bundle", b, cid)
         assert r.returncode == 0, r.stderr
         runh("start", cid)
-        deadline = time.time() + 5
-        while runh.state(cid)["status"] != "stopped" and time.time() < deadline:
-            time.sleep(0.02)
+        runh.wait_status(cid, "stopped")
         r = runh("delete", cid, env=_env(mode))
         assert (r.returncode, r.stderr) == (0, "")
         assert all(map(os.path.isdir, dirs))
@@ -416,9 +414,7 @@ def test_delete_removes_the_parent_cgroups_it_made(runh, ctx, make_bundle, mode)
     tops = [d.rsplit("/mid/leaf", 1)[0] for d in _cgroup_dirs(runh, cid)]
     assert tops and all(map(os.path.isdir, tops))
     runh("start", cid)
-    deadline = time.time() + 5
-    while runh.state(cid)["status"] != "stopped" and time.time() < deadline:
-        time.sleep(0.02)
+    runh.wait_status(cid, "stopped")
     r = runh("delete", cid, env=_env(mode))
     assert (r.returncode, r.stderr) == (0, "")
     assert [t for t in tops if os.path.exists(t)] == []

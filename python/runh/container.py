@@ -114,6 +114,17 @@ def _descendants(pid):
     return sorted(out)
 
 
+def _signal_tree(pid, sig):
+    """Signal pid's descendants (not pid: the caller signals it through its pidfd),
+    children first, so that init does not reap them into orphans unsignalled."""
+    for p in reversed(_descendants(pid)):
+        if p != pid:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+
 class Container:
     """One container under a state root. Obtain with Container.load or Container.create."""
 
@@ -371,13 +382,7 @@ class Container:
 
             try:
                 if force and not (cg is not None and cg.kill_all(_SIGKILL)):
-                    # Not the container's own cgroup (or none): its process tree.
-                    for p in reversed(_descendants(s["pid"])):
-                        if p != s["pid"]:
-                            try:
-                                os.kill(p, _SIGKILL)
-                            except ProcessLookupError:
-                                pass
+                    _signal_tree(s["pid"], _SIGKILL)  # not the container's own cgroup (or none)
                 _signal.pidfd_send_signal(fd, _SIGKILL)
                 _wait_pidfd(fd)
             except ProcessLookupError:
@@ -530,14 +535,7 @@ class Container:
             # Every process in the cgroup, also those that left init's process tree
             # (cgroup.kill for SIGKILL on v2); init once, through its pidfd below.
             if all and not (cg is not None and cg.kill_all(sig, skip=(s["pid"],))):
-                # No cgroup of the container's own: signal the process tree (children
-                # first, so init does not reap them into orphans unsignalled).
-                for p in reversed(_descendants(s["pid"])):
-                    if p != s["pid"]:
-                        try:
-                            os.kill(p, sig)
-                        except ProcessLookupError:
-                            pass
+                _signal_tree(s["pid"], sig)  # no cgroup of the container's own
             _signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             raise ContainerNotRunning(self.id) from None
