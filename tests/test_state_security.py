@@ -105,6 +105,32 @@ def _remove_clamped(path):
                 pass
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_delete_never_acts_on_a_state_files_paths_outside_the_cgroup_fs(runh, ctx, make_bundle, mode):
+    """Defence in depth: a state.json whose cgroup paths name host directories (it is
+    root's, but the checks do not trust where a path came from) makes delete refuse in
+    one line; the host directories stay (today's main removed them, both paths)."""
+    cid = _start(runh, ctx, make_bundle(args=["true"]))
+    runh.wait_status(cid, "stopped")
+    path = os.path.join(runh.root, cid, "state.json")
+    with open(path) as f:
+        good = json.load(f)
+    victims = [ctx.path(f"victim{i}") for i in range(2)]
+    for v in victims:
+        os.makedirs(v)
+    bad = dict(good, cgroup={"version": 1, "paths": {"pids": victims[0], "memory": CG + "/../../" + victims[1]}})
+    try:
+        with open(path, "w") as f:
+            json.dump(bad, f)
+        r = runh("delete", cid, env=_env(mode))
+        one_line_error(r, "outside the cgroup filesystem")
+        assert all(map(os.path.isdir, victims))
+    finally:
+        with open(path, "w") as f:
+            json.dump(good, f)
+        runh("delete", "--force", cid)
+
+
 def test_cgroup_paths_and_file_names_checked_at_every_write():
     """The chokepoint under every manager: a directory outside the cgroup filesystem, or
     a file name that is a path (hugetlb.<pageSize>, unified's keys come from configs), is
