@@ -16,6 +16,9 @@ from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, Contai
                          InvalidState, NotSupported, RunhError, SyscallError, UsageError)
 
 _SIGKILL = 9
+# What start's handshake gets from an init that is no longer parked: ENOENT, EPIPE,
+# ECONNRESET, ECONNREFUSED.
+_NOT_LISTENING = (2, 32, 104, 111)
 # runc's pid files are 0666 less the umask (and so are the native launcher's).
 PID_FILE_MODE = 0o666
 # The config a container was created with, in its state dir (see runh/state.py).
@@ -431,13 +434,17 @@ class Container:
             if lk is None:
                 raise ContainerNotFound(self.id)
             self._state = st.read_state(self.root, self.id)
-            status = self.status()
-            if status != st.CREATED:
-                if status == st.STOPPED:
-                    raise InvalidState("cannot start a container that has stopped")
-                raise InvalidState("cannot start an already running container")
+            self._check_startable()
             _mark("lock+state read")
-            _core().start(self.dir)
+            try:
+                _core().start(self.dir)
+            except SyscallError as e:
+                # Refused, or reset with our byte unread: init had taken another start's
+                # byte already (one killed after sending it, whose start goes on). Not
+                # created any more: runc's words for what it is.
+                if e.errno in _NOT_LISTENING and not st.parked(self.dir):
+                    self._check_startable()
+                raise
             _mark("start handshake (init exec'd)")
             try:
                 os.unlink(st.join(self.dir, st.NOTIFY_SOCK))
@@ -448,6 +455,13 @@ class Container:
                 from runh import hooks as hk
 
                 hk.run_warn("poststart", later, hk.state_bytes(self.state()))
+
+    def _check_startable(self):
+        status = self.status()
+        if status != st.CREATED:
+            if status == st.STOPPED:
+                raise InvalidState("cannot start a container that has stopped")
+            raise InvalidState("cannot start an already running container")
 
     # --- exec -------------------------------------------------------------------------
     def exec(self, process, console_socket=None, pid_file=None, preserve_fds=0,

@@ -26,6 +26,11 @@ pub fn start(root: &str, id: &str) -> ! {
         handoff(None); // not created: runc's wording is Python's; poststart hooks too
     }
     if let Err(e) = _core::clone::start(&c.dir) {
+        // Refused, or reset with our byte unread: init had taken another start's byte (one
+        // killed after sending it). Nothing was done here: Python words what it is now.
+        if matches!(e.errno, libc::ENOENT | libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED) && !state::parked(&c.dir) {
+            handoff(None);
+        }
         handoff(Some(e));
     }
     let _ = std::fs::remove_file(format!("{}/notify.sock", c.dir));
