@@ -409,6 +409,9 @@ def test_start_core_error_reported_once(containers, ltraced, ctx):
         assert ("RUNH_CORE_ERROR=" in handoffs[0]) == (mode == "native"), handoffs[0]
         with open(log) as f:
             entries = [(e["level"], e["msg"]) for e in map(json.loads, f)]
+        # (init exits just after it reported its exec error: under load, a moment later)
+        if box.observe()[0] == "running":
+            box.wait("stopped", timeout=3)
         got[mode] = (r.returncode, r.stdout, r.stderr.replace(box.cid, "{id}"), entries, box.observe()[0])
         box.remove()
     msg = 'exec "/out/prog": exec format error'

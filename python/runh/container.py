@@ -273,9 +273,9 @@ class Container:
     def _create_locked(self, config, raw, original, bundle, rootfs, pid_file, console_socket,
                        pidfd_socket, no_pivot, no_new_keyring, preserve_fds, listen, systemd_cgroup):
         """create's work under the lock; returns the init's pid. Recorded before made:
-        each thing is in state.json before it exists (the cgroup before it is made, the
-        init's pid as soon as it is cloned), so that wherever this is cut short (a
-        SIGKILL, a failure), `delete` finds all of it."""
+        each thing is in state.json before it exists (the cgroup before it is made; the
+        init as soon as it is cloned, by its cgroup or by its pid), so that wherever
+        this is cut short (a SIGKILL, a failure), `delete` finds all of it."""
         from runh import cgroups
         from runh.log import rfc3339
 
@@ -409,16 +409,11 @@ class Container:
         become of the bundle since. A container made by a runh without the copy: the
         bundle's."""
         path = st.join(self.dir, CONFIG_SNAPSHOT)
+        if not st.exists(path):
+            path = st.join((self._state or {}).get("bundle", ""), "config.json")
         try:
             with open(path, "rb") as f:
                 return f.read()
-        except FileNotFoundError:
-            path = st.join((self._state or {}).get("bundle", ""), "config.json")
-            try:
-                with open(path, "rb") as f:
-                    return f.read()
-            except OSError as e:
-                raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
         except OSError as e:
             raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
 
