@@ -28,6 +28,7 @@ def create(
     root: str | None = None,
     seccomp_state: bytes | None = None,
     on_hooks: "Callable[[int], bytes] | None" = None,
+    on_pid: "Callable[[int], None] | None" = None,
     fix_listen_pid: bool = False,
 ) -> int:
     """Create a container and return its init's pid once the init is set up and parked.
@@ -68,6 +69,11 @@ def create(
         (compact, status "creating") that init feeds to createContainer (run then) and
         startContainer (run after `start`, status "created"). An exception it raises is
         re-raised by create unchanged, after the init is killed.
+    on_pid: called with the init's pid (with the GIL) right after clone, before anything
+        else is done with the child, and again if init forks into a pid namespace joined
+        by path: the caller records it in the state dir, so that a create killed at any
+        later instant leaves a process that `delete` finds. An exception it raises is
+        re-raised by create unchanged, after the child is killed.
 
     With process.args[0] resolved against the container's PATH inside the container, a
     missing program fails here with ExecError

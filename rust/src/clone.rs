@@ -47,6 +47,11 @@ pub struct CreateOptions<'a> {
     /// state JSON (status "creating") for init's createContainer/startContainer hooks.
     /// None: init does not stop there (no such hooks in the config).
     pub on_hooks: Option<&'a (dyn Fn(i32) -> Result<Vec<u8>> + Sync)>,
+    /// Called with the init's pid as soon as it exists (right after clone, and again when
+    /// init forks into a pid namespace joined by path), before anything else is done with
+    /// it: the caller records it, so that a runh killed at any later instant leaves a
+    /// process `delete` can find. An error tears the child down.
+    pub on_pid: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
 }
 
 use crate::fd::owned;
@@ -257,6 +262,10 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) sync_fd: RawFd,
     /// A new user namespace: wait for the parent's `IdsMapped`, then become its root.
     pub(crate) wait_ids: bool,
+    /// The parent's end of the sync socket (-1: none), closed first in the child: its
+    /// copy would keep the socket open, and a child waiting for `IdsMapped` from a parent
+    /// that was killed would wait forever instead of reading EOF.
+    pub(crate) parent_end: RawFd,
 }
 
 /// Report a failure on the sync socket in the protocol's encoding, from a stack buffer.
@@ -275,6 +284,9 @@ unsafe fn child_fail(sync_fd: RawFd, ctx: &[u8]) -> ! {
 /// In the child after clone: no allocation, no locks, only async-signal-safe calls.
 fn child(c: &ChildPlan) -> ! {
     unsafe {
+        if c.parent_end >= 0 {
+            libc::close(c.parent_end);
+        }
         if c.wait_ids {
             // Until the maps exist our uid is unmapped here, and an exec by an unmapped
             // uid drops every capability: wait, then become the namespace's root (raw
@@ -451,6 +463,7 @@ fn create_bound(
         envp: [std::ptr::null()],
         sync_fd: init_sync,
         wait_ids,
+        parent_end: parent_sync.as_raw_fd(),
     };
     // A cgroup namespace made by clone is rooted where the child starts: only right when
     // it starts in the container's cgroup. Otherwise init unshares it after placement.
@@ -483,6 +496,9 @@ fn create_bound(
     let mut forked: Option<Child> = None;
 
     let setup = (|| -> Result<()> {
+        if let Some(f) = opts.on_pid {
+            f(pid)?;
+        }
         let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
         if let (Some(dir), false) = (opts.cgroup_dir, into_cgroup) {
             procs.push(format!("{}/cgroup.procs", dir.trim_end_matches('/')));
@@ -542,10 +558,14 @@ fn create_bound(
                     sync::send(sync_fd, &Msg::HooksDone(state))?;
                 }
                 Some(Msg::Pid(p)) if forked.is_none() => {
-                    // init forked into its pid namespace; the first child exits at once.
-                    // Reaped here, so its pid is never signalled again (`Child`).
+                    // init forked into a pid namespace joined by path; the first child
+                    // exits at once. Reaped here, so its pid is never signalled again
+                    // (`Child`), and the new one is recorded before anything else.
                     first.reap();
                     forked = Some(Child::new(p));
+                    if let Some(f) = opts.on_pid {
+                        f(p)?;
+                    }
                 }
                 Some(other) => return Err(other.into_error("ready")),
                 None => {

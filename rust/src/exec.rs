@@ -97,6 +97,10 @@ pub fn parse_process(b: &[u8]) -> Result<Process> {
     if p.cwd.is_empty() || !p.cwd.starts_with('/') {
         return Err(Error::config(format!("invalid process: cwd {:?} is not an absolute path", p.cwd)));
     }
+    // runc refuses it too: no variable to set (and execve would pass it on as it is).
+    if let Some(e) = p.env.iter().find(|e| !e.contains('=')) {
+        return Err(Error::config(format!("invalid process: env entry {e:?} is not KEY=VALUE")));
+    }
     if let Some(c) = &p.capabilities {
         caps::Sets::from_spec(c)?;
     }
@@ -592,6 +596,7 @@ mod parent {
             envp: [std::ptr::null()],
             sync_fd: init_sync,
             wait_ids: false,
+            parent_end: -1,
         };
         let (pid, into_cgroup) = clone::spawn(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()), &c, "clone the exec process")?;
         drop(passed);
