@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, hooks, idmap, namespaces, procattr, process, rootfs, timing, tty, userns};
+use _core::{caps, hooks, idmap, namespaces, network, procattr, process, rootfs, timing, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -94,6 +94,10 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     }
     if plan.unshare_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
         return Err(Error::last_os("unshare the cgroup namespace"));
+    }
+    if ns.clone_flags & libc::CLONE_NEWNET as u64 != 0 {
+        // A new network namespace: its loopback up, as runc and crun do.
+        network::loopback_up()?;
     }
     // A session of its own: the container must not share runh's controlling terminal or
     // process group (and TIOCSCTTY below needs a session leader).
