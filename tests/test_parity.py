@@ -92,5 +92,26 @@ def test_lo_up_answers_on_127_0_0_1(run_in):
 
 # ---------------------------------------------------------------- mounts and rootfs
 
+def _root_line(mountinfo):
+    for line in mountinfo.splitlines():
+        f = line.split()
+        if len(f) > 5 and f[4] == "/":
+            return f
+    raise AssertionError(f"no / in {mountinfo}")
+
+
+@pytest.mark.parametrize("prop", ["unbindable", "runbindable"])
+def test_rootfs_propagation_unbindable(run_in, prop):
+    """runc 1.1.5 and crun 1.8.1 fail here (EINVAL at the rootfs bind onto itself): runh
+    binds the rootfs while / is rslave, and makes / unbindable last, after the read-only
+    paths (binds of a path onto itself, which an unbindable / would refuse too)."""
+    r = run_in("cat", "/proc/self/mountinfo",
+               edit=lambda c: c["linux"].update(rootfsPropagation=prop))
+    assert r.returncode == 0, r.stderr
+    assert "unbindable" in _root_line(r.stdout)[6:], r.stdout
+    sys_ro = [l for l in r.stdout.splitlines() if l.split()[4] == "/proc/sys"]
+    assert sys_ro and "ro" in sys_ro[0].split()[5].split(","), r.stdout
+
+
 # ---------------------------------------------------------------- devices
 

@@ -59,9 +59,11 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
     let prop = root_propagation(spec)?;
     // Until pivot_root, nothing we mount may propagate back to the host: rslave by
     // default (host mounts still appear in the container), or what the config asks.
-    sys_mount(None, ROOT, None, prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC), None, || {
-        "make / private to the container (rootfsPropagation)".into()
-    })?;
+    // Unbindable is the exception: an unbindable rootfs cannot be bound onto itself
+    // (EINVAL, runc 1.1.5 and crun 1.8.1 fail there), so it starts rslave and / is made
+    // unbindable at the very end (finalize).
+    let initial = prop.filter(|p| p & libc::MS_UNBINDABLE == 0).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    sys_mount(None, ROOT, None, initial, None, || "make / private to the container (rootfsPropagation)".into())?;
     let rootfs_owned;
     let rootfs = if opts.rootfs.starts_with('/') {
         opts.rootfs
@@ -106,7 +108,7 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
     } else {
         pivot_root(rootfs)?;
     }
-    if let Some(p) = prop {
+    if let Some(p) = prop.filter(|p| p & libc::MS_UNBINDABLE == 0) {
         // Now "/" is the container's own root, so this cannot touch the host.
         sys_mount(None, ROOT, None, p, None, || "apply rootfsPropagation to /".into())?;
     }
@@ -207,6 +209,11 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     }
     if spec.root.as_ref().is_some_and(|r| r.readonly) {
         remount_ro(root, "/")?;
+    }
+    if let Some(p) = root_propagation(spec)?.filter(|p| p & libc::MS_UNBINDABLE != 0) {
+        // Last: the read-only paths above are binds of a path onto itself, which an
+        // unbindable mount refuses (EINVAL).
+        sys_mount(None, ROOT, None, p, None, || "apply rootfsPropagation to /".into())?;
     }
     Ok(())
 }
