@@ -113,5 +113,67 @@ def test_rootfs_propagation_unbindable(run_in, prop):
     assert sys_ro and "ro" in sys_ro[0].split()[5].split(","), r.stdout
 
 
+REC_OPTS = ["rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rnosymfollow"]
+
+
+def _rec_edit(opts, kind="bind"):
+    """/t and /t/sub are tmpfs; /u binds the tree (rootfs/t, relative to the bundle, is
+    seen with both mounts in the container's mount namespace) with `opts`."""
+    def e(c):
+        c["mounts"] += [
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/t/sub", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/u", "type": kind, "source": "rootfs/t", "options": ["rbind"] + opts},
+        ]
+        c["process"]["args"] = sh("grep ' /u' /proc/self/mountinfo | cut -d' ' -f5,6")
+    return e
+
+
+@runc_marks
+def test_recursive_mount_options_reach_every_submount(runh, ctx, rootfs_template):
+    def check(out):
+        lines = dict(l.split() for l in out.splitlines())
+        assert set(lines) == {"/u", "/u/sub"}, out
+        for opts in lines.values():
+            assert set(opts.split(",")) >= {"ro", "nosuid", "nodev", "noexec", "noatime",
+                                            "nodiratime", "nosymfollow"}, out
+    same_as_runc(runh, ctx, rootfs_template, _rec_edit(REC_OPTS), check)
+
+
+def test_recursive_options_clear_and_atime(run_in):
+    """The clearing forms undo the setting ones (later options win), and an access-time
+    option replaces the whole access-time field (rstrictatime after rnoatime)."""
+    r = run_in(edit=_rec_edit(["rro", "rnosuid", "rnoatime", "rrw", "rsuid", "rstrictatime"]))
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.splitlines():
+        opts = set(line.split()[1].split(","))
+        assert "rw" in opts and "nosuid" not in opts and "noatime" not in opts, r.stdout
+        assert "relatime" not in opts, r.stdout  # strictatime shows as neither
+
+
+def test_recursive_options_on_a_tmpfs(run_in):
+    """runc 1.1.5 applies the recursive options to bind mounts only (an `rro` tmpfs stays
+    writable there); runh applies them to every mount, so `rro` means read-only."""
+    def e(c):
+        c["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["rro"]})
+        c["process"]["args"] = sh("touch /t/x && echo WROTE; grep ' /t ' /proc/self/mountinfo")
+    r = run_in(edit=e)
+    assert r.returncode == 0, r.stderr
+    assert "WROTE" not in r.stdout and " ro," in r.stdout, r.stdout
+
+
+def test_recursive_mount_options_listed_in_features(runh):
+    import json
+    r = runh("features")
+    assert r.returncode == 0, r.stderr
+    assert set(REC_NAMES) <= set(json.loads(r.stdout)["mountOptions"])
+
+
+REC_NAMES = ["rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime",
+             "ratime", "rrelatime", "rnorelatime", "rnodiratime", "rdiratime", "rstrictatime",
+             "rnostrictatime", "rnosymfollow", "rsymfollow"]
+
+
 # ---------------------------------------------------------------- devices
 

@@ -27,13 +27,7 @@ const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 /// The payload of each fd message on the sync socket.
 const PAYLOAD: &[u8] = b"idmap";
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use crate::mounts::MountAttr;
 
 fn has_opt(m: &Mount, name: &str) -> bool {
     m.options.iter().any(|o| o == name)

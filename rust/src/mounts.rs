@@ -27,6 +27,53 @@ pub struct MountOptions {
     pub propagation: Vec<libc::c_ulong>,
     /// Everything that is not a flag, comma-joined, for the filesystem (mode=755,size=...).
     pub data: String,
+    /// runc's recursive options (`rro`, `rnosuid`, ...): MOUNT_ATTR_* set and cleared on
+    /// the mount and every mount below it, by one mount_setattr(AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clr: u64,
+}
+
+// mount_setattr(2)'s attributes (linux/mount.h).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR__ATIME: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// (name, clears instead of sets, MOUNT_ATTR_*): runc's recursive options (runc 1.1+).
+const REC_ATTR_NAMES: &[(&str, bool, u64)] = &[
+    ("rro", false, MOUNT_ATTR_RDONLY),
+    ("rrw", true, MOUNT_ATTR_RDONLY),
+    ("rnosuid", false, MOUNT_ATTR_NOSUID),
+    ("rsuid", true, MOUNT_ATTR_NOSUID),
+    ("rnodev", false, MOUNT_ATTR_NODEV),
+    ("rdev", true, MOUNT_ATTR_NODEV),
+    ("rnoexec", false, MOUNT_ATTR_NOEXEC),
+    ("rexec", true, MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", false, MOUNT_ATTR_NODIRATIME),
+    ("rdiratime", true, MOUNT_ATTR_NODIRATIME),
+    ("rrelatime", false, MOUNT_ATTR_RELATIME),
+    ("rnorelatime", true, MOUNT_ATTR_RELATIME),
+    ("rnoatime", false, MOUNT_ATTR_NOATIME),
+    ("ratime", true, MOUNT_ATTR_NOATIME),
+    ("rstrictatime", false, MOUNT_ATTR_STRICTATIME),
+    ("rnostrictatime", true, MOUNT_ATTR_STRICTATIME),
+    ("rnosymfollow", false, MOUNT_ATTR_NOSYMFOLLOW),
+    ("rsymfollow", true, MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// Every mount option name runh takes (for `runh features`, which lists exactly these).
+pub fn option_names() -> impl Iterator<Item = &'static str> {
+    FLAG_NAMES.iter().map(|(n, _, _)| *n)
+        .chain(PROPAGATION_NAMES.iter().map(|(n, _)| *n))
+        .chain(REC_ATTR_NAMES.iter().map(|(n, _, _)| *n))
+        .chain(["idmap", "ridmap"])
 }
 
 /// (name, clears the flag instead of setting it, flag); runc's names.
@@ -75,7 +122,7 @@ const PROPAGATION_NAMES: &[(&str, libc::c_ulong)] = &[
 
 /// runc extensions that change how the mount is done, not just its flags; runh does not
 /// do them yet, and passing them on as data would fail later with a bare EINVAL.
-const UNSUPPORTED: &[&str] = &["tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow"];
+const UNSUPPORTED: &[&str] = &["tmpcopyup"];
 
 /// Propagation by its runtime-spec name (linux.rootfsPropagation uses the same names).
 pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
@@ -96,6 +143,26 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions> {
             out.propagation.push(flag);
         } else if opt == "idmap" || opt == "ridmap" {
             // How the mount is made (idmap.rs), not a flag or data.
+        } else if let Some((_, clear, attr)) = REC_ATTR_NAMES.iter().find(|(n, _, _)| *n == opt) {
+            // Later options win, as for the flags above.
+            let atime = attr & MOUNT_ATTR__ATIME == *attr;
+            if *clear {
+                out.rec_clr |= attr;
+                out.rec_set &= !attr;
+            } else {
+                if atime {
+                    // One access-time setting at a time: a later one replaces an earlier
+                    // one (runc sets both bits, and the kernel refuses that, EINVAL).
+                    out.rec_set &= !MOUNT_ATTR__ATIME;
+                }
+                out.rec_set |= attr;
+                out.rec_clr &= !attr;
+            }
+            if atime {
+                // mount_setattr(2): an access-time setting replaces the whole field, so
+                // MOUNT_ATTR__ATIME must be in attr_clr (relatime is the field's 0).
+                out.rec_clr |= MOUNT_ATTR__ATIME;
+            }
         } else if UNSUPPORTED.contains(&opt) {
             return Err(Error::config(format!("mount option {opt:?} is not supported by runh")));
         } else {
@@ -316,9 +383,12 @@ fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()>
 }
 
 /// Propagation flags each need their own call, on the new mount (re-opened: the fd we
-/// mounted onto still refers to what lies under it).
+/// mounted onto still refers to what lies under it); then the recursive attributes, one
+/// mount_setattr(AT_RECURSIVE) for the mount and all below it (runc 1.1 applies them to
+/// bind mounts only; runh to every kind, so that `rro` on a tmpfs means read-only too).
 fn apply_propagation(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
-    if opts.propagation.is_empty() {
+    let rec = opts.rec_set | opts.rec_clr != 0;
+    if opts.propagation.is_empty() && !rec {
         return Ok(());
     }
     let fd = open_in_root(ctx.root, &m.destination, libc::O_PATH)
@@ -326,6 +396,39 @@ fn apply_propagation(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Resu
     let target = fd_path(fd.as_raw_fd());
     for &p in &opts.propagation {
         sys_mount(None, &target, None, p, None, || format!("set propagation of {}", m.destination))?;
+    }
+    if rec {
+        setattr(fd.as_raw_fd(), opts.rec_set, opts.rec_clr, true).map_err(|e| {
+            let hint = if e.errno == libc::ENOSYS { " (recursive mount options need Linux 5.12 or later)" } else { "" };
+            Error::from_errno(e.errno, format!("{}: set its recursive options{hint}", mount_name(m)))
+        })?;
+    }
+    Ok(())
+}
+
+/// mount_setattr(2)'s argument.
+#[repr(C)]
+pub(crate) struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr on the mount whose root `fd` is (an O_PATH fd), recursively or not.
+/// Through the fd itself (AT_EMPTY_PATH): no /proc needed, unlike mount(2) on
+/// /proc/self/fd/N, so it works in a rootfs without a /proc mount.
+pub(crate) fn setattr(fd: RawFd, set: u64, clr: u64, recursive: bool) -> Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd, c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if r < 0 {
+        return Err(Error::last_os("mount_setattr"));
     }
     Ok(())
 }
@@ -524,7 +627,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
         options: vec![],
         ..Default::default()
     };
-    let topts = MountOptions { flags: DEFAULT_MOUNT_FLAGS, propagation: opts.propagation.clone(), data: "mode=755".into() };
+    let topts = MountOptions { flags: DEFAULT_MOUNT_FLAGS, propagation: opts.propagation.clone(), data: "mode=755".into(), ..Default::default() };
     plain_mount(&tmpfs, &topts, ctx)?;
 
     let mountinfo = read_to_string("/proc/self/mountinfo")?;
@@ -543,7 +646,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
                 source: Some("cgroup".into()),
                 ..Default::default()
             };
-            let so = MountOptions { flags: opts.flags, propagation: opts.propagation.clone(), data: h.controllers.join(",") };
+            let so = MountOptions { flags: opts.flags, propagation: opts.propagation.clone(), data: h.controllers.join(","), ..Default::default() };
             plain_mount(&sub, &so, ctx)?;
         } else {
             let own = own_cgroup(&proc_cgroup, &h.controllers).unwrap_or("/");
@@ -554,7 +657,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
                 source: Some(format!("{}{}", h.mountpoint, rel.trim_end_matches('/'))),
                 ..Default::default()
             };
-            let so = MountOptions { flags: opts.flags | libc::MS_BIND | libc::MS_REC, propagation: opts.propagation.clone(), data: String::new() };
+            let so = MountOptions { flags: opts.flags | libc::MS_BIND | libc::MS_REC, propagation: opts.propagation.clone(), data: String::new(), ..Default::default() };
             bind_entry(&sub, &so, ctx)?;
         }
         // cpu,cpuacct -> symlinks cpu and cpuacct, so both names work in the container.
@@ -573,7 +676,9 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
         let top = open_in_root(ctx.root, base, libc::O_PATH).map_err(|e| Error::from_errno(e, format!("open {base} in rootfs")))?;
         remount_bind(top.as_raw_fd(), DEFAULT_MOUNT_FLAGS | libc::MS_RDONLY, || format!("remount {base} read-only"))?;
     }
-    Ok(())
+    // Recursive options: on the tmpfs and every hierarchy under it, in one call.
+    let rec = MountOptions { rec_set: opts.rec_set, rec_clr: opts.rec_clr, ..Default::default() };
+    apply_propagation(m, &rec, ctx)
 }
 
 #[cfg(test)]
@@ -628,6 +733,26 @@ pub(crate) mod tests {
             assert!(p.data.is_empty(), "{n} went to data");
         }
         assert!(parse_options(&o(&["tmpcopyup"])).is_err());
+    }
+
+    #[test]
+    fn recursive_options() {
+        let p = parse_options(&o(&["rbind", "rro", "rnosuid", "rnodev", "rnosymfollow"])).unwrap();
+        assert_eq!(p.flags, libc::MS_BIND | libc::MS_REC);
+        assert!(p.data.is_empty());
+        assert_eq!(p.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSYMFOLLOW);
+        assert_eq!(p.rec_clr, 0);
+        // Clearing forms, later wins.
+        let p = parse_options(&o(&["rro", "rrw", "rnoexec", "rexec", "rdev"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODEV));
+        // Access time: the whole field is cleared, one value set, the last one.
+        let p = parse_options(&o(&["rnoatime", "rstrictatime"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME));
+        let p = parse_options(&o(&["rnoatime", "rrelatime"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME));
+        let p = parse_options(&o(&["rnodiratime"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (MOUNT_ATTR_NODIRATIME, 0));
+        assert_eq!(option_names().filter(|n| n.starts_with('r') && REC_ATTR_NAMES.iter().any(|r| r.0 == *n)).count(), 18);
     }
 
     #[test]

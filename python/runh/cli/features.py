@@ -12,6 +12,10 @@ _MOUNT_OPTIONS = [
     "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
     "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable",
     "rw", "shared", "slave", "strictatime", "suid", "sync", "unbindable",
+    # Recursive, through mount_setattr(AT_RECURSIVE) (rust/src/mounts.rs).
+    "ratime", "rdev", "rdiratime", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
+    "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "rro", "rrelatime", "rrw",
+    "rstrictatime", "rsuid", "rsymfollow",
 ]
 
 
