@@ -175,5 +175,41 @@ REC_NAMES = ["rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rex
              "rnostrictatime", "rnosymfollow", "rsymfollow"]
 
 
+def _tmpfs_edit(options):
+    def e(c):
+        c["mounts"] += [{"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                         "options": options},
+                        {"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"}]
+        c["process"]["args"] = sh("stat -c %a /data /fresh")
+    return e
+
+
+def _chmod_data(mode):
+    def prepare(b):
+        os.makedirs(os.path.join(b, "rootfs", "data"))
+        os.chmod(os.path.join(b, "rootfs", "data"), mode)
+    return prepare
+
+
+@runc_marks
+def test_tmpfs_keeps_mode_of_covered_dir(runh, ctx, rootfs_template):
+    """Without mode=, a tmpfs over an existing directory takes its mode (a new one keeps
+    tmpfs's 1777), as runc."""
+    same_as_runc(runh, ctx, rootfs_template, _tmpfs_edit(["nosuid"]),
+                 lambda out: out.split() == ["1713", "1777"], prepare=_chmod_data(0o1713))
+
+
+def test_tmpfs_explicit_mode_wins(runh, ctx, make_bundle):
+    """An explicit mode= wins over the covered directory's (runc 1.2+; runc 1.1.5 chmods
+    the tmpfs to the directory's mode after mounting, over the option)."""
+    b = make_bundle(edit=_tmpfs_edit(["mode=700"]))
+    _chmod_data(0o1713)(b)
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["700", "1777"]
+
+
 # ---------------------------------------------------------------- devices
 

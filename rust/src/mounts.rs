@@ -352,12 +352,33 @@ fn kernel_fs(m: &Mount) -> Option<i64> {
 
 /// The destination of a mount entry, inside the rootfs (created if missing).
 fn destination(m: &Mount, ctx: &MountContext, create: Create) -> Result<OwnedFd> {
-    let dest = match kernel_fs(m) {
-        Some(_) => crate::inroot::plain_dir(ctx.root, &m.destination, || mount_name(m))?,
-        None => ensure_in_root(ctx.root, &m.destination, create)?,
+    destination_existed(m, ctx, create).map(|(fd, _)| fd)
+}
+
+/// `destination`, and whether it was there before.
+fn destination_existed(m: &Mount, ctx: &MountContext, create: Create) -> Result<(OwnedFd, bool)> {
+    let (dest, existed) = match kernel_fs(m) {
+        Some(_) => (crate::inroot::plain_dir(ctx.root, &m.destination, || mount_name(m))?, true),
+        None => crate::inroot::ensure_in_root_existed(ctx.root, &m.destination, create)?,
     };
     check_proc_dest(m, dest.as_raw_fd(), ctx)?;
-    Ok(dest)
+    Ok((dest, existed))
+}
+
+/// A tmpfs over an existing directory keeps that directory's mode unless the options
+/// give `mode=` (runc: the mode goes first in the data, so an explicit one wins; runc
+/// 1.1.5 instead chmods after the mount, over an explicit mode too). One fstat, only
+/// for a tmpfs without `mode=`.
+fn tmpfs_data(opts: &MountOptions, dest: RawFd, existed: bool) -> Result<String> {
+    if !existed || opts.data.split(',').any(|o| o.starts_with("mode=")) {
+        return Ok(opts.data.clone());
+    }
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(dest, &mut st) } != 0 {
+        return Err(Error::last_os("stat the directory under a tmpfs"));
+    }
+    let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+    Ok(if opts.data.is_empty() { mode } else { format!("{mode},{}", opts.data) })
 }
 
 /// After a procfs or sysfs mount: it is there, on the plain directory, and is what was
@@ -371,12 +392,13 @@ fn check_kernel_fs(m: &Mount, ctx: &MountContext) -> Result<()> {
 
 /// A filesystem mount (proc, tmpfs, devpts, mqueue, sysfs, ...) onto a directory.
 fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
-    let dest = destination(m, ctx, Create::Dir)?;
+    let (dest, existed) = destination_existed(m, ctx, Create::Dir)?;
     let target = fd_path(dest.as_raw_fd());
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
     let fstype = cstr(kind)?;
-    let data = if opts.data.is_empty() { None } else { Some(cstr(&opts.data)?) };
+    let data = if kind == "tmpfs" { tmpfs_data(opts, dest.as_raw_fd(), existed)? } else { opts.data.clone() };
+    let data = if data.is_empty() { None } else { Some(cstr(&data)?) };
     sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
     check_kernel_fs(m, ctx)?;
     apply_propagation(m, opts, ctx)
