@@ -211,5 +211,20 @@ def test_tmpfs_explicit_mode_wins(runh, ctx, make_bundle):
     assert r.stdout.split() == ["700", "1777"]
 
 
+def test_readonly_rootfs_without_proc(run_in):
+    """The read-only remount goes through the mount's fd (mount_setattr), not through
+    /proc/self/fd: a config without a /proc mount works (runc 1.1.5 fails it too, for
+    want of /proc/self/fd when closing fds)."""
+    def e(c):
+        c["root"]["readonly"] = True
+        c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/proc"]
+        c["linux"]["maskedPaths"] = []
+        c["linux"]["readonlyPaths"] = []
+        c["linux"].pop("sysctl", None)
+    r = run_in(*sh("test -e /proc/self || echo NOPROC; touch /x 2>/dev/null || echo RO"), edit=e)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["NOPROC", "RO"]
+
+
 # ---------------------------------------------------------------- devices
 

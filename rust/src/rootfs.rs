@@ -257,11 +257,19 @@ fn readonly_path(root: RawFd, path: &str) -> Result<()> {
     remount_ro(root, path)
 }
 
+/// Make the mount at `path` read-only, its other flags kept: mount_setattr on the fd, so
+/// no /proc is needed (a read-only rootfs whose config mounts no /proc). Before Linux
+/// 5.12, a bind remount through /proc/self/fd.
 fn remount_ro(root: RawFd, path: &str) -> Result<()> {
     let fd = mounts::open_in_root(root, path, libc::O_PATH)
         .map_err(|e| Error::from_errno(e, format!("open {path}")))?;
-    let keep = mounts::fs_flags(fd.as_raw_fd());
-    mounts::remount_bind(fd.as_raw_fd(), keep | libc::MS_RDONLY, || format!("remount {path} read-only"))
+    match mounts::setattr(fd.as_raw_fd(), mounts::MOUNT_ATTR_RDONLY, 0, false) {
+        Err(e) if e.errno == libc::ENOSYS => {
+            let keep = mounts::fs_flags(fd.as_raw_fd());
+            mounts::remount_bind(fd.as_raw_fd(), keep | libc::MS_RDONLY, || format!("remount {path} read-only"))
+        }
+        r => r.map_err(|e| Error::from_errno(e.errno, format!("remount {path} read-only"))),
+    }
 }
 
 #[cfg(test)]
