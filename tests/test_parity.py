@@ -226,5 +226,35 @@ def test_readonly_rootfs_without_proc(run_in):
     assert r.stdout.split() == ["NOPROC", "RO"]
 
 
+@runc_marks
+def test_missing_cwd_is_created(runh, ctx, rootfs_template):
+    def check(out):
+        assert out.split()[0] == "/no/such/dir", out
+        assert out.split()[1].startswith("drwxr-xr-x"), out
+    e = _chain(lambda c: c["process"].update(cwd="/no/such/dir"), _args("pwd; ls -ld /no/such/dir"))
+    same_as_runc(runh, ctx, rootfs_template, e, check)
+
+
+@runc_marks
+def test_missing_cwd_is_created_with_a_readonly_rootfs(runh, ctx, rootfs_template):
+    """Made before / turns read-only, as runc does."""
+    e = _chain(lambda c: c["process"].update(cwd="/made/here"), lambda c: c["root"].update(readonly=True),
+               _args("pwd; touch x 2>/dev/null || echo RO"))
+    same_as_runc(runh, ctx, rootfs_template, e, lambda out: out.split() == ["/made/here", "RO"])
+
+
+def test_missing_cwd_stays_inside_rootfs(runh, ctx, make_bundle):
+    """A cwd through a symlink that points out of the rootfs is created inside it."""
+    outside = ctx.path("outside")
+    b = make_bundle(args=["pwd"], edit=lambda c: c["process"].update(cwd="/escape/x"))
+    os.symlink(outside, os.path.join(b, "rootfs", "escape"))
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(outside)
+    assert os.path.isdir(os.path.join(b, "rootfs", outside.lstrip("/"), "x"))
+
+
 # ---------------------------------------------------------------- devices
 

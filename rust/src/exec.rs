@@ -340,7 +340,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         p.env.push(me);
     }
     set_default_home(&mut p.env, p.user.uid);
-    process::enter_cwd(&p.cwd)?;
+    process::enter_cwd(&p.cwd, false)?;
     let exec = process::Exec::prepare(&p)?;
     let caps = caps::Sets::of_process(&p)?;
     Ok(Prepared {

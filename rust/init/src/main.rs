@@ -171,6 +171,10 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     }
     _core::sysctl::apply(&spec)?;
     timing::init_stamp(4);
+    if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        // Before / turns read-only, as runc creates it (enter_cwd below does it otherwise).
+        process::make_cwd(&p.cwd)?;
+    }
     rootfs::finalize(&spec)?;
     timing::init_stamp(5);
 
@@ -186,7 +190,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         _core::exec::set_listen_pid(&mut exec);
     }
     let caps = caps::Sets::of_process(p)?;
-    process::enter_cwd(&p.cwd)?;
+    process::enter_cwd(&p.cwd, true)?;
     timing::init_stamp(6);
 
     Ok(Parked {
