@@ -258,3 +258,82 @@ def test_missing_cwd_stays_inside_rootfs(runh, ctx, make_bundle):
 
 # ---------------------------------------------------------------- devices
 
+@runc_marks
+def test_devices_outside_dev_and_trailing_slash(runh, ctx, rootfs_template):
+    def e(c):
+        c["linux"]["devices"] = [
+            {"path": "/opt/dev/null2", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666},
+            {"path": "/dev/zero2/", "type": "c", "major": 1, "minor": 5, "fileMode": 0o644},
+        ]
+        c["process"]["args"] = sh("stat -c '%n %F %t:%T %a' /opt/dev/null2 /dev/zero2")
+
+    def check(out):
+        assert out.splitlines() == ["/opt/dev/null2 character special file 1:3 666",
+                                    "/dev/zero2 character special file 1:5 644"], out
+    same_as_runc(runh, ctx, rootfs_template, e, check)
+
+
+def test_device_over_another_file_is_refused(runh, ctx, make_bundle):
+    """The runtime-spec: a file already at a device's path that is not that device is an
+    error (runc 1.1.5 silently keeps the file)."""
+    b = make_bundle(args=["true"], edit=lambda c: c["linux"].update(devices=[
+        {"path": "/etc/passwd", "type": "c", "major": 1, "minor": 3}]))
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode != 0
+    assert "/etc/passwd" in r.stderr and "not this device" in r.stderr
+
+
+def test_device_already_there_is_kept(runh, ctx, make_bundle):
+    """The same device already at the path (a /dev that is not a fresh tmpfs) is kept."""
+    def e(c):
+        c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/dev"]
+        c["linux"]["devices"] = [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}]
+    b = make_bundle(args=sh("stat -c '%t:%T' /dev/null"), edit=e)
+    os.makedirs(os.path.join(b, "rootfs", "dev"), exist_ok=True)
+    os.mknod(os.path.join(b, "rootfs", "dev", "null"), 0o20666, os.makedev(1, 3))
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1:3"]
+
+
+def _userns(c, host=100000):
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+
+
+@pytest.mark.parametrize("via_dev", [True, False])
+def test_device_path_never_binds_a_host_file(runh, ctx, make_bundle, via_dev):
+    """The attack: in a user namespace mknod is refused, and the device is bound from the
+    host instead. A config naming a host file as a device path must not get that file
+    into the container (on main, "/dev/../<host file>" passed the /dev check and the host
+    file was bound): only a host node of the same type and number is bound (the path's,
+    or udev's /dev/char/M:m), else the create fails."""
+    secret = ctx.path("secret")
+    with open(secret, "w") as f:
+        f.write("HOST-SECRET\n")
+    os.chmod(secret, 0o644)
+    path = ("/dev/.." if via_dev else "") + secret
+
+    def e(c):
+        _userns(c)
+        c["linux"]["devices"] = [{"path": path, "type": "c", "major": 1, "minor": 3}]
+        c["process"]["args"] = sh(f"stat -c '%F %t:%T' {secret}; cat {secret}")
+    b = make_bundle(edit=e)
+    os.chmod(ctx.dir, 0o755)
+    os.chmod(b, 0o755)
+    # The container's root may create the device's directories, as in a real image.
+    os.chown(os.path.join(b, "rootfs"), 100000, 100000)
+    os.chown(os.path.join(b, "rootfs", "tmp"), 100000, 100000)
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert "HOST-SECRET" not in r.stdout + r.stderr
+    if r.returncode == 0:  # bound from the host's null device
+        assert r.stdout.split() == ["character", "special", "file", "1:3"], r.stdout
+    else:
+        assert "no such device 1:3" in r.stderr, r.stderr
