@@ -90,6 +90,140 @@ def test_lo_up_answers_on_127_0_0_1(run_in):
     assert "CONNECTED" in r.stdout
 
 
+NS_FILES = {"cgroup": "cgroup", "ipc": "ipc", "mount": "mnt", "network": "net", "pid": "pid",
+            "time": "time", "user": "user", "uts": "uts"}
+
+
+def _shared_mounts(c):
+    """What a config without a mount namespace of its own may not have (each would be a
+    mount in runh's mount namespace): mounts, masked and read-only paths, a read-only
+    root, rootfsPropagation."""
+    c["mounts"] = []
+    c["root"]["readonly"] = False
+    c["linux"]["maskedPaths"] = []
+    c["linux"]["readonlyPaths"] = []
+    c["linux"].pop("rootfsPropagation", None)
+    c["linux"].pop("sysctl", None)  # written through the container's /proc, which it has not
+
+
+def _create_and_look(runh, ctx, b):
+    """create the bundle; (the parked init's pid, {ns: inode}, host mountinfo before and
+    while it exists). The caller starts or deletes it."""
+    before = open("/proc/self/mountinfo").read()
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    pid = runh.state(cid)["pid"]
+    ns = {t: os.readlink(f"/proc/{pid}/ns/{n}") for t, n in NS_FILES.items()}
+    return cid, pid, ns, before, open("/proc/self/mountinfo").read()
+
+
+def test_every_namespace_type_is_inherited(runh, ctx, make_bundle):
+    """linux.namespaces empty: the container is in runh's namespace of every type, the
+    mount namespace included (runtime-spec: an unlisted type is inherited); nothing is
+    mounted on the host, and the process runs chrooted in the rootfs."""
+    def e(c):
+        _shared_mounts(c)
+        c["linux"]["namespaces"] = []
+        c.pop("hostname", None)
+        c.pop("domainname", None)
+        c["process"]["args"] = sh("ls / > /seen; test -e /work && echo HOST-VISIBLE >> /seen; "
+                                  "echo ok > /dev/null && echo DEVNULL >> /seen")
+    b = make_bundle(edit=e)
+    cid, pid, ns, before, during = _create_and_look(runh, ctx, b)
+    try:
+        for t, n in NS_FILES.items():
+            assert ns[t] == os.readlink(f"/proc/self/ns/{n}"), t
+        assert during == before
+        assert os.readlink(f"/proc/{pid}/root") == os.path.join(b, "rootfs")
+        r = runh("start", cid)
+        assert r.returncode == 0, r.stderr
+        runh.wait_status(cid, "stopped")
+    finally:
+        runh("delete", "--force", cid)
+    seen = open(os.path.join(b, "rootfs", "seen")).read().split()
+    assert "bin" in seen and "HOST-VISIBLE" not in seen and "DEVNULL" in seen, seen
+    assert open("/proc/self/mountinfo").read() == before
+
+
+def test_mount_namespace_inherited_refuses_mounts(run_in):
+    """A config without a mount namespace of its own that has mounts is refused before
+    anything is made: runc 1.1.5 and crun 1.8.1 make those mounts in their own (the
+    host's) mount namespace, where they outlive the container."""
+    def e(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+        _shared_mounts(c)
+        c["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    r = run_in("true", edit=e)
+    assert r.returncode != 0
+    assert "mounts:" in r.stderr and "no mount namespace of its own" in r.stderr
+
+
+@pytest.mark.parametrize("field", ["maskedPaths", "readonlyPaths", "readonly", "rootfsPropagation"])
+def test_mount_namespace_inherited_refuses_what_would_mount(run_in, field):
+    def e(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+        _shared_mounts(c)
+        if field == "readonly":
+            c["root"]["readonly"] = True
+        elif field == "rootfsPropagation":
+            c["linux"]["rootfsPropagation"] = "private"
+        else:
+            c["linux"][field] = ["/proc/kcore"]
+    r = run_in("true", edit=e)
+    assert r.returncode != 0
+    assert field in r.stderr and "no mount namespace of its own" in r.stderr, r.stderr
+
+
+def test_joining_runh_own_mount_namespace_mounts_nothing(runh, ctx, make_bundle):
+    """A mount namespace joined by path that is runh's own is sharing it, as if "mount"
+    were left out: no pivot_root there (it would move the root of every process in it)
+    and nothing mounted; with mounts in the config it is refused."""
+    path = f"/proc/{os.getpid()}/ns/mnt"
+
+    def e(c):
+        _shared_mounts(c)
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+        c["linux"]["namespaces"].append({"type": "mount", "path": path})
+        c["process"]["args"] = ["true"]
+    b = make_bundle(edit=e)
+    cid, pid, ns, before, during = _create_and_look(runh, ctx, b)
+    try:
+        assert ns["mount"] == os.readlink("/proc/self/ns/mnt")
+        assert during == before
+        assert os.readlink("/proc/self/root") == "/"
+        assert os.readlink(f"/proc/{pid}/root") == os.path.join(b, "rootfs")
+    finally:
+        runh("delete", "--force", cid)
+    b2 = make_bundle(edit=lambda c: (e(c), c["mounts"].append(
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})))
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b2, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode != 0 and "no mount namespace of its own" in r.stderr
+    assert open("/proc/self/mountinfo").read() == before
+
+
+def test_exec_without_mount_namespace_enters_the_rootfs(runh, ctx, make_bundle):
+    """exec joins no mount namespace then (it is runh's): it enters the init's root."""
+    def e(c):
+        _shared_mounts(c)
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+        c["process"]["args"] = ["sleep", "100"]
+    b = make_bundle(edit=e)
+    cid = ctx.new_id()
+    try:
+        r = runh("run", "-d", "--bundle", b, cid)
+        assert r.returncode == 0, r.stderr
+        for env in ({}, {"RUNH_PYTHON_ONLY": "1"}):  # the native launcher's exec, and Python's
+            r = runh("exec", cid, "sh", "-c", "ls /; test -e /work && echo HOST-VISIBLE; pwd",
+                     env=dict(os.environ, **env))
+            assert r.returncode == 0, r.stderr
+            assert "bin" in r.stdout.split() and "HOST-VISIBLE" not in r.stdout
+    finally:
+        runh("delete", "--force", cid)
+
+
 # ---------------------------------------------------------------- mounts and rootfs
 
 def _root_line(mountinfo):

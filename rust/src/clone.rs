@@ -204,8 +204,9 @@ fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<
     if spec.domainname.as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
         return Err(Error::config("unable to set domainname without a private UTS namespace"));
     }
-    if !ns.has(libc::CLONE_NEWNS) {
-        return Err(Error::config("a mount namespace is required (linux.namespaces has no \"mount\")"));
+    if !ns.private_mount_ns()? {
+        // Runs in runh's mount namespace (runtime-spec: an unlisted type is inherited).
+        crate::rootfs::check_shared(spec)?;
     }
     crate::sysctl::precheck(spec, ns)?;
     if p.terminal && opts.console_socket.is_none() {

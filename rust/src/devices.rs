@@ -87,22 +87,32 @@ pub fn nodes(spec: &Spec) -> Result<Vec<Node<'_>>> {
     Ok(out)
 }
 
-/// Create every node of `spec` in the rootfs `root`. `bind_only` skips mknod (known to
-/// fail, e.g. a user namespace) and binds the host's nodes right away.
-pub fn create_devices(root: RawFd, spec: &Spec, bind_only: bool) -> Result<()> {
+/// How the nodes are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Make {
+    /// mknod, and where that is refused (EPERM) a bind of the host's node.
+    Mknod,
+    /// Binds of the host's nodes right away (mknod is known to fail: a user namespace).
+    Bind,
+    /// mknod only: no mount may be made (the container shares runh's mount namespace).
+    MknodOnly,
+}
+
+/// Create every node of `spec` in the rootfs `root`.
+pub fn create_devices(root: RawFd, spec: &Spec, how: Make) -> Result<()> {
     let list = nodes(spec)?;
     // umask(0) once rather than a fchmodat per node: the modes are the config's exactly.
     let old = unsafe { libc::umask(0) };
-    let r = list.iter().try_for_each(|n| create_node(root, n, bind_only));
+    let r = list.iter().try_for_each(|n| create_node(root, n, how));
     unsafe { libc::umask(old) };
     r
 }
 
-pub fn create_node(root: RawFd, n: &Node, bind_only: bool) -> Result<()> {
+pub fn create_node(root: RawFd, n: &Node, how: Make) -> Result<()> {
     let (parent, name) = crate::inroot::split_last(&n.path);
     let dir = ensure_in_root(root, parent, Create::Dir)?;
     let cname = cstr(name)?;
-    if !bind_only {
+    if how != Make::Bind {
         let dev = libc::makedev(n.major, n.minor);
         if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } == 0 {
             if n.uid.is_some() || n.gid.is_some() {
@@ -119,7 +129,7 @@ pub fn create_node(root: RawFd, n: &Node, bind_only: bool) -> Result<()> {
             // Already there (e.g. /dev is not a fresh tmpfs): kept if it is this device,
             // an error otherwise (the runtime-spec's MUST; runc keeps whatever is there).
             libc::EEXIST => return check_existing(root, n),
-            libc::EPERM => {}
+            libc::EPERM if how == Make::Mknod => {}
             _ => return Err(Error::from_errno(e, format!("mknod {}", n.path))),
         }
     }

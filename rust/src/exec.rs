@@ -269,6 +269,19 @@ fn join_namespaces(plan: &ExecPlan, pidfd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// The init's root directory (/proc/<pid>/root), for a container that shares runh's
+/// mount namespace.
+fn init_root(plan: &ExecPlan, pidfd: &OwnedFd) -> Result<OwnedFd> {
+    let p = std::ffi::CString::new(format!("/proc/{}/root", plan.init_pid)).unwrap();
+    let fd = crate::fd::owned(unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }, || {
+        "open the container's root".into()
+    })?;
+    if unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), 0, 0usize, 0) } < 0 {
+        return Err(Error::last_os("the container's init is gone"));
+    }
+    Ok(fd)
+}
+
 fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     let plan: ExecPlan = match sync::recv(sync_fd)? {
         Some(Msg::Plan(b)) => serde_json::from_slice(&b).map_err(|e| Error::sync(format!("decode exec plan: {e}")))?,
@@ -302,6 +315,10 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     }
     process::set_rlimits(&p.rlimits)?;
 
+    // A container without a mount namespace of its own shares runh's: its root is the
+    // init's chroot, which no setns gives. Opened now, with host privileges, and checked
+    // against the pidfd (the pid is still the init's); entered once joined.
+    let root = if plan.ns_flags & libc::CLONE_NEWNS == 0 { Some(init_root(&plan, &pidfd)?) } else { None };
     join_namespaces(&plan, &pidfd)?;
     drop(pidfd);
     if plan.ns_flags & libc::CLONE_NEWUSER != 0 {
@@ -309,6 +326,11 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         // uid is still the host's, unmapped there: become the namespace's root (as runc's
         // exec does) so the user and capability steps below start from root.
         userns::become_root()?;
+    }
+    if let Some(root) = root {
+        if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 || unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+            return Err(Error::last_os("enter the container's root (chroot)"));
+        }
     }
     let mut seccomp_state = plan.seccomp_state;
     if plan.ns_flags & libc::CLONE_NEWPID != 0 {

@@ -69,7 +69,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     timing::init_stamp(1);
     let ns = namespaces::Plan::from_spec(&spec)?;
 
-    ns.join_all()?;
+    // Its own mount namespace, or runh's (none listed, or runh's own joined by path):
+    // then nothing may be mounted (rootfs::prepare_shared).
+    let private_mount = ns.join_all()? || ns.clone_flags & libc::CLONE_NEWNS as u64 != 0;
     if ns.joins_user() {
         // Joined by path: become its root, then make the new namespaces now, so that
         // it owns them (namespaces.rs). A new pid namespace with a new time namespace
@@ -139,6 +141,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         bundle: &plan.bundle,
         no_pivot: plan.no_pivot,
         cgroup2_bind: plan.cgroup2_bind.as_deref(),
+        private_mount,
     };
     rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
     timing::init_stamp(3);
@@ -175,7 +178,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         // Before / turns read-only, as runc creates it (enter_cwd below does it otherwise).
         process::make_cwd(&p.cwd)?;
     }
-    rootfs::finalize(&spec)?;
+    if private_mount {
+        rootfs::finalize(&spec)?;
+    }
     timing::init_stamp(5);
 
     if let Some(v) = p.oom_score_adj {
