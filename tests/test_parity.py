@@ -73,6 +73,13 @@ def _chain(*edits):
     return e
 
 
+def _userns(c, host=100000):
+    """A new user namespace: container root is host uid/gid `host`."""
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+
+
 # ---------------------------------------------------------------- namespaces
 
 @runc_marks
@@ -360,6 +367,77 @@ def test_readonly_rootfs_without_proc(run_in):
     assert r.stdout.split() == ["NOPROC", "RO"]
 
 
+def _hidden_source(ctx):
+    """A bind source that the container's mapped root cannot reach (a 0700 directory of
+    host root on the way), with a directory `inner` in it and a file under `inner`."""
+    top = ctx.path("closed")
+    os.makedirs(os.path.join(top, "sub", "inner"))
+    os.chmod(top, 0o700)
+    with open(os.path.join(top, "sub", "inner", "under"), "w") as f:
+        f.write("UNDER-THE-MOUNT\n")
+    os.chmod(ctx.dir, 0o755)
+    return os.path.join(top, "sub")
+
+
+def _userns_bind(source, script, caps=()):
+    def e(c):
+        _userns(c)
+        c["mounts"].append({"destination": "/sec", "type": "bind", "source": source,
+                            "options": ["rbind"]})
+        for k in c["process"]["capabilities"]:
+            c["process"]["capabilities"][k] += list(caps)
+        c["process"]["args"] = sh(script)
+    return e
+
+
+def _mapped_rootfs(b):
+    os.chmod(b, 0o755)
+    os.makedirs(os.path.join(b, "rootfs", "sec"), exist_ok=True)
+
+
+@runc_marks
+def test_bind_source_the_container_root_cannot_open_still_mounts(runh, ctx, rootfs_template):
+    """runh opens the source with host privileges when init (the mapped root) may not,
+    as runc and crun do; before, "open source: permission denied"."""
+    src = _hidden_source(ctx)
+    same_as_runc(runh, ctx, rootfs_template, _userns_bind(src, "ls /sec; grep -c ' /sec ' /proc/self/mountinfo"),
+                 lambda out: out.split() == ["inner", "1"], prepare=_mapped_rootfs)
+
+
+class _WithHostMount(Runner):
+    """Each call in a private mount namespace where a tmpfs covers `under` (what the
+    container must not be able to uncover); nothing of it outlives the call."""
+
+    def __init__(self, base, under):
+        super().__init__(base.path, base.root)
+        self.under = under
+
+    def argv(self, *args, root=None):
+        script = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, self.under,
+                *super().argv(*args, root=root)]
+
+
+@runc_marks
+def test_bind_source_opened_by_runh_keeps_submounts_locked(runh, ctx, rootfs_template):
+    """The attack: the source opened by runh is copied in the container's mount
+    namespace, as runc does, where the mounts under it are locked: the container's root
+    cannot unmount one to read what it covers. A copy taken in runh's own namespace (the
+    first version of this change) let it."""
+    src = _hidden_source(ctx)
+    inner = os.path.join(src, "inner")
+    script = "umount /sec/inner 2>/dev/null && echo UNMOUNTED; cat /sec/inner/under 2>/dev/null; echo end"
+    out = {}
+    for name, path in (("runc", shutil.which("runc")), ("runh", runh.path)):
+        b = _runc_bundle(ctx, rootfs_template, _userns_bind(src, script, ["CAP_SYS_ADMIN"]), f"b-{name}")
+        _mapped_rootfs(b)
+        runner = _WithHostMount(Runner(path, ctx.path(f"root-{name}")), inner)
+        out[name] = run_under(runner, ctx, b, name)
+        assert out[name].returncode == 0, out[name].stderr
+    assert out["runc"].stdout.split() == ["end"]
+    assert out["runh"].stdout == out["runc"].stdout
+
+
 @runc_marks
 def test_missing_cwd_is_created(runh, ctx, rootfs_template):
     def check(out):
@@ -432,12 +510,6 @@ def test_device_already_there_is_kept(runh, ctx, make_bundle):
     runh("delete", "--force", cid)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1:3"]
-
-
-def _userns(c, host=100000):
-    c["linux"]["namespaces"].append({"type": "user"})
-    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
-    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
 
 
 @pytest.mark.parametrize("via_dev", [True, False])

@@ -542,6 +542,13 @@ fn create_bound(
                     let state = run(init_pid)?;
                     sync::send(sync_fd, &Msg::HooksDone(state))?;
                 }
+                Some(Msg::MountSource(i)) => {
+                    // A bind source init may not open: ours, by index (mounts.rs).
+                    match crate::mounts::host_source(spec, opts.bundle, i, init_pid) {
+                        Ok(fd) => crate::tty::send_fd(sync_fd, fd.as_raw_fd(), b"mount source")?,
+                        Err(e) => sync::send(sync_fd, &Msg::from_error(&e))?,
+                    }
+                }
                 Some(Msg::Pid(p)) if forked.is_none() => {
                     // init forked into its pid namespace; the first child exits at once.
                     // Reaped here, so its pid is never signalled again (`Child`).

@@ -145,15 +145,7 @@ fn throwaway_userns(uids: &[IdMapping], gids: &[IdMapping]) -> Result<OwnedFd> {
 /// itself recursive only for `ridmap`, as runc).
 fn detached(src: &str, recursive_tree: bool, recursive_idmap: bool, userns: RawFd) -> Result<OwnedFd> {
     let c = CString::new(src).map_err(|_| Error::config(format!("path {src:?} contains a NUL byte")))?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if recursive_tree {
-        flags |= AT_RECURSIVE;
-    }
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(Error::last_os(format!("open_tree {src}")));
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = clone_tree(&c, recursive_tree)?;
     let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns as u64 };
     let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive_idmap {
@@ -168,6 +160,20 @@ fn detached(src: &str, recursive_tree: bool, recursive_idmap: bool, userns: RawF
         return Err(Error::from_errno(e.errno, format!("{}{hint}", e.context)));
     }
     Ok(fd)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of a host path: a detached copy of the mount there (with
+/// the mounts below it when `recursive`), to attach elsewhere with `attach`.
+pub(crate) fn clone_tree(src: &std::ffi::CStr, recursive: bool) -> Result<OwnedFd> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, src.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Error::last_os(format!("open_tree {}", src.to_string_lossy())));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Parent side, once the container's user namespace (if any) has its maps: one detached
@@ -243,7 +249,7 @@ pub fn attach(fd: RawFd, dest: RawFd, what: &str) -> Result<()> {
         libc::syscall(libc::SYS_move_mount, fd, c"".as_ptr(), dest, c"".as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
     };
     if r < 0 {
-        return Err(Error::last_os(format!("{what} (move_mount of the idmapped mount)")));
+        return Err(Error::last_os(format!("{what} (move_mount)")));
     }
     Ok(())
 }

@@ -19,6 +19,8 @@ pub struct RootfsOptions<'a> {
     /// The container has a mount namespace of its own (namespaces::Plan); without one,
     /// nothing is mounted (`prepare_shared`).
     pub private_mount: bool,
+    /// mounts::MountContext::host_source.
+    pub host_source: Option<&'a dyn Fn(u32) -> Result<std::os::fd::OwnedFd>>,
 }
 
 fn has_ns(spec: &Spec, kind: &str) -> bool {
@@ -89,6 +91,8 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
         new_netns: has_ns(spec, "network"),
         new_cgroupns: has_ns(spec, "cgroup"),
         cgroup2_bind: opts.cgroup2_bind,
+        host_source: opts.host_source,
+        mounts: &spec.mounts,
     };
     for m in &spec.mounts {
         mounts::mount_entry(m, &ctx)?;
@@ -438,7 +442,7 @@ mod tests {
         let spec: Spec = serde_json::from_str(CONFIG).unwrap();
         let bundle = t.0.clone();
         in_mount_ns(move || {
-            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot, cgroup2_bind: None, private_mount: true };
+            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot, cgroup2_bind: None, private_mount: true, host_source: None };
             prepare(&spec, &opts).map_err(|e| format!("prepare: {e}"))?;
             finalize(&spec).map_err(|e| format!("finalize: {e}"))?;
             check_inside()

@@ -136,12 +136,21 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         };
         hooks::run_all(&hooks::from_spec(&spec, "createContainer")?, &hook_state, "createContainer")
     };
+    // A bind source init may not open (a user namespace): runh opens it (mounts.rs).
+    let host_source = |i: u32| -> Result<std::os::fd::OwnedFd> {
+        sync::send(sync_fd, &Msg::MountSource(i))?;
+        match tty::recv_fd_opt(sync_fd)? {
+            (Some(fd), _) => Ok(fd),
+            (None, payload) => Err(Msg::decode(&payload)?.into_error("a mount source")),
+        }
+    };
     let ropts = rootfs::RootfsOptions {
         rootfs: &plan.rootfs,
         bundle: &plan.bundle,
         no_pivot: plan.no_pivot,
         cgroup2_bind: plan.cgroup2_bind.as_deref(),
         private_mount,
+        host_source: Some(&host_source),
     };
     rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
     timing::init_stamp(3);
