@@ -439,6 +439,33 @@ def test_bind_source_opened_by_runh_keeps_submounts_locked(runh, ctx, rootfs_tem
 
 
 @runc_marks
+def test_create_container_hooks_see_the_mounts(runh, ctx, rootfs_template):
+    """createContainer runs after the mounts are set up, before pivot_root, in the
+    container's namespaces (runtime-spec): it sees every mount of the config under the
+    rootfs, and /dev populated, as runc's does."""
+    hook = ctx.path("hook.sh")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\nr="$(pwd)"\nout="$1"\n'
+                'while read a b c d mp rest; do case "$mp" in "$r"*) echo "${mp#$r}";; esac; done '
+                '< /proc/self/mountinfo | sort > "$out"\n'
+                'ls "$r/dev" | sort >> "$out"\n')
+    os.chmod(hook, 0o755)
+    seen = {}
+    for name, path in (("runc", shutil.which("runc")), ("runh", runh.path)):
+        out = ctx.path(f"seen-{name}")
+
+        def e(c):
+            c["hooks"] = {"createContainer": [{"path": hook, "args": ["hook.sh", out]}]}
+            c["process"]["args"] = ["true"]
+        b = _runc_bundle(ctx, rootfs_template, e, f"b-{name}")
+        r = run_under(Runner(path, ctx.path(f"root-{name}")), ctx, b, name)
+        assert r.returncode == 0, r.stderr
+        seen[name] = open(out).read().split()
+    assert {"/proc", "/dev", "/dev/pts", "/dev/shm", "/sys", "null", "ptmx"} <= set(seen["runc"]), seen
+    assert seen["runh"] == seen["runc"]
+
+
+@runc_marks
 def test_missing_cwd_is_created(runh, ctx, rootfs_template):
     def check(out):
         assert out.split()[0] == "/no/such/dir", out
