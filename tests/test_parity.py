@@ -6,6 +6,8 @@ Where runh deliberately differs from runc, the test says so and why."""
 
 import os
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -570,3 +572,89 @@ def test_device_path_never_binds_a_host_file(runh, ctx, make_bundle, via_dev):
         assert r.stdout.split() == ["character", "special", "file", "1:3"], r.stdout
     else:
         assert "no such device 1:3" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- runtime-spec 1.3 fields
+
+# (linux.memoryPolicy, what /proc/self/numa_maps then shows as the policy). Node 0 is
+# the one node every machine has; MPOL_WEIGHTED_INTERLEAVE needs Linux 6.9.
+MPOL_CASES = [
+    ({"mode": "MPOL_DEFAULT"}, "default"),
+    ({"mode": "MPOL_LOCAL"}, "local"),
+    ({"mode": "MPOL_PREFERRED", "nodes": "0"}, "prefer:0"),
+    ({"mode": "MPOL_BIND", "nodes": "0"}, "bind:0"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}, "bind=static:0"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]}, "bind=relative:0"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}, "bind=balancing:0"),
+    ({"mode": "MPOL_INTERLEAVE", "nodes": "0"}, "interleave:0"),
+    ({"mode": "MPOL_PREFERRED_MANY", "nodes": "0"}, "prefer (many):0"),
+    ({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "0"}, "weighted interleave:0"),
+]
+NUMA_POLICY = "head -1 /proc/self/numa_maps | cut -d' ' -f2-"
+
+
+def _policy(line):
+    """numa_maps' policy field (it may hold spaces: "prefer (many):0"), ends before the
+    next key=value."""
+    words = []
+    for w in line.split():
+        if "=" in w and not w.startswith(("bind=", "interleave=", "prefer")):
+            break
+        words.append(w)
+    return " ".join(words)
+
+
+@pytest.mark.parametrize("mpol,shown", MPOL_CASES, ids=[c[1] for c in MPOL_CASES])
+def test_memory_policy_applies_to_the_process_and_exec(runh, ctx, make_bundle, mpol, shown):
+    """set_mempolicy in init before Ready (the policy is inherited across execve) and in
+    every exec'd process, as runc 1.2+ (runc 1.1.5 has no memoryPolicy)."""
+    if not os.path.exists("/proc/self/numa_maps"):
+        pytest.skip("no /proc/self/numa_maps (a kernel without NUMA)")
+
+    def e(c):
+        c["linux"]["memoryPolicy"] = mpol
+        c["process"]["args"] = sh(NUMA_POLICY + "; sleep 100")
+    b = make_bundle(edit=e)
+    cid = ctx.new_id()
+    out = ctx.path("out")
+    try:
+        with open(out, "w") as f:
+            r = runh("run", "-d", "--bundle", b, cid, stdout=f, stderr=subprocess.STDOUT)
+        if r.returncode != 0 and "WEIGHTED" in mpol["mode"] and "invalid argument" in open(out).read():
+            pytest.skip("MPOL_WEIGHTED_INTERLEAVE needs Linux 6.9")
+        assert r.returncode == 0, open(out).read()
+        r = runh("exec", cid, "sh", "-c", NUMA_POLICY)
+        assert r.returncode == 0, r.stderr
+        assert _policy(r.stdout) == shown, r.stdout
+        deadline = time.time() + 10
+        while not open(out).read() and time.time() < deadline:
+            time.sleep(0.02)
+        assert _policy(open(out).read()) == shown
+    finally:
+        runh("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("mpol,why", [
+    ({"mode": "MPOL_BOGUS"}, "linux.memoryPolicy.mode"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_BOGUS"]}, "linux.memoryPolicy.flags"),
+    ({"mode": "MPOL_BIND"}, "needs at least one node"),
+    ({"mode": "MPOL_LOCAL", "nodes": "0"}, "takes no nodes"),
+    ({"mode": "MPOL_BIND", "nodes": "0-x"}, "invalid node list"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]},
+     "exclude each other"),
+    # A node this machine does not have: the kernel's answer, at create.
+    ({"mode": "MPOL_BIND", "nodes": "1000"}, "set linux.memoryPolicy"),
+], ids=["mode", "flag", "no-node", "local-with-node", "syntax", "static+relative", "absent-node"])
+def test_memory_policy_invalid_is_refused(run_in, mpol, why):
+    r = run_in("true", edit=lambda c: c["linux"].update(memoryPolicy=mpol))
+    assert r.returncode != 0
+    assert why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_memory_policy_listed_in_features(runh):
+    import json
+    r = runh("features")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["linux"]["memoryPolicy"]
+    assert set(got["modes"]) == {m["mode"] for m, _ in MPOL_CASES}
+    assert set(got["flags"]) == {"MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"}

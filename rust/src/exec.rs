@@ -58,6 +58,9 @@ pub struct ExecPlan {
     /// The container's linux.personality: exec'd processes get it too (runc does so).
     #[serde(default)]
     pub personality: Option<serde_json::Value>,
+    /// The container's linux.memoryPolicy: exec'd processes get it too (runc does so).
+    #[serde(default)]
+    pub memory_policy: Option<serde_json::Value>,
     /// SCMP_ACT_NOTIFY: a socket the parent connected to linux.seccomp.listenerPath (a
     /// host path, out of reach once the mount namespace is joined) and the process state
     /// JSON to send on it with this process's own listener fd. With CLONE_NEWPID the state
@@ -305,7 +308,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     // initial CPU affinity goes on at once: the process is already in the container's
     // cgroup (clone3 into it, or the parent wrote cgroup.procs before sending the plan),
     // whose cpuset would otherwise narrow a mask set earlier.
-    let attrs = procattr::Attrs::from_parts(Some(&p), plan.personality.as_ref())?;
+    let attrs = procattr::Attrs::from_parts(Some(&p), plan.personality.as_ref(), plan.memory_policy.as_ref())?;
     attrs.apply_initial()?;
     // Before the user namespace is joined: lowering oom_score_adj and raising a hard
     // rlimit need CAP_SYS_RESOURCE in the initial user namespace (runc sets both from the
@@ -365,6 +368,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     process::enter_cwd(&p.cwd, false)?;
     let exec = process::Exec::prepare(&p)?;
     let caps = caps::Sets::of_process(&p)?;
+    attrs.apply_mempolicy()?;
     Ok(Prepared {
         preserve_fds: plan.preserve_fds,
         user: p.user.clone(),
@@ -645,6 +649,7 @@ mod parent {
                 seccomp_len: program.len(),
                 seccomp_flags: flags,
                 personality: linux.as_ref().and_then(|l| l.personality.clone()),
+                memory_policy: linux.as_ref().and_then(|l| l.memory_policy.clone()),
                 seccomp_listener_fd: init_listener,
                 // runc sends the exec'd process's pid, in runh's pid namespace.
                 seccomp_state: match listener {

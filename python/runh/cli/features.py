@@ -48,6 +48,15 @@ def _seccomp():
     return json.loads(core.seccomp_features())
 
 
+def _core_linux():
+    # What the core implements and names itself (memoryPolicy's modes and flags).
+    import json
+
+    import runh._core as core
+
+    return json.loads(core.core_features())
+
+
 def _cgroup():
     # v1 and v2 both have a manager (runh.cgroups); the systemd driver does not exist yet.
     # rdma limits are written to rdma.max, so they work where the host has the controller.
@@ -84,6 +93,7 @@ def run(g, o, args):
             "intelRdt": {"enabled": False},
             # Idmapped bind mounts (rust/src/idmap.rs): mounts[].uid/gidMappings, idmap, ridmap.
             "mountExtensions": {"idmap": {"enabled": True}},
+            **_core_linux(),
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }

@@ -205,6 +205,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     }
     let caps = caps::Sets::of_process(p)?;
     process::enter_cwd(&p.cwd, true)?;
+    attrs.apply_mempolicy()?;
     timing::init_stamp(6);
 
     Ok(Parked {
