@@ -658,3 +658,36 @@ def test_memory_policy_listed_in_features(runh):
     got = json.loads(r.stdout)["linux"]["memoryPolicy"]
     assert set(got["modes"]) == {m["mode"] for m, _ in MPOL_CASES}
     assert set(got["flags"]) == {"MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"}
+
+
+def test_scheduler_deadline_applies(run_in):
+    sched = {"policy": "SCHED_DEADLINE", "runtime": 1000000, "deadline": 5000000, "period": 10000000}
+    # (dl.runtime in /proc/self/sched is what is left of the current period.)
+    r = run_in("grep", "-E", "^policy", "/proc/self/sched",
+               edit=lambda c: c["process"].update(scheduler=sched))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split(":")[1].strip() == "6", r.stdout  # SCHED_DEADLINE
+
+
+@pytest.mark.parametrize("sched,why", [
+    ({"runtime": 10000000, "deadline": 5000000, "period": 10000000}, "runtime <= deadline <= period"),
+    ({"runtime": 1000000, "deadline": 20000000, "period": 10000000}, "runtime <= deadline <= period"),
+    ({"runtime": 1000000}, "deadline is required"),
+    ({"runtime": 500, "deadline": 5000000}, "1024 ns"),
+    ({"runtime": 1000000, "deadline": 1000000, "period": 10 ** 13}, "sched_deadline_period_max_us"),
+    ({"policy": "SCHED_OTHER", "runtime": 1000000}, "only be set for SCHED_DEADLINE"),
+    ({"policy": "SCHED_FIFO", "priority": 0}, "1..99"),
+    ({"policy": "SCHED_BATCH", "priority": 3}, "SCHED_FIFO and SCHED_RR"),
+], ids=["runtime>deadline", "deadline>period", "no-deadline", "tiny-runtime", "long-period",
+        "other-with-runtime", "fifo-priority-0", "batch-with-priority"])
+def test_scheduler_invalid_is_refused_at_create(runh, ctx, make_bundle, sched, why):
+    """The spec's (and sched_setattr(2)'s) rules for runtime, deadline and period, and
+    runc's for priority: refused by create with the field named, rather than by the
+    kernel at start."""
+    full = {"policy": "SCHED_DEADLINE", **sched}
+    b = make_bundle(args=["true"], edit=lambda c: c["process"].update(scheduler=full))
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode != 0
+    assert "process.scheduler." in r.stderr and why in r.stderr, r.stderr

@@ -180,20 +180,74 @@ fn sched(v: &Value) -> Result<SchedAttr> {
         };
     }
     let int = |k: &str| v.get(k).and_then(|n| n.as_i64()).unwrap_or(0);
+    let uint = |k: &str| v.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
     let nice = int("nice");
     if !(-20..=19).contains(&nice) {
         return Err(Error::config(format!("process.scheduler.nice {nice} is out of range (-20..19)")));
     }
-    Ok(SchedAttr {
+    let a = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32, // SCHED_ATTR_SIZE_VER0 (48)
         policy,
         flags,
         nice: nice as i32,
         priority: int("priority") as u32,
-        runtime: int("runtime") as u64,
-        deadline: int("deadline") as u64,
-        period: int("period") as u64,
-    })
+        runtime: uint("runtime"),
+        deadline: uint("deadline"),
+        period: uint("period"),
+    };
+    check_sched(&a, int("priority"))?;
+    Ok(a)
+}
+
+/// What sched_setattr(2) would refuse, refused at create (the scheduler is set at
+/// start, too late for a clear error): a static priority only for the real-time
+/// policies, and 1..99 there; runtime, deadline and period only for SCHED_DEADLINE
+/// (runc's rules), and there what the kernel asks of them: a deadline, a runtime of at
+/// least 1024 ns (its DL_SCALE), runtime <= deadline <= period (a period of 0 is the
+/// deadline), none of them with bit 63 set, and the period within
+/// kernel.sched_deadline_period_{min,max}_us where those can be read.
+fn check_sched(a: &SchedAttr, priority: i64) -> Result<()> {
+    let f = |k: &str| format!("process.scheduler.{k}");
+    let realtime = a.policy == 1 || a.policy == 2;
+    if realtime && !(1..=99).contains(&priority) {
+        return Err(Error::config(format!("{} {priority} is out of range for SCHED_FIFO and SCHED_RR (1..99)", f("priority"))));
+    }
+    if !realtime && priority != 0 {
+        return Err(Error::config(format!("{} can only be set for SCHED_FIFO and SCHED_RR", f("priority"))));
+    }
+    if a.policy != 6 {
+        if a.runtime != 0 || a.deadline != 0 || a.period != 0 {
+            return Err(Error::config(format!("{}, deadline and period can only be set for SCHED_DEADLINE", f("runtime"))));
+        }
+        return Ok(());
+    }
+    const TOP: u64 = 1 << 63;
+    let period = if a.period == 0 { a.deadline } else { a.period };
+    if a.deadline == 0 {
+        return Err(Error::config(format!("{} is required for SCHED_DEADLINE", f("deadline"))));
+    }
+    if a.runtime < 1024 {
+        return Err(Error::config(format!("{} {} is below the kernel's least, 1024 ns", f("runtime"), a.runtime)));
+    }
+    if a.deadline & TOP != 0 || a.period & TOP != 0 {
+        return Err(Error::config(format!("{} and period must be below 2^63 ns", f("deadline"))));
+    }
+    if a.runtime > a.deadline || a.deadline > period {
+        return Err(Error::config(format!(
+            "{}: SCHED_DEADLINE needs runtime <= deadline <= period, got {} <= {} <= {}",
+            f("runtime"), a.runtime, a.deadline, period
+        )));
+    }
+    let sysctl_us = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/kernel/sched_deadline_period_{name}_us")).ok()?.trim().parse().ok()
+    };
+    if let Some(min) = sysctl_us("min").filter(|m| period < m * 1000) {
+        return Err(Error::config(format!("{} {period} ns is below kernel.sched_deadline_period_min_us ({min} us)", f("period"))));
+    }
+    if let Some(max) = sysctl_us("max").filter(|m| period > m.saturating_mul(1000)) {
+        return Err(Error::config(format!("{} {period} ns is above kernel.sched_deadline_period_max_us ({max} us)", f("period"))));
+    }
+    Ok(())
 }
 
 fn ioprio(v: &Value) -> Result<i32> {
@@ -335,6 +389,34 @@ mod tests {
         assert!(unsafe { libc::CPU_ISSET(1, &a.final_cpus.unwrap()) });
         assert!(cpu_list("3-1", "x").is_err());
         assert!(cpu_list("a", "x").is_err());
+    }
+
+    fn sch(json: &str) -> Result<SchedAttr> {
+        sched(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn scheduler_rules() {
+        let a = sch(r#"{"policy":"SCHED_DEADLINE","runtime":1000000,"deadline":5000000,"period":10000000}"#).unwrap();
+        assert_eq!((a.policy, a.runtime, a.deadline, a.period), (6, 1_000_000, 5_000_000, 10_000_000));
+        // A period of 0 is the deadline.
+        assert!(sch(r#"{"policy":"SCHED_DEADLINE","runtime":1000000,"deadline":1000000}"#).is_ok());
+        assert_eq!(sch(r#"{"policy":"SCHED_FIFO","priority":10}"#).unwrap().priority, 10);
+        for (bad, why) in [
+            (r#"{"policy":"SCHED_DEADLINE","runtime":10000000,"deadline":5000000,"period":10000000}"#, "runtime <= deadline <= period"),
+            (r#"{"policy":"SCHED_DEADLINE","runtime":1000000,"deadline":20000000,"period":10000000}"#, "runtime <= deadline <= period"),
+            (r#"{"policy":"SCHED_DEADLINE","runtime":1000000}"#, "deadline is required"),
+            (r#"{"policy":"SCHED_DEADLINE","runtime":100,"deadline":5000000}"#, "1024 ns"),
+            (r#"{"policy":"SCHED_DEADLINE","runtime":1000000,"deadline":9223372036854775808}"#, "2^63"),
+            (r#"{"policy":"SCHED_OTHER","runtime":1000000}"#, "only be set for SCHED_DEADLINE"),
+            (r#"{"policy":"SCHED_BATCH","period":1000000}"#, "only be set for SCHED_DEADLINE"),
+            (r#"{"policy":"SCHED_OTHER","priority":5}"#, "SCHED_FIFO and SCHED_RR"),
+            (r#"{"policy":"SCHED_FIFO","priority":0}"#, "1..99"),
+            (r#"{"policy":"SCHED_RR","priority":100}"#, "1..99"),
+        ] {
+            let e = sch(bad).unwrap_err().context;
+            assert!(e.starts_with("process.scheduler.") && e.contains(why), "{bad}: {e}");
+        }
     }
 
     fn mpol(json: &str) -> Result<MemPolicy> {
