@@ -691,3 +691,153 @@ def test_scheduler_invalid_is_refused_at_create(runh, ctx, make_bundle, sched, w
     runh("delete", "--force", cid)
     assert r.returncode != 0
     assert "process.scheduler." in r.stderr and why in r.stderr, r.stderr
+
+
+class _Veth:
+    """A veth pair on the host: `a` (with addresses) goes into a container, `b` stays.
+    (This host's kernel has veth but no dummy; tests/netdev_checks.py uses a dummy in the
+    guest.) Removed afterwards if still here; the end moved into a container goes with
+    its network namespace, and takes its peer along (a veth pair dies together)."""
+
+    def __init__(self, ctx, tag="v"):
+        self.a, self.b = f"{ctx.token[-8:]}{tag}a", f"{ctx.token[-8:]}{tag}b"
+        ip = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)  # noqa: E731
+        ip("link", "add", self.a, "type", "veth", "peer", "name", self.b)
+        ip("addr", "add", "10.77.0.1/24", "dev", self.a)
+        ip("addr", "add", "10.77.0.9/24", "dev", self.a)
+        ip("addr", "add", "fd00:77::1/64", "dev", self.a, "nodad")
+        ip("link", "set", self.b, "up")
+        ip("addr", "add", "10.77.0.2/24", "dev", self.b)
+
+    def exists(self, name):
+        return os.path.exists(f"/sys/class/net/{name}")
+
+    def close(self):
+        for n in (self.a, self.b):
+            subprocess.run(["ip", "link", "del", n], capture_output=True)
+
+
+@pytest.fixture
+def veth(ctx):
+    v = _Veth(ctx)
+    yield v
+    v.close()
+
+
+def _net_devices(devs, script, caps=()):
+    def e(c):
+        c["linux"]["netDevices"] = devs
+        for k in c["process"]["capabilities"]:
+            c["process"]["capabilities"][k] += list(caps)
+        c["process"]["args"] = sh(script)
+    return e
+
+
+def test_net_device_moved_renamed_with_its_addresses_and_up(runh, ctx, make_bundle, veth):
+    script = ("ip -o link show ctr0 | grep -o 'UP,LOWER_UP'; "
+              "ip -o addr show ctr0 | grep -v fe80 | awk '{print $3, $4}'; "
+              "ping -c1 -W5 10.77.0.2 >/dev/null && echo PING-OK; "
+              "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags")
+    b = make_bundle(edit=_net_devices({veth.a: {"name": "ctr0"}}, script, ["CAP_NET_RAW"]))
+    cid = ctx.new_id()
+    r = runh("run", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:5] == ["UP,LOWER_UP", "inet 10.77.0.1/24", "inet 10.77.0.9/24",
+                         "inet6 fd00:77::1/64", "PING-OK"], r.stdout
+    # The spec: runh does not move it back. A veth (virtual) dies with the namespace.
+    assert not veth.exists(veth.a) and not veth.exists("ctr0")
+
+
+def test_net_device_keeps_its_name_without_one(run_in, veth):
+    r = run_in(edit=_net_devices({veth.a: {}}, "ls /sys/class/net | sort"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == sorted([veth.a, "lo"])
+
+
+def test_net_device_name_template(run_in, veth):
+    r = run_in(edit=_net_devices({veth.a: {"name": "eth%d"}}, "ls /sys/class/net | sort"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["eth0", "lo"]
+
+
+def test_net_device_stays_in_a_joined_namespace_after_delete(runh, ctx, make_bundle, veth):
+    """Joined by path (a namespace that outlives the container): the device is moved
+    there, and stays there after delete, as the spec says (no move back)."""
+    path = ctx.path("netns")
+    open(path, "w").close()
+    subprocess.run(["unshare", f"--net={path}", "true"], check=True)
+    try:
+        def e(c):
+            _net_devices({veth.a: {"name": "inside0"}}, "ls /sys/class/net | sort")(c)
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+            c["linux"]["namespaces"].append({"type": "network", "path": path})
+        b = make_bundle(edit=e)
+        cid = ctx.new_id()
+        r = runh("run", "--bundle", b, cid)
+        runh("delete", "--force", cid)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["inside0", "lo"]
+        left = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link", "show", "inside0"],
+                              capture_output=True, text=True)
+        assert left.returncode == 0 and "inside0" in left.stdout and not veth.exists(veth.a)
+    finally:
+        subprocess.run(["umount", path], capture_output=True)
+
+
+@pytest.mark.parametrize("case", ["no-such-interface", "bad-name", "slash", "too-long", "two-same",
+                                  "lo", "no-netns", "second-missing"])
+def test_net_devices_refused_before_anything_moves(runh, ctx, make_bundle, veth, case):
+    devs, edit_ns, why = {
+        "no-such-interface": ({"nosuch0": {}}, None, 'no interface "nosuch0" on the host'),
+        "bad-name": ({veth.a: {"name": "a b"}}, None, "not a valid interface name"),
+        "slash": ({veth.a: {"name": "x/y"}}, None, "not a valid interface name"),
+        "too-long": ({veth.a: {"name": "x" * 16}}, None, "not a valid interface name"),
+        "two-same": ({veth.a: {"name": "c0"}, veth.b: {"name": "c0"}}, None, 'named "c0"'),
+        "lo": ({veth.a: {"name": "lo"}}, None, 'named "lo"'),
+        "no-netns": ({veth.a: {}}, "drop", "no network namespace of its own"),
+        "second-missing": ({veth.a: {}, "nosuch1": {}}, None, 'no interface "nosuch1"'),
+    }[case]
+
+    def e(c):
+        c["linux"]["netDevices"] = devs
+        if edit_ns == "drop":
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+            c["linux"].pop("sysctl", None)
+    b = make_bundle(args=["true"], edit=e)
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, cid)
+    runh("delete", "--force", cid)
+    assert r.returncode != 0
+    assert "linux.netDevices" in r.stderr and why in r.stderr, r.stderr
+    assert veth.exists(veth.a) and veth.exists(veth.b)  # nothing moved
+
+
+def test_net_device_name_taken_in_the_joined_namespace(runh, ctx, make_bundle, veth):
+    """A name already used in a namespace joined by path is refused before the move."""
+    path = ctx.path("netns")
+    open(path, "w").close()
+    subprocess.run(["unshare", f"--net={path}", "true"], check=True)
+    try:
+        subprocess.run(["nsenter", f"--net={path}", "ip", "link", "add", "taken0", "type", "veth",
+                        "peer", "name", "taken1"], check=True)
+
+        def e(c):
+            c["linux"]["netDevices"] = {veth.a: {"name": "taken0"}}
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+            c["linux"]["namespaces"].append({"type": "network", "path": path})
+        b = make_bundle(args=["true"], edit=e)
+        cid = ctx.new_id()
+        r = runh("create", "--bundle", b, cid)
+        runh("delete", "--force", cid)
+        assert r.returncode != 0 and 'already has an interface "taken0"' in r.stderr, r.stderr
+        assert veth.exists(veth.a)
+    finally:
+        subprocess.run(["umount", path], capture_output=True)
+
+
+def test_net_devices_listed_in_features(runh):
+    import json
+    r = runh("features")
+    assert json.loads(r.stdout)["linux"]["netDevices"] == {"enabled": True}

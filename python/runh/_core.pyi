@@ -110,8 +110,8 @@ def unknown_capabilities(names: list[str]) -> list[str]:
 
 def core_features() -> str:
     """The `linux` members of `runh features` that the core decides, as JSON: today
-    {"memoryPolicy": {"modes": [...], "flags": [...]}}, the MPOL_* names that
-    linux.memoryPolicy takes."""
+    {"memoryPolicy": {"modes": [...], "flags": [...]}, "netDevices": {"enabled": true}}:
+    the MPOL_* names that linux.memoryPolicy takes, and linux.netDevices."""
 
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:

@@ -209,6 +209,7 @@ fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<
         crate::rootfs::check_shared(spec)?;
     }
     crate::sysctl::precheck(spec, ns)?;
+    crate::network::precheck(spec, ns)?;
     if p.terminal && opts.console_socket.is_none() {
         return Err(Error::config("process.terminal is true but no console socket was given"));
     }
@@ -498,6 +499,7 @@ fn create_bound(
         }
         // After the maps: an idmapped mount may use the container's user namespace.
         let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
+        move_net_devices(spec, ns, pid)?;
         let plan = Plan {
             rootfs,
             bundle: opts.bundle.to_string(),
@@ -576,6 +578,22 @@ fn create_bound(
             Err(e)
         }
     }
+}
+
+/// linux.netDevices into the container's network namespace, once it exists: the one
+/// clone made, or the one init will join by path (network.rs; the precheck refused the
+/// case where init itself makes it later).
+fn move_net_devices(spec: &Spec, ns: &namespaces::Plan, pid: libc::pid_t) -> Result<()> {
+    if spec.linux.as_ref().and_then(|l| l.net_devices.as_ref()).is_none() {
+        return Ok(());
+    }
+    let path = match ns.join.iter().find(|(f, _)| *f == libc::CLONE_NEWNET) {
+        Some((_, p)) => p.clone(),
+        None => format!("/proc/{pid}/ns/net"),
+    };
+    let c = cstr(&path)?;
+    let fd = owned(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open the network namespace {path}"))?;
+    crate::network::move_devices(spec, fd.as_raw_fd())
 }
 
 /// Where a "cgroup" mount binds from when the kernel refuses a cgroup2 mount (mounts.rs):

@@ -99,12 +99,21 @@ impl Plan {
     /// leaving "mount" out is). For runh's checks before clone; init decides on the very
     /// namespace file it joins (`join_all`).
     pub fn private_mount_ns(&self) -> Result<bool> {
-        if self.clone_flags & libc::CLONE_NEWNS as u64 != 0 {
+        self.private_ns(libc::CLONE_NEWNS, "mnt")
+    }
+
+    /// The same for the network namespace (linux.netDevices needs one to move into).
+    pub fn private_net_ns(&self) -> Result<bool> {
+        self.private_ns(libc::CLONE_NEWNET, "net")
+    }
+
+    fn private_ns(&self, flag: libc::c_int, name: &str) -> Result<bool> {
+        if self.clone_flags & flag as u64 != 0 {
             return Ok(true);
         }
-        match self.join.iter().find(|(f, _)| *f == libc::CLONE_NEWNS) {
+        match self.join.iter().find(|(f, _)| *f == flag) {
             None => Ok(false),
-            Some((_, p)) => Ok(ns_id(p)? != ns_id("/proc/self/ns/mnt")?),
+            Some((_, p)) => Ok(ns_id(p)? != ns_id(&format!("/proc/self/ns/{name}"))?),
         }
     }
 

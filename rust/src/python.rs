@@ -160,7 +160,12 @@ fn unknown_capabilities(names: Vec<String>) -> Vec<String> {
 #[pyfunction]
 fn core_features() -> String {
     let (modes, flags) = crate::procattr::mempolicy_names();
-    serde_json::json!({"memoryPolicy": {"modes": modes, "flags": flags}}).to_string()
+    serde_json::json!({
+        "memoryPolicy": {"modes": modes, "flags": flags},
+        // network.rs: moved by runh at create.
+        "netDevices": {"enabled": true},
+    })
+    .to_string()
 }
 
 #[pymodule]
