@@ -841,3 +841,89 @@ def test_net_devices_listed_in_features(runh):
     import json
     r = runh("features")
     assert json.loads(r.stdout)["linux"]["netDevices"] == {"enabled": True}
+
+
+@runc_marks
+def test_intel_rdt_without_resctrl_is_refused(runh, ctx, rootfs_template):
+    """This host has no resctrl: create fails with a line naming linux.intelRdt and
+    leaves nothing, as runc 1.1.5 fails (main ignored the field and ran)."""
+    from runh import intelrdt
+    if intelrdt.mountpoint():
+        pytest.skip("resctrl is mounted here")
+
+    def e(c):
+        c["linux"]["intelRdt"] = {"closID": "grp", "l3CacheSchema": "L3:0=f"}
+        c["process"]["args"] = ["true"]
+    runc = Runner(shutil.which("runc"), ctx.path("runc-root"))
+    for name, runner in (("runc", runc), ("runh", runh)):
+        b = _runc_bundle(ctx, rootfs_template, e, f"b-{name}")
+        r = run_under(runner, ctx, b, name)
+        assert r.returncode != 0, f"{name} ran"
+        assert os.listdir(runner.root) == [], name
+    assert "linux.intelRdt" in r.stderr and "resctrl" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+class _FakeResctrl:
+    """runh.intelrdt against a directory standing for a mounted resctrl (no machine of
+    this project has RDT): what it makes, writes and removes there."""
+
+    def __init__(self, ctx, monkeypatch):
+        import runh.intelrdt as rdt
+        self.rdt = rdt
+        self.root = ctx.path("resctrl")
+        os.makedirs(self.root)
+        monkeypatch.setattr(rdt, "mountpoint", lambda: self.root)
+
+    def p(self, *parts):
+        return os.path.join(self.root, *parts)
+
+
+def test_intel_rdt_group_of_the_container(ctx, monkeypatch):
+    f = _FakeResctrl(ctx, monkeypatch)
+    rec, tasks = f.rdt.prepare({"l3CacheSchema": "L3:0=f", "memBwSchema": "MB:0=20",
+                                "schemata": ["L2:0=3"]}, "c1")
+    assert rec == {"dir": f.p("c1"), "created": True, "mon": None}
+    assert tasks == [f.p("c1", "tasks")]
+    assert open(f.p("c1", "schemata")).read() == "L3:0=f\nMB:0=20\nL2:0=3\n"
+    os.unlink(f.p("c1", "schemata"))
+    f.rdt.remove(rec)
+    assert not os.path.exists(f.p("c1"))
+
+
+def test_intel_rdt_clos_is_never_removed(ctx, monkeypatch):
+    f = _FakeResctrl(ctx, monkeypatch)
+    os.makedirs(f.p("shared", "mon_groups"))
+    rec, tasks = f.rdt.prepare({"closID": "shared", "enableMonitoring": True}, "c2")
+    assert rec == {"dir": f.p("shared"), "created": False, "mon": f.p("shared", "mon_groups", "c2")}
+    assert tasks == [f.p("shared", "tasks"), f.p("shared", "mon_groups", "c2", "tasks")]
+    f.rdt.remove(rec)
+    assert os.path.isdir(f.p("shared")) and not os.path.exists(rec["mon"])
+    # The root CLOS ("/"), and a pre-configured one that is missing.
+    rec, tasks = f.rdt.prepare({"closID": "/"}, "c3")
+    assert rec["dir"] == f.root and tasks == [f.root + "/tasks"]
+    with pytest.raises(Exception, match="must exist"):
+        f.rdt.prepare({"closID": "absent"}, "c4")
+
+
+@pytest.mark.parametrize("rdt,why", [
+    ({"closID": "../escape"}, "closID"),
+    ({"closID": "a/b"}, "closID"),
+    ({"closID": "info"}, "closID"),
+    ({"closID": ""}, "closID"),
+    ({"memBwSchema": "L3:0=f"}, "memBwSchema"),
+    ({"l3CacheSchema": "L3:0=f\nMB:0=1"}, "l3CacheSchema"),
+    ({"schemata": ["L3:0=f\n"]}, "schemata"),
+])
+def test_intel_rdt_invalid_is_refused_before_anything(ctx, monkeypatch, rdt, why):
+    f = _FakeResctrl(ctx, monkeypatch)
+    with pytest.raises(Exception, match=why):
+        f.rdt.prepare(rdt, "c5")
+    assert os.listdir(f.root) == []
+
+
+def test_intel_rdt_listed_in_features(runh):
+    import json
+    r = runh("features")
+    assert json.loads(r.stdout)["linux"]["intelRdt"] == {"enabled": True, "schemata": True,
+                                                        "monitoring": True}

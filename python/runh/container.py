@@ -218,6 +218,7 @@ class Container:
             raise ContainerExists(container_id) from None
         pid = 0
         cg = None
+        rdt = None
         try:
             with st.Lock(c.dir):
                 _mark("state dir+lock")
@@ -233,6 +234,12 @@ class Container:
                     cg_dir, cg_procs = cg.clone_target()
                 else:
                     cg_dir, cg_procs = None, []
+                if linux.get("intelRdt") is not None:
+                    # resctrl (runh.intelrdt): the core writes the pid to its tasks files.
+                    from runh import intelrdt
+
+                    rdt, tasks = intelrdt.prepare(linux["intelRdt"], container_id)
+                    cg_procs = list(cg_procs) + tasks
                 _mark("cgroup")
                 hooks, on_hooks = config.get("hooks"), None
                 if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
@@ -264,6 +271,8 @@ class Container:
                     "annotations": config.get("annotations") or {},
                     "cgroup": cg.to_state() if cg is not None else None,
                 }
+                if rdt is not None:
+                    state["intelRdt"] = rdt
                 if hooks and hk.for_state(hooks):
                     state["hooks"] = hk.for_state(hooks)  # poststart/poststop, run later
                 from runh.jsonio import dumps
@@ -285,6 +294,11 @@ class Container:
                 try:
                     cg.kill_all(_SIGKILL)
                     cg.remove()
+                except RunhError:
+                    pass
+            if rdt is not None:
+                try:
+                    intelrdt.remove(rdt)
                 except RunhError:
                     pass
             _remove_dir(c.dir)
@@ -478,6 +492,10 @@ class Container:
                     if cg.pids():
                         cg.kill_all(_SIGKILL)
                     cg.remove()
+            if s.get("intelRdt"):
+                from runh import intelrdt
+
+                intelrdt.remove(s["intelRdt"])
             later = s.get("hooks")
             final = dict(self.state(), status=st.STOPPED, pid=0) if later else None
             _mark("cgroup removed")

@@ -90,7 +90,8 @@ def run(g, o, args):
             "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
-            "intelRdt": {"enabled": False},
+            # Through resctrl where it is mounted (runh.intelrdt); create fails elsewhere.
+            "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
             # Idmapped bind mounts (rust/src/idmap.rs): mounts[].uid/gidMappings, idmap, ridmap.
             "mountExtensions": {"idmap": {"enabled": True}},
             **_core_linux(),
