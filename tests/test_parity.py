@@ -106,13 +106,13 @@ NS_FILES = {"cgroup": "cgroup", "ipc": "ipc", "mount": "mnt", "network": "net", 
 def _shared_mounts(c):
     """What a config without a mount namespace of its own may not have (each would be a
     mount in runh's mount namespace): mounts, masked and read-only paths, a read-only
-    root, rootfsPropagation."""
+    root, rootfsPropagation; and sysctl (written through /proc/sys, which needs a mount)."""
     c["mounts"] = []
     c["root"]["readonly"] = False
     c["linux"]["maskedPaths"] = []
     c["linux"]["readonlyPaths"] = []
     c["linux"].pop("rootfsPropagation", None)
-    c["linux"].pop("sysctl", None)  # written through the container's /proc, which it has not
+    c["linux"].pop("sysctl", None)
 
 
 def _create_and_look(runh, ctx, b):
@@ -168,7 +168,8 @@ def test_mount_namespace_inherited_refuses_mounts(run_in):
     assert "mounts:" in r.stderr and "no mount namespace of its own" in r.stderr
 
 
-@pytest.mark.parametrize("field", ["maskedPaths", "readonlyPaths", "readonly", "rootfsPropagation"])
+@pytest.mark.parametrize("field", ["maskedPaths", "readonlyPaths", "readonly", "rootfsPropagation",
+                                   "sysctl"])
 def test_mount_namespace_inherited_refuses_what_would_mount(run_in, field):
     def e(c):
         c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
@@ -177,6 +178,8 @@ def test_mount_namespace_inherited_refuses_what_would_mount(run_in, field):
             c["root"]["readonly"] = True
         elif field == "rootfsPropagation":
             c["linux"]["rootfsPropagation"] = "private"
+        elif field == "sysctl":
+            c["linux"]["sysctl"] = {"kernel.shm_rmid_forced": "1"}
         else:
             c["linux"][field] = ["/proc/kcore"]
     r = run_in("true", edit=e)

@@ -146,6 +146,9 @@ pub fn check_shared(spec: &Spec) -> Result<()> {
         Some("root.readonly")
     } else if linux.and_then(|l| l.rootfs_propagation.as_deref()).is_some_and(|p| !p.is_empty()) {
         Some("linux.rootfsPropagation")
+    } else if linux.is_some_and(|l| !l.sysctl.is_empty()) {
+        // Written through the container's /proc/sys, which only a mount makes.
+        Some("linux.sysctl")
     } else {
         None
     };
