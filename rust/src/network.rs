@@ -32,7 +32,11 @@ fn ioctl_socket() -> Result<std::os::fd::OwnedFd> {
 }
 
 /// Set IFF_UP on `name` in this process's network namespace: SIOCGIFFLAGS, then
-/// SIOCSIFFLAGS only if it is down. Four syscalls, about 10 us here.
+/// SIOCSIFFLAGS only if it is down. Four syscalls; for lo about 0.1 ms here (measured
+/// by tests::loopback_comes_up), nearly all of it the kernel adding lo's addresses and
+/// routes, which runc and crun pay the same. `runh bench -s run`, 60 interleaved runs,
+/// main against this: median 31.98 -> 30.88 ms, min 21.69 -> 21.32 ms (load 5.5, so
+/// within the noise).
 pub fn link_up(name: &str) -> Result<()> {
     let sock = ioctl_socket()?;
     let mut r = ifreq(name)?;
@@ -57,6 +61,39 @@ pub fn loopback_up() -> Result<()> {
 
 #[cfg(feature = "host")]
 pub use net_devices::{move_devices, precheck};
+
+#[cfg(test)]
+mod tests {
+    /// In a new network namespace (a forked child, so nothing outlives it): lo is down,
+    /// then up; the time it takes is printed (`cargo test -- --nocapture`).
+    #[test]
+    fn loopback_comes_up() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let up = || std::fs::read_to_string("/sys/class/net/lo/flags").ok().and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok()).map(|f| f & 1 == 1);
+            let ok = unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWNS) } == 0
+                && unsafe { libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) } == 0
+                && unsafe { libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()) } == 0
+                && up() == Some(false)
+                && {
+                    let t = std::time::Instant::now();
+                    let r = super::loopback_up().is_ok();
+                    eprintln!("loopback_up: {:?}", t.elapsed());
+                    r
+                }
+                && up() == Some(true);
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "child status {st:#x}");
+    }
+}
 
 /// runh's side only (runh-init never moves devices).
 #[cfg(feature = "host")]
