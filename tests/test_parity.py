@@ -443,6 +443,28 @@ def test_bind_source_opened_by_runh_keeps_submounts_locked(runh, ctx, rootfs_tem
     assert out["runh"].stdout == out["runc"].stdout
 
 
+def test_idmapped_rbind_keeps_submounts_locked(runh, ctx, make_bundle):
+    """The same attack on an idmapped rbind (runh makes it detached, as above): its copy is
+    taken in the container's mount namespace too, so the mounts under it stay locked.
+    (Found while doing the above: idmap.rs cloned in runh's namespace.)"""
+    top = ctx.path("open")
+    os.makedirs(os.path.join(top, "sub", "inner"))
+    with open(os.path.join(top, "sub", "inner", "under"), "w") as f:
+        f.write("UNDER-THE-MOUNT\n")
+    os.chmod(ctx.dir, 0o755)
+    script = "umount /sec/inner 2>/dev/null && echo UNMOUNTED; cat /sec/inner/under 2>/dev/null; echo end"
+
+    def e(c):
+        _userns_bind(os.path.join(top, "sub"), script, ["CAP_SYS_ADMIN"])(c)
+        c["mounts"][-1]["options"] = ["rbind", "idmap"]
+    b = make_bundle(edit=e)
+    _mapped_rootfs(b)
+    runner = _WithHostMount(runh, os.path.join(top, "sub", "inner"))
+    r = run_under(runner, ctx, b, "runh")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["end"], r.stdout
+
+
 @runc_marks
 def test_create_container_hooks_see_the_mounts(runh, ctx, rootfs_template):
     """createContainer runs after the mounts are set up, before pivot_root, in the

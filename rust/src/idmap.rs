@@ -8,6 +8,8 @@
 //! over the sync socket (SCM_RIGHTS, one message per mount, in config order, after the
 //! plan); init attaches it with move_mount onto the destination, resolved inside the
 //! rootfs as every other mount (mounts.rs), and applies the remaining options there.
+//! The copy is taken in the container's mount namespace (mounts::in_mount_ns_of), where
+//! the mounts under the source are locked, and stay locked in the copy.
 //!
 //! The user namespace that carries the mapping: the container's own when the mount's
 //! mappings are the container's (or the mount gives none: `idmap` alone means "the
@@ -217,7 +219,10 @@ pub fn prepare(spec: &Spec, bundle: &str, init_pid: i32) -> Result<Vec<OwnedFd>>
             }
         };
         let src = crate::mounts::bind_source(m, bundle);
-        let fd = detached(&src, has_opt(m, "rbind"), has_opt(m, "ridmap"), userns).map_err(|e| Error::from_errno(e.errno, format!("{}: {}", name(m), e.context)))?;
+        // In the container's mount namespace, so that an rbind's submounts stay locked
+        // (the container could otherwise unmount one to see what it covers; mounts.rs).
+        let fd = crate::mounts::in_mount_ns_of(init_pid, || detached(&src, has_opt(m, "rbind"), has_opt(m, "ridmap"), userns))
+            .map_err(|e| Error::from_errno(e.errno, format!("{}: {}", name(m), e.context)))?;
         out.push(fd);
     }
     Ok(out)

@@ -523,9 +523,8 @@ fn bind_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> 
 /// namespace's locked copies (MNT_LOCKED), and a copy of them stays locked, so the
 /// container cannot unmount a mount inside the bind to see what it covers. A copy taken
 /// in runh's own namespace carries no lock (tests/test_parity.py
-/// test_bind_source_opened_by_runh_keeps_submounts_locked). setns(CLONE_NEWNS) needs a
-/// thread of its own that does not share its fs_struct (unshare(CLONE_FS)); it ends
-/// after this one call. About 0.1 ms, paid only by a source init could not open.
+/// test_bind_source_opened_by_runh_keeps_submounts_locked). Paid only by a source init
+/// could not open (`in_mount_ns_of`).
 #[cfg(feature = "host")]
 pub fn host_source(spec: &crate::spec::Spec, bundle: &str, index: u32, init_pid: libc::pid_t) -> Result<OwnedFd> {
     let m = spec.mounts.get(index as usize).ok_or_else(|| Error::sync(format!("init asked for the source of mounts[{index}], which does not exist")))?;
@@ -534,21 +533,32 @@ pub fn host_source(spec: &crate::spec::Spec, bundle: &str, index: u32, init_pid:
         return Err(Error::sync(format!("init asked for the source of {}, which is not a plain bind", mount_name(m))));
     }
     let src = cstr(&bind_source(m, bundle))?;
-    let ns = cstr(&format!("/proc/{init_pid}/ns/mnt"))?;
-    let recursive = opts.flags & libc::MS_REC != 0;
-    let worker = std::thread::spawn(move || -> Result<OwnedFd> {
-        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-            return Err(Error::last_os("unshare(CLONE_FS) to enter the container's mount namespace"));
-        }
-        let fd = crate::fd::owned(unsafe { libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || {
-            "open the container's mount namespace".into()
-        })?;
-        if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
-            return Err(Error::last_os("enter the container's mount namespace"));
-        }
-        crate::idmap::clone_tree(&src, recursive)
-    });
-    worker.join().unwrap_or_else(|_| Err(Error::sync("the mount source thread panicked")))
+    in_mount_ns_of(init_pid, || crate::idmap::clone_tree(&src, opts.flags & libc::MS_REC != 0))
+}
+
+/// Run `f` on a thread of its own in the mount namespace of `pid` (the container's, made
+/// by clone), with runh's credentials: for the detached copies of a host path that runh
+/// hands to init (`host_source`, idmapped mounts), so that the mounts below the path are
+/// that namespace's locked copies. The thread unshares its fs_struct first (setns into a
+/// mount namespace needs one of its own) and ends with `f`. About 0.1 ms.
+pub fn in_mount_ns_of<T: Send>(pid: libc::pid_t, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let ns = cstr(&format!("/proc/{pid}/ns/mnt"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(Error::last_os("unshare(CLONE_FS) to enter the container's mount namespace"));
+            }
+            let fd = crate::fd::owned(unsafe { libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || {
+                "open the container's mount namespace".into()
+            })?;
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                return Err(Error::last_os("enter the container's mount namespace"));
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::sync("the mount namespace thread panicked")))
+    })
 }
 
 /// An idmapped bind mount: the parent made it (detached, idmapped) and sent its fd
