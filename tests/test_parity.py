@@ -188,32 +188,43 @@ def test_mount_namespace_inherited_refuses_what_would_mount(run_in, field):
 
 
 def test_joining_runh_own_mount_namespace_mounts_nothing(runh, ctx, make_bundle):
-    """A mount namespace joined by path that is runh's own is sharing it, as if "mount"
-    were left out: no pivot_root there (it would move the root of every process in it)
-    and nothing mounted; with mounts in the config it is refused."""
-    path = f"/proc/{os.getpid()}/ns/mnt"
-
+    """A mount namespace joined by path that is runh's own ("/proc/self/ns/mnt", read by
+    runh and by init alike) is sharing it, as if "mount" were left out: no pivot_root
+    there (it would move the root of every process in it) and nothing mounted; with
+    mounts in the config it is refused. All of it runs in a private mount namespace, so
+    that a runh without this fix (main) wrecks only that one, never the host's."""
     def e(c):
         _shared_mounts(c)
         c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
-        c["linux"]["namespaces"].append({"type": "mount", "path": path})
+        c["linux"]["namespaces"].append({"type": "mount", "path": "/proc/self/ns/mnt"})
         c["process"]["args"] = ["true"]
     b = make_bundle(edit=e)
-    cid, pid, ns, before, during = _create_and_look(runh, ctx, b)
-    try:
-        assert ns["mount"] == os.readlink("/proc/self/ns/mnt")
-        assert during == before
-        assert os.readlink("/proc/self/root") == "/"
-        assert os.readlink(f"/proc/{pid}/root") == os.path.join(b, "rootfs")
-    finally:
-        runh("delete", "--force", cid)
     b2 = make_bundle(edit=lambda c: (e(c), c["mounts"].append(
         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})))
-    cid = ctx.new_id()
-    r = runh("run", "--bundle", b2, cid)
-    runh("delete", "--force", cid)
-    assert r.returncode != 0 and "no mount namespace of its own" in r.stderr
-    assert open("/proc/self/mountinfo").read() == before
+    d = ctx.path("out")
+    os.makedirs(d)
+    script = rf"""
+R="{runh.path} --root {runh.root}"
+cat /proc/self/mountinfo > {d}/before
+$R create --bundle {b} {ctx.token}-a || exit 1
+pid=$($R state {ctx.token}-a | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+cat /proc/self/mountinfo > {d}/during
+readlink /proc/$pid/root > {d}/root
+readlink /proc/$pid/ns/mnt /proc/self/ns/mnt > {d}/ns
+$R delete --force {ctx.token}-a
+$R run --bundle {b2} {ctx.token}-b 2> {d}/err2; echo $? > {d}/rc2
+$R delete --force {ctx.token}-b 2>/dev/null
+cat /proc/self/mountinfo > {d}/after
+"""
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    read = lambda n: open(os.path.join(d, n)).read()  # noqa: E731
+    assert read("during") == read("before") == read("after")
+    assert read("root").strip() == os.path.join(b, "rootfs")
+    mnt = read("ns").split()
+    assert len(mnt) == 2 and mnt[0] == mnt[1]
+    assert read("rc2").strip() != "0" and "no mount namespace of its own" in read("err2")
 
 
 def test_exec_without_mount_namespace_enters_the_rootfs(runh, ctx, make_bundle):
