@@ -114,6 +114,11 @@ def unknown_capabilities(names: list[str]) -> list[str]:
     are left out of every set) and warns "ignoring unknown or unavailable capabilities:
     [A B]", as runc 1.1.5 does."""
 
+def core_features() -> str:
+    """The `linux` members of `runh features` that the core decides, as JSON: today
+    {"memoryPolicy": {"modes": [...], "flags": [...]}, "netDevices": {"enabled": true}}:
+    the MPOL_* names that linux.memoryPolicy takes, and linux.netDevices."""
+
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:
     (phase, CLOCK_MONOTONIC ns at its end), the core's own ("core: ...") and runh-init's

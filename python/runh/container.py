@@ -325,6 +325,16 @@ class Container:
             cg_dir, cg_procs = cg.clone_target()
         else:
             cg_dir, cg_procs = None, []
+        if linux.get("intelRdt") is not None:
+            # resctrl (runh.intelrdt): the core writes the pid to its tasks files.
+            from runh import intelrdt
+
+            def note(record):
+                state["intelRdt"] = record
+                self._record(state)
+
+            state["intelRdt"], tasks = intelrdt.prepare(linux["intelRdt"], container_id, note)
+            cg_procs = list(cg_procs) + tasks
         _mark("cgroup")
 
         def on_pid(pid):
@@ -399,6 +409,10 @@ class Container:
             if cg.pids():
                 cg.kill_all(_SIGKILL)  # nothing, if the cgroup is not the container's alone
             cg.remove()  # the directories this container made
+        if s.get("intelRdt"):
+            from runh import intelrdt
+
+            intelrdt.remove(s["intelRdt"])
         _mark("cgroup removed")
         _remove_state_dir(self.dir)
         _mark("state dir removed")

@@ -209,10 +209,12 @@ fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<
     if spec.domainname.as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
         return Err(Error::config("unable to set domainname without a private UTS namespace"));
     }
-    if !ns.has(libc::CLONE_NEWNS) {
-        return Err(Error::config("a mount namespace is required (linux.namespaces has no \"mount\")"));
+    if !ns.private_mount_ns()? {
+        // Runs in runh's mount namespace (runtime-spec: an unlisted type is inherited).
+        crate::rootfs::check_shared(spec)?;
     }
     crate::sysctl::precheck(spec, ns)?;
+    crate::network::precheck(spec, ns)?;
     if p.terminal && opts.console_socket.is_none() {
         return Err(Error::config("process.terminal is true but no console socket was given"));
     }
@@ -513,6 +515,7 @@ fn create_bound(
         }
         // After the maps: an idmapped mount may use the container's user namespace.
         let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
+        move_net_devices(spec, ns, pid)?;
         let plan = Plan {
             rootfs,
             bundle: opts.bundle.to_string(),
@@ -557,6 +560,13 @@ fn create_bound(
                     let state = run(init_pid)?;
                     sync::send(sync_fd, &Msg::HooksDone(state))?;
                 }
+                Some(Msg::MountSource(i)) => {
+                    // A bind source init may not open: ours, by index (mounts.rs).
+                    match crate::mounts::host_source(spec, opts.bundle, i, init_pid) {
+                        Ok(fd) => crate::tty::send_fd(sync_fd, fd.as_raw_fd(), b"mount source")?,
+                        Err(e) => sync::send(sync_fd, &Msg::from_error(&e))?,
+                    }
+                }
                 Some(Msg::Pid(p)) if forked.is_none() => {
                     // init forked into a pid namespace joined by path; the first child
                     // exits at once. Reaped here, so its pid is never signalled again
@@ -588,6 +598,22 @@ fn create_bound(
             Err(e)
         }
     }
+}
+
+/// linux.netDevices into the container's network namespace, once it exists: the one
+/// clone made, or the one init will join by path (network.rs; the precheck refused the
+/// case where init itself makes it later).
+fn move_net_devices(spec: &Spec, ns: &namespaces::Plan, pid: libc::pid_t) -> Result<()> {
+    if spec.linux.as_ref().and_then(|l| l.net_devices.as_ref()).is_none() {
+        return Ok(());
+    }
+    let path = match ns.join.iter().find(|(f, _)| *f == libc::CLONE_NEWNET) {
+        Some((_, p)) => p.clone(),
+        None => format!("/proc/{pid}/ns/net"),
+    };
+    let c = cstr(&path)?;
+    let fd = owned(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open the network namespace {path}"))?;
+    crate::network::move_devices(spec, fd.as_raw_fd())
 }
 
 /// Where a "cgroup" mount binds from when the kernel refuses a cgroup2 mount (mounts.rs):

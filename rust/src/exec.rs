@@ -58,6 +58,9 @@ pub struct ExecPlan {
     /// The container's linux.personality: exec'd processes get it too (runc does so).
     #[serde(default)]
     pub personality: Option<serde_json::Value>,
+    /// The container's linux.memoryPolicy: exec'd processes get it too (runc does so).
+    #[serde(default)]
+    pub memory_policy: Option<serde_json::Value>,
     /// SCMP_ACT_NOTIFY: a socket the parent connected to linux.seccomp.listenerPath (a
     /// host path, out of reach once the mount namespace is joined) and the process state
     /// JSON to send on it with this process's own listener fd. With CLONE_NEWPID the state
@@ -273,6 +276,19 @@ fn join_namespaces(plan: &ExecPlan, pidfd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// The init's root directory (/proc/<pid>/root), for a container that shares runh's
+/// mount namespace.
+fn init_root(plan: &ExecPlan, pidfd: &OwnedFd) -> Result<OwnedFd> {
+    let p = std::ffi::CString::new(format!("/proc/{}/root", plan.init_pid)).unwrap();
+    let fd = crate::fd::owned(unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }, || {
+        "open the container's root".into()
+    })?;
+    if unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), 0, 0usize, 0) } < 0 {
+        return Err(Error::last_os("the container's init is gone"));
+    }
+    Ok(fd)
+}
+
 fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     let plan: ExecPlan = match sync::recv(sync_fd)? {
         Some(Msg::Plan(b)) => serde_json::from_slice(&b).map_err(|e| Error::sync(format!("decode exec plan: {e}")))?,
@@ -296,7 +312,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     // initial CPU affinity goes on at once: the process is already in the container's
     // cgroup (clone3 into it, or the parent wrote cgroup.procs before sending the plan),
     // whose cpuset would otherwise narrow a mask set earlier.
-    let attrs = procattr::Attrs::from_parts(Some(&p), plan.personality.as_ref())?;
+    let attrs = procattr::Attrs::from_parts(Some(&p), plan.personality.as_ref(), plan.memory_policy.as_ref())?;
     attrs.apply_initial()?;
     // Before the user namespace is joined: lowering oom_score_adj and raising a hard
     // rlimit need CAP_SYS_RESOURCE in the initial user namespace (runc sets both from the
@@ -306,6 +322,10 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
     }
     process::set_rlimits(&p.rlimits)?;
 
+    // A container without a mount namespace of its own shares runh's: its root is the
+    // init's chroot, which no setns gives. Opened now, with host privileges, and checked
+    // against the pidfd (the pid is still the init's); entered once joined.
+    let root = if plan.ns_flags & libc::CLONE_NEWNS == 0 { Some(init_root(&plan, &pidfd)?) } else { None };
     join_namespaces(&plan, &pidfd)?;
     drop(pidfd);
     if plan.ns_flags & libc::CLONE_NEWUSER != 0 {
@@ -313,6 +333,11 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         // uid is still the host's, unmapped there: become the namespace's root (as runc's
         // exec does) so the user and capability steps below start from root.
         userns::become_root()?;
+    }
+    if let Some(root) = root {
+        if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 || unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+            return Err(Error::last_os("enter the container's root (chroot)"));
+        }
     }
     let mut seccomp_state = plan.seccomp_state;
     if plan.ns_flags & libc::CLONE_NEWPID != 0 {
@@ -344,9 +369,10 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         p.env.push(me);
     }
     set_default_home(&mut p.env, p.user.uid);
-    process::enter_cwd(&p.cwd)?;
+    process::enter_cwd(&p.cwd, false)?;
     let exec = process::Exec::prepare(&p)?;
     let caps = caps::Sets::of_process(&p)?;
+    attrs.apply_mempolicy()?;
     Ok(Prepared {
         preserve_fds: plan.preserve_fds,
         user: p.user.clone(),
@@ -628,6 +654,7 @@ mod parent {
                 seccomp_len: program.len(),
                 seccomp_flags: flags,
                 personality: linux.as_ref().and_then(|l| l.personality.clone()),
+                memory_policy: linux.as_ref().and_then(|l| l.memory_policy.clone()),
                 seccomp_listener_fd: init_listener,
                 // runc sends the exec'd process's pid, in runh's pid namespace.
                 seccomp_state: match listener {

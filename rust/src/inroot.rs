@@ -66,6 +66,16 @@ pub fn ensure_in_root(root: RawFd, path: &str, create: Create) -> Result<OwnedFd
     ensure_depth(root, path, create, 0)
 }
 
+/// `ensure_in_root`, and whether `path` was there before (a tmpfs over an existing
+/// directory takes that directory's mode, mounts.rs).
+pub fn ensure_in_root_existed(root: RawFd, path: &str, create: Create) -> Result<(OwnedFd, bool)> {
+    match open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => Ok((fd, true)),
+        Err(libc::ENOENT) => ensure_depth(root, path, create, 0).map(|fd| (fd, false)),
+        Err(e) => Err(Error::from_errno(e, format!("open {path} in rootfs"))),
+    }
+}
+
 /// Linux's own limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: u32 = 40;
 

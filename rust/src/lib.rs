@@ -20,6 +20,7 @@ pub mod exec;
 pub mod memfd;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod process;
 pub mod procattr;
 #[cfg(feature = "python")]

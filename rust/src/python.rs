@@ -170,6 +170,19 @@ fn unknown_capabilities(names: Vec<String>) -> Vec<String> {
     crate::caps::unknown(&crate::spec::Capabilities { bounding: names, ..Default::default() })
 }
 
+/// The parts of `runh features` that the core decides, as JSON: the `linux` members for
+/// what the core implements beyond namespaces, capabilities, cgroups and seccomp.
+#[pyfunction]
+fn core_features() -> String {
+    let (modes, flags) = crate::procattr::mempolicy_names();
+    serde_json::json!({
+        "memoryPolicy": {"modes": modes, "flags": flags},
+        // network.rs: moved by runh at create.
+        "netDevices": {"enabled": true},
+    })
+    .to_string()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -177,6 +190,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exec_process, m)?)?;
     m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
+    m.add_function(wrap_pyfunction!(core_features, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;

@@ -72,6 +72,8 @@ const TAG_SECCOMP: u8 = 6;
 const TAG_IDS_MAPPED: u8 = 20;
 const TAG_HOOKS: u8 = 21;
 const TAG_HOOKS_DONE: u8 = 22;
+// Bind mount sources opened by runh (mounts.rs).
+const TAG_MOUNT_SOURCE: u8 = 23;
 // Phase timing (timing.rs), numbered apart from the others.
 const TAG_TIMES: u8 = 30;
 // Transport: the pieces of one message longer than CHUNK (`send_raw`, `recv`).
@@ -93,6 +95,9 @@ pub enum Msg {
     Hooks,
     /// parent → init: runtime hooks done; the state JSON for the container hooks.
     HooksDone(Vec<u8>),
+    /// init → parent: open the source of `mounts[i]` (a bind) with runh's privileges;
+    /// the answer is its detached mount as an fd (`mounts::host_source`), or `Error`.
+    MountSource(u32),
     /// init → parent, just before `Ready`: CLOCK_MONOTONIC ns at the end of each setup
     /// phase, in `timing::INIT_PHASES` order (0 = phase not reached).
     Times(Vec<u64>),
@@ -146,6 +151,10 @@ impl Msg {
                 out.push(TAG_PID);
                 out.extend_from_slice(&p.to_le_bytes());
             }
+            Msg::MountSource(i) => {
+                out.push(TAG_MOUNT_SOURCE);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
             Msg::Times(t) => {
                 out.push(TAG_TIMES);
                 for v in t {
@@ -177,6 +186,7 @@ impl Msg {
                 Msg::Times(rest.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
             }
             TAG_PID if rest.len() == 4 => Msg::Pid(i32::from_le_bytes(rest.try_into().unwrap())),
+            TAG_MOUNT_SOURCE if rest.len() == 4 => Msg::MountSource(u32::from_le_bytes(rest.try_into().unwrap())),
             TAG_ERROR if rest.len() >= 5 => Msg::Error {
                 kind: code_kind(rest[0]),
                 errno: i32::from_le_bytes(rest[1..5].try_into().unwrap()),
@@ -349,6 +359,7 @@ mod tests {
             Msg::IdsMapped,
             Msg::Hooks,
             Msg::HooksDone(b"{}".to_vec()),
+            Msg::MountSource(7),
             Msg::Error { kind: Kind::Exec, errno: 2, context: "exec: \"x\": not found".into() },
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);

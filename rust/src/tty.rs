@@ -81,6 +81,15 @@ pub fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
 /// console socket). Exactly one fd must come, whole: truncated control data (MSG_CTRUNC)
 /// or more than one fd is an error, and every fd received is closed then.
 pub fn recv_fd(sock: RawFd) -> Result<(OwnedFd, Vec<u8>)> {
+    match recv_fd_opt(sock)? {
+        (Some(fd), data) => Ok((fd, data)),
+        (None, _) => Err(Error::sync("expected one fd in the message, got 0")),
+    }
+}
+
+/// `recv_fd`, where a message without any fd is the answer too (an error the sender
+/// sent in place of the fd): its payload, and None.
+pub fn recv_fd_opt(sock: RawFd) -> Result<(Option<OwnedFd>, Vec<u8>)> {
     let mut got: Vec<OwnedFd> = Vec::new();
     let mut data = vec![0u8; 4096];
     let flags = unsafe {
@@ -112,10 +121,10 @@ pub fn recv_fd(sock: RawFd) -> Result<(OwnedFd, Vec<u8>)> {
     if flags & libc::MSG_CTRUNC != 0 {
         return Err(Error::sync("the fd message was truncated (MSG_CTRUNC)"));
     }
-    if got.len() != 1 {
+    if got.len() > 1 {
         return Err(Error::sync(format!("expected one fd in the message, got {}", got.len())));
     }
-    Ok((got.pop().unwrap(), data))
+    Ok((got.pop(), data))
 }
 
 #[cfg(test)]

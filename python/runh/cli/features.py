@@ -12,6 +12,10 @@ _MOUNT_OPTIONS = [
     "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
     "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable",
     "rw", "shared", "slave", "strictatime", "suid", "sync", "unbindable",
+    # Recursive, through mount_setattr(AT_RECURSIVE) (rust/src/mounts.rs).
+    "ratime", "rdev", "rdiratime", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
+    "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "rro", "rrelatime", "rrw",
+    "rstrictatime", "rsuid", "rsymfollow",
 ]
 
 
@@ -42,6 +46,15 @@ def _seccomp():
     import runh._core as core
 
     return json.loads(core.seccomp_features())
+
+
+def _core_linux():
+    # What the core implements and names itself (memoryPolicy's modes and flags).
+    import json
+
+    import runh._core as core
+
+    return json.loads(core.core_features())
 
 
 def _cgroup():
@@ -77,9 +90,11 @@ def run(g, o, args):
             "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
-            "intelRdt": {"enabled": False},
+            # Through resctrl where it is mounted (runh.intelrdt); create fails elsewhere.
+            "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
             # Idmapped bind mounts (rust/src/idmap.rs): mounts[].uid/gidMappings, idmap, ridmap.
             "mountExtensions": {"idmap": {"enabled": True}},
+            **_core_linux(),
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }

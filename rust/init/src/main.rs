@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, hooks, idmap, namespaces, procattr, process, rootfs, timing, tty, userns};
+use _core::{caps, hooks, idmap, namespaces, network, procattr, process, rootfs, timing, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -69,7 +69,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     timing::init_stamp(1);
     let ns = namespaces::Plan::from_spec(&spec)?;
 
-    ns.join_all()?;
+    // Its own mount namespace, or runh's (none listed, or runh's own joined by path):
+    // then nothing may be mounted (rootfs::prepare_shared).
+    let private_mount = ns.join_all()? || ns.clone_flags & libc::CLONE_NEWNS as u64 != 0;
     if ns.joins_user() {
         // Joined by path: become its root, then make the new namespaces now, so that
         // it owns them (namespaces.rs). A new pid namespace with a new time namespace
@@ -94,6 +96,10 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     }
     if plan.unshare_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
         return Err(Error::last_os("unshare the cgroup namespace"));
+    }
+    if ns.clone_flags & libc::CLONE_NEWNET as u64 != 0 {
+        // A new network namespace: its loopback up, as runc and crun do.
+        network::loopback_up()?;
     }
     // A session of its own: the container must not share runh's controlling terminal or
     // process group (and TIOCSCTTY below needs a session leader).
@@ -130,11 +136,21 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         };
         hooks::run_all(&hooks::from_spec(&spec, "createContainer")?, &hook_state, "createContainer")
     };
+    // A bind source init may not open (a user namespace): runh opens it (mounts.rs).
+    let host_source = |i: u32| -> Result<std::os::fd::OwnedFd> {
+        sync::send(sync_fd, &Msg::MountSource(i))?;
+        match tty::recv_fd_opt(sync_fd)? {
+            (Some(fd), _) => Ok(fd),
+            (None, payload) => Err(Msg::decode(&payload)?.into_error("a mount source")),
+        }
+    };
     let ropts = rootfs::RootfsOptions {
         rootfs: &plan.rootfs,
         bundle: &plan.bundle,
         no_pivot: plan.no_pivot,
         cgroup2_bind: plan.cgroup2_bind.as_deref(),
+        private_mount,
+        host_source: Some(&host_source),
     };
     rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
     timing::init_stamp(3);
@@ -167,7 +183,13 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     }
     _core::sysctl::apply(&spec)?;
     timing::init_stamp(4);
-    rootfs::finalize(&spec)?;
+    if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        // Before / turns read-only, as runc creates it (enter_cwd below does it otherwise).
+        process::make_cwd(&p.cwd)?;
+    }
+    if private_mount {
+        rootfs::finalize(&spec)?;
+    }
     timing::init_stamp(5);
 
     if let Some(v) = p.oom_score_adj {
@@ -182,7 +204,8 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         _core::exec::set_listen_pid(&mut exec);
     }
     let caps = caps::Sets::of_process(p)?;
-    process::enter_cwd(&p.cwd)?;
+    process::enter_cwd(&p.cwd, true)?;
+    attrs.apply_mempolicy()?;
     timing::init_stamp(6);
 
     Ok(Parked {

@@ -58,7 +58,8 @@ fn io_error(e: std::io::Error, what: String) -> Error {
 pub fn delete(root: &str, id: &str, _force: bool) -> ! {
     let (_lock, c) = locked(root, id);
     // --force changes nothing for a stopped container.
-    if c.status() != Some(Status::Stopped) || c.has_hooks() {
+    // A resctrl group (linux.intelRdt) is removed by Python's delete (runh.intelrdt).
+    if c.status() != Some(Status::Stopped) || c.has_hooks() || c.state.get("intelRdt").is_some() {
         handoff(None);
     }
     let Some((dirs, parents)) = state::owned_dirs(c.cgroup()) else { handoff(None) };
