@@ -208,6 +208,7 @@ fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<
         return Err(Error::config("a mount namespace is required (linux.namespaces has no \"mount\")"));
     }
     crate::sysctl::precheck(spec, ns)?;
+    crate::lsm::precheck(spec)?;
     if p.terminal && opts.console_socket.is_none() {
         return Err(Error::config("process.terminal is true but no console socket was given"));
     }

@@ -187,6 +187,8 @@ pub struct MountContext<'a> {
     pub new_cgroupns: bool,
     /// The container's cgroup v2 directory on the host (sync::Plan::cgroup2_bind).
     pub cgroup2_bind: Option<&'a str>,
+    /// linux.mountLabel: the SELinux context of the filesystems mounted (lsm.rs).
+    pub mount_label: Option<&'a str>,
 }
 
 fn mount_name(m: &Mount) -> String {
@@ -309,9 +311,18 @@ fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()>
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
     let fstype = cstr(kind)?;
-    let data = if opts.data.is_empty() { None } else { Some(cstr(&opts.data)?) };
+    // linux.mountLabel as runc applies it: context= on every filesystem but procfs and
+    // sysfs (labelled by the policy) and mqueue (which takes no context=: its root is
+    // labelled after the mount instead).
+    let label = ctx.mount_label.filter(|_| !matches!(kind, "proc" | "sysfs" | "mqueue"));
+    let data = crate::lsm::with_context(&opts.data, label);
+    let data = if data.is_empty() { None } else { Some(cstr(&data)?) };
     sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
     check_kernel_fs(m, ctx)?;
+    if let (Some(l), "mqueue") = (ctx.mount_label, kind) {
+        let top = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
+        crate::lsm::set_file_label(&fd_path(top.as_raw_fd()), l)?;
+    }
     apply_propagation(m, opts, ctx)
 }
 
@@ -757,7 +768,7 @@ pub(crate) mod tests {
         in_mount_ns(move || {
             let rfd = root_fd(&r);
             let real = real_path(rfd.as_raw_fd()).map_err(|e| e.to_string())?;
-            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false, cgroup2_bind: None };
+            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false, cgroup2_bind: None, mount_label: None };
             let e = |e: Error| e.to_string();
             mount_entry(&mnt("/tmp", "tmpfs", "tmpfs", &["nosuid", "mode=1777", "size=1m"]), &ctx).map_err(e)?;
             if statvfs_flags(&format!("{r}/tmp")) & libc::ST_NOSUID == 0 {
