@@ -311,10 +311,10 @@ fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()>
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
     let fstype = cstr(kind)?;
-    // linux.mountLabel as runc applies it: context= on every filesystem but procfs and
-    // sysfs (labelled by the policy) and mqueue (which takes no context=: its root is
-    // labelled after the mount instead).
-    let label = ctx.mount_label.filter(|_| !matches!(kind, "proc" | "sysfs" | "mqueue"));
+    // linux.mountLabel as runc applies it: context= on every filesystem but procfs,
+    // sysfs and cgroup2 (labelled by the policy; a shared superblock refuses context=)
+    // and mqueue (which takes no context=: its root is labelled after the mount instead).
+    let label = ctx.mount_label.filter(|_| !matches!(kind, "proc" | "sysfs" | "cgroup2" | "mqueue"));
     let data = crate::lsm::with_context(&opts.data, label);
     let data = if data.is_empty() { None } else { Some(cstr(&data)?) };
     sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
