@@ -12,9 +12,10 @@ PYTEST_ARGS ?=
 
 # Debian packages: what `make run` needs, and what the tests and benchmarks add.
 APT_RUN  := python3-venv python3-dev busybox-static gcc
-# apparmor (apparmor_parser) and containerd: the AppArmor checks in the guest (tests/lsm_checks.py).
+# apparmor (apparmor_parser), containerd, selinux-policy-default and policycoreutils (load_policy):
+# the AppArmor and SELinux checks in the guest (tests/lsm_checks.py).
 APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time \
-            apparmor containerd
+            apparmor containerd selinux-policy-default policycoreutils
 
 .PHONY: run test build install demo bench apt-run apt-test
 

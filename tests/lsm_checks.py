@@ -18,18 +18,18 @@ Each check prints "CHECK <name> PASS|FAIL|SKIP <seconds> <detail>".
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bundle import build_bundle, build_rootfs  # noqa: E402
-from cgroupv2_checks import RUNH, Timeout, _alarm, reap  # noqa: E402
+from cgroupv2_checks import RUNH, _alarm, reap, timed  # noqa: E402
 
 WORK = "/tmp/rh-lsm"
 ROOTS = {"runh": "/run/rh-lsm-runh", "runc": "/run/rh-lsm-runc"}
@@ -95,6 +95,7 @@ def make_bundle(name, args, profile=None, edit=None):
         if edit:
             edit(c)
 
+    shutil.rmtree(f"{WORK}/{name}", ignore_errors=True)
     b = build_bundle(f"{WORK}/{name}", args=args, template=_template[0], edit=ed)
     for f in ("runh-secret", "runh-other"):
         with open(f"{b}/rootfs/etc/{f}", "w") as fh:
@@ -228,6 +229,21 @@ def check_missing_profile():
     return ok, f"runh rc={r.returncode} {r.stderr.strip()[-200:]!r} left={left} ran={ran}; runc rc={c.returncode}"
 
 
+def check_mask_cannot_unconfine():
+    """The attack: a masked path binds /dev/null over the init's own attr file, so that
+    the profile write would vanish and the container run unconfined. The write is
+    refused (not procfs) and the program never runs."""
+    def ed(c):
+        c["linux"]["maskedPaths"] = c["linux"].get("maskedPaths", []) + [
+            "/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"]
+    b, out = make_bundle("mask", probe_to("/out/m"), DENY, ed)
+    r = call("runh", "run", "--bundle", b, "lsm-mask", check=False)
+    call("runh", "delete", "--force", "lsm-mask", check=False)
+    ran = observed(f"{out}/m") if os.path.exists(f"{out}/m") else None
+    ok = r.returncode != 0 and "not on procfs" in r.stderr and ran is None
+    return ok, f"rc={r.returncode} {r.stderr.strip()[-200:]!r} ran={ran}"
+
+
 def check_seccomp_and_nnp():
     """With noNewPrivileges and a seccomp filter the transition still happens (the
     attribute is written before both): the init and an exec show the profile."""
@@ -303,8 +319,110 @@ def check_cri_default_profile():
 
 
 CHECKS = [check_features, check_runh_native, check_runh_python, check_runc_same,
-          check_init_unconfined_until_start, check_missing_profile, check_seccomp_and_nnp,
-          check_cri_default_profile]
+          check_init_unconfined_until_start, check_missing_profile, check_mask_cannot_unconfine,
+          check_seccomp_and_nnp, check_cri_default_profile]
+
+
+# ------------------------------------------------------------------------------- SELinux
+# A boot of the same guest with "selinux=1 security=selinux enforcing=0" (guest.py's
+# kernel_args), Debian's selinux-policy-default loaded by load_policy, permissive. The
+# policy has no container_t: svirt_t and svirt_image_t stand for a container's labels.
+
+PLABEL = "system_u:system_r:svirt_t:s0:c1,c2"
+PLABEL2 = "system_u:system_r:svirt_t:s0:c3,c4"
+MLABEL = "system_u:object_r:svirt_image_t:s0:c1,c2"
+
+
+def _key_labels():
+    """The SELinux labels of the keyrings in /proc/keys (keyctl KEYCTL_GET_SECURITY)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = set()
+    for line in open("/proc/keys"):
+        f = line.split()
+        if len(f) > 7 and f[7] == "keyring":
+            buf = ctypes.create_string_buffer(256)
+            if libc.syscall(250, 17, int(f[0], 16), buf, 256) > 0:  # SYS_keyctl, GET_SECURITY
+                out.add(buf.value.decode())
+    return out
+
+
+def selinux_observe(rt):
+    """What rt makes of selinuxLabel and mountLabel: the labels seen from outside."""
+    b, _ = make_bundle(f"se-{rt}", ["sleep", "1000"], edit=lambda c: (
+        c["process"].__setitem__("selinuxLabel", PLABEL), c["linux"].__setitem__("mountLabel", MLABEL)))
+    cid = f"se-{rt}"
+    pidfile = f"{WORK}/se-{rt}.pid"
+    call(rt, "run", "-d", "--pid-file", pidfile, "--bundle", b, cid)
+    try:
+        pid = int(open(pidfile).read())
+        obs = {"process": open(f"/proc/{pid}/attr/current").read().strip("\0\n")}
+        for line in open(f"/proc/{pid}/mountinfo"):
+            point = line.split()[4]
+            if point in ("/dev", "/dev/shm", "/dev/pts", "/dev/mqueue", "/proc", "/sys", "/sys/fs/cgroup",
+                         "/proc/acpi", "/sys/firmware"):
+                ctx = re.search(r'context="[^"]*"', line.split(" - ")[1])
+                obs[f"mount {point}"] = ctx.group(0) if ctx else None
+        obs["mqueue xattr"] = os.getxattr(f"/proc/{pid}/root/dev/mqueue", "security.selinux").decode().strip("\0")
+        obs["session keyring labelled"] = PLABEL in _key_labels()
+        obs["exec"] = call(rt, "exec", cid, "cat", "/proc/self/attr/current").stdout.strip("\0\n")
+        obs["exec --process-label"] = call(rt, "exec", "--process-label", PLABEL2, cid,
+                                           "cat", "/proc/self/attr/current").stdout.strip("\0\n")
+    finally:
+        call(rt, "delete", "--force", cid, check=False)
+    return obs
+
+
+SE_EXPECTED = {
+    "process": PLABEL, "exec": PLABEL, "exec --process-label": PLABEL2,
+    "mount /dev": f'context="{MLABEL}"', "mount /dev/shm": f'context="{MLABEL}"',
+    "mount /dev/pts": f'context="{MLABEL}"', "mount /dev/mqueue": None, "mount /proc": None,
+    "mount /sys": None, "mount /sys/fs/cgroup": None, "mount /proc/acpi": f'context="{MLABEL}"', "mount /sys/firmware": f'context="{MLABEL}"',
+    "mqueue xattr": MLABEL, "session keyring labelled": True,
+}
+
+
+def check_selinux_features():
+    """features reports SELinux enabled once a policy is loaded (and AppArmor not: it is
+    not the running LSM)."""
+    f = json.loads(call("runh", "features").stdout)["linux"]
+    return f["selinux"] == {"enabled": True} and f["apparmor"] == {"enabled": False}, \
+        f"apparmor={f['apparmor']} selinux={f['selinux']}"
+
+
+_se = {}
+
+
+def check_selinux_labels():
+    """Permissive SELinux: the init and execs have their labels, the mounts that take one
+    carry context=mountLabel, mqueue its xattr, the session keyring the process label."""
+    _se.update(obs := selinux_observe("runh"))
+    bad = {k: (obs.get(k), v) for k, v in SE_EXPECTED.items() if obs.get(k) != v}
+    return not bad, json.dumps(bad or obs)
+
+
+def check_selinux_runc_same():
+    """runc 1.1.5 labels the same processes, mounts and keyring the same way."""
+    runc = selinux_observe("runc")
+    runh = _se or selinux_observe("runh")
+    diff = {k: (runc.get(k), runh.get(k)) for k in set(runc) | set(runh) if runc.get(k) != runh.get(k)}
+    return not diff, json.dumps(diff or runc)
+
+
+SELINUX_CHECKS = [check_selinux_features, check_selinux_labels, check_selinux_runc_same]
+
+
+def setup_selinux():
+    """selinuxfs mounted and the policy loaded, permissive; None or why not."""
+    if "selinux" not in open("/proc/filesystems").read():
+        return "no SELinux in this kernel (boot with selinux=1 security=selinux)"
+    subprocess.run(["mount", "-t", "selinuxfs", "selinuxfs", "/sys/fs/selinux"], capture_output=True)
+    r = subprocess.run(["load_policy"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"load_policy (make apt-test installs selinux-policy-default): {r.stderr.strip()[-200:]}"
+    with open("/sys/fs/selinux/enforce", "w") as f:
+        f.write("0")
+    return None
 
 
 def setup():
@@ -335,9 +453,11 @@ def main(names):
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: created inits are ours
     os.environ.pop("container", None)  # containerd's AppArmor test wants it unset
     os.makedirs(WORK, exist_ok=True)
-    why = setup()
+    selinux = names[:1] == ["--selinux"]
+    names = names[1:] if selinux else names
+    why = setup_selinux() if selinux else setup()
     signal.signal(signal.SIGALRM, _alarm)
-    for fn in CHECKS:
+    for fn in SELINUX_CHECKS if selinux else CHECKS:
         name = fn.__name__[len("check_"):]
         if names and name not in names:
             continue
@@ -345,15 +465,7 @@ def main(names):
         if why:
             print(f"CHECK {name} SKIP 0.00s {why}", flush=True)
             continue
-        signal.alarm(CHECK_TIMEOUT)
-        try:
-            ok, detail = fn()
-        except Timeout:
-            ok, detail = False, f"timed out after {CHECK_TIMEOUT}s"
-        except Exception:
-            ok, detail = False, traceback.format_exc().replace("\n", " | ")
-        finally:
-            signal.alarm(0)
+        ok, detail = timed(CHECK_TIMEOUT, fn)
         reap()
         verdict = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
         print(f"CHECK {name} {verdict} {time.time() - t0:.2f}s {detail}", flush=True)
