@@ -122,6 +122,20 @@ def stats(cid):
     return json.loads(out.splitlines()[0])["data"]
 
 
+def timed(limit, fn, *args):
+    """fn(*args) -> (ok, detail) under a SIGALRM time limit (the caller's handler raises
+    Timeout); a timeout or an exception is a failure with what happened as its detail."""
+    signal.alarm(limit)
+    try:
+        return fn(*args)
+    except Timeout:
+        return False, f"timed out after {limit}s"
+    except Exception:
+        return False, traceback.format_exc().replace("\n", " | ")
+    finally:
+        signal.alarm(0)
+
+
 def reap():
     """Collect exited children (container inits reparented to us)."""
     while True:
@@ -455,15 +469,7 @@ def main(names):
             continue
         cid = cid_of(name)
         t0 = time.time()
-        signal.alarm(CHECK_TIMEOUT)
-        try:
-            ok, detail = fn(name, cid)
-        except Timeout:
-            ok, detail = False, f"timed out after {CHECK_TIMEOUT}s"
-        except Exception:
-            ok, detail = False, traceback.format_exc().replace("\n", " | ")
-        finally:
-            signal.alarm(0)
+        ok, detail = timed(CHECK_TIMEOUT, fn, name, cid)
         left = cleanup(name, cid)
         if left:
             ok, detail = False, f"{detail} LEFTOVERS: {left}"

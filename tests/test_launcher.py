@@ -356,7 +356,10 @@ DIFF_CASES = {
     "user-only": ["-u", "1000"],
     "cap": ["--cap", "CAP_SYS_ADMIN"],
     "no-new-privs": ["--no-new-privs"],
-    "apparmor-label": ["--apparmor", "x", "--process-label", "y"],
+    # Empty: as if not given, on both paths. A real profile or label is refused where the
+    # LSM is not enabled (tests/test_lsm.py, both paths) and applied where it is (the
+    # guest's tests/lsm_checks.py runs the same scenario on both paths).
+    "apparmor-label": ["--apparmor", "", "--process-label", ""],
     "preserve-fds": ["--preserve-fds", "1"],
     "process-json": ["--process", "{process}"],
 }
@@ -499,8 +502,8 @@ NATIVE = {
     "--additional-gids": "10", "-g": "10",
     "--cap": "CAP_SYS_ADMIN", "-c": "CAP_SYS_ADMIN",
     "--no-new-privs": None,
-    "--apparmor": "x",
-    "--process-label": "y",
+    "--apparmor": "",  # empty: any real value needs the LSM (see DIFF_CASES)
+    "--process-label": "",
     "--preserve-fds": "0",
     "--ignore-paused": None,
     "--no-subreaper": None,

@@ -119,6 +119,11 @@ def core_features() -> str:
     {"memoryPolicy": {"modes": [...], "flags": [...]}, "netDevices": {"enabled": true}}:
     the MPOL_* names that linux.memoryPolicy takes, and linux.netDevices."""
 
+def lsm_enabled() -> tuple[bool, bool]:
+    """(AppArmor enabled, SELinux enabled) in the running kernel: AppArmor's module
+    parameter reads Y; selinuxfs is mounted at /sys/fs/selinux and a policy is loaded.
+    `features` reports them; create and exec refuse a profile or label otherwise."""
+
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:
     (phase, CLOCK_MONOTONIC ns at its end), the core's own ("core: ...") and runh-init's

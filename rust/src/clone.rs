@@ -215,6 +215,7 @@ fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<
     }
     crate::sysctl::precheck(spec, ns)?;
     crate::network::precheck(spec, ns)?;
+    crate::lsm::precheck(spec)?;
     if p.terminal && opts.console_socket.is_none() {
         return Err(Error::config("process.terminal is true but no console socket was given"));
     }

@@ -236,6 +236,7 @@ struct Prepared {
     /// `ExecPlan::cgroup_procs_fds`, owned.
     cgroup_procs: Vec<OwnedFd>,
     attrs: procattr::Attrs,
+    lsm: crate::lsm::ExecAttrs,
     exec: process::Exec,
 }
 
@@ -384,6 +385,7 @@ fn prepare(sync_fd: RawFd) -> Result<Prepared> {
         listener: listener.map(|l| std::os::fd::IntoRawFd::into_raw_fd(l)).zip(seccomp_state),
         cgroup_procs,
         attrs,
+        lsm: crate::lsm::ExecAttrs::of_process(&p),
         exec,
     })
 }
@@ -445,6 +447,7 @@ fn finish(p: &Prepared) -> Error {
         user: &p.user,
         no_new_privileges: p.no_new_privileges,
         preserve_fds: p.preserve_fds,
+        lsm: &p.lsm,
     };
     match process::finish(&f, || load_seccomp(p)) {
         Err(e) => e,
@@ -552,6 +555,9 @@ mod parent {
         if !p.terminal && opts.console_socket.is_some() {
             return Err(Error::config("a console socket was given but process.terminal is false"));
         }
+        // exec --apparmor / --process-label, or the process JSON's: refused where the LSM
+        // is not enabled, before anything is cloned (as runc refuses them).
+        crate::lsm::ExecAttrs::of_process(&p).check()?;
         let linux = match opts.config {
             Some(cfg) => sync::parse_config(cfg)?.linux,
             None => None,

@@ -15,6 +15,7 @@ pub mod fd;
 pub mod hooks;
 pub mod idmap;
 pub mod inroot;
+pub mod lsm;
 pub mod exec;
 #[cfg(feature = "host")]
 pub mod memfd;

@@ -259,6 +259,8 @@ pub struct MountContext<'a> {
     pub host_source: Option<&'a dyn Fn(u32) -> Result<OwnedFd>>,
     /// The config's mounts, to find an entry's index for `host_source`.
     pub mounts: &'a [Mount],
+    /// linux.mountLabel: the SELinux context of the filesystems mounted (lsm.rs).
+    pub mount_label: Option<&'a str>,
 }
 
 fn mount_name(m: &Mount) -> String {
@@ -402,10 +404,19 @@ fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()>
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
     let fstype = cstr(kind)?;
-    let data = if kind == "tmpfs" { tmpfs_data(opts, dest.as_raw_fd(), existed)? } else { opts.data.clone() };
+    let base = if kind == "tmpfs" { tmpfs_data(opts, dest.as_raw_fd(), existed)? } else { opts.data.clone() };
+    // linux.mountLabel as runc applies it: context= on every filesystem but procfs,
+    // sysfs and cgroup2 (labelled by the policy; a shared superblock refuses context=)
+    // and mqueue (which takes no context=: its root is labelled after the mount instead).
+    let label = ctx.mount_label.filter(|_| !matches!(kind, "proc" | "sysfs" | "cgroup2" | "mqueue"));
+    let data = crate::lsm::with_context(&base, label);
     let data = if data.is_empty() { None } else { Some(cstr(&data)?) };
     sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
     check_kernel_fs(m, ctx)?;
+    if let (Some(l), "mqueue") = (ctx.mount_label, kind) {
+        let top = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
+        crate::lsm::set_file_label(&fd_path(top.as_raw_fd()), l)?;
+    }
     apply_propagation(m, opts, ctx)
 }
 
@@ -970,7 +981,7 @@ pub(crate) mod tests {
         in_mount_ns(move || {
             let rfd = root_fd(&r);
             let real = real_path(rfd.as_raw_fd()).map_err(|e| e.to_string())?;
-            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false, cgroup2_bind: None, host_source: None, mounts: &[] };
+            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false, cgroup2_bind: None, host_source: None, mounts: &[], mount_label: None };
             let e = |e: Error| e.to_string();
             mount_entry(&mnt("/tmp", "tmpfs", "tmpfs", &["nosuid", "mode=1777", "size=1m"]), &ctx).map_err(e)?;
             if statvfs_flags(&format!("{r}/tmp")) & libc::ST_NOSUID == 0 {

@@ -227,6 +227,8 @@ pub struct Final<'a> {
     pub user: &'a User,
     pub no_new_privileges: bool,
     pub preserve_fds: i32,
+    /// The AppArmor profile and SELinux label the execve transitions to (lsm.rs).
+    pub lsm: &'a crate::lsm::ExecAttrs,
 }
 
 /// The last steps before execve, in one order for init and exec: privileged scheduling
@@ -236,10 +238,15 @@ pub struct Final<'a> {
 /// order, so the profile must allow setuid/setgroups/capset/prctl, as Docker's does);
 /// with it, last, after the fd sweep, so only execve (and sendmsg/close for a listener)
 /// run under the filter and profiles need not allow runh's own setup calls.
+/// The LSM exec attributes are written as late as they can be: just before the first of
+/// seccomp (a filter need not allow their open and write) and no_new_privs (under it
+/// AppArmor refuses a transition asked for by a confined task). They take effect only at
+/// the execve, so nothing of runh's runs confined either way.
 pub fn finish(f: &Final, load_seccomp: impl FnOnce() -> Result<()>) -> Result<()> {
     f.attrs.apply_privileged()?;
     let mut load_seccomp = Some(load_seccomp);
     if !f.no_new_privileges {
+        f.lsm.apply()?;
         (load_seccomp.take().unwrap())()?;
     }
     crate::caps::drop_bounding(f.caps)?;
@@ -248,6 +255,7 @@ pub fn finish(f: &Final, load_seccomp: impl FnOnce() -> Result<()>) -> Result<()
     clear_keepcaps();
     set_umask(f.user);
     if f.no_new_privileges {
+        f.lsm.apply()?;
         set_no_new_privs()?;
     }
     f.attrs.apply_final()?;

@@ -183,6 +183,13 @@ fn core_features() -> String {
     .to_string()
 }
 
+/// Whether AppArmor and SELinux are enabled in the running kernel (lsm.rs): `features`
+/// reports them, and create and exec refuse a profile or label the host cannot enforce.
+#[pyfunction]
+fn lsm_enabled() -> (bool, bool) {
+    (crate::lsm::apparmor_enabled(), crate::lsm::selinux_enabled())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -191,6 +198,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
     m.add_function(wrap_pyfunction!(core_features, m)?)?;
+    m.add_function(wrap_pyfunction!(lsm_enabled, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;

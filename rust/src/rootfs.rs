@@ -93,6 +93,7 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
         cgroup2_bind: opts.cgroup2_bind,
         host_source: opts.host_source,
         mounts: &spec.mounts,
+        mount_label: crate::lsm::mount_label(spec),
     };
     for m in &spec.mounts {
         mounts::mount_entry(m, &ctx)?;
@@ -266,8 +267,9 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     }
     // Opened (and checked) once, on the first masked file: see inroot::dev_null.
     let mut null = None;
+    let label = crate::lsm::mount_label(spec);
     for p in masked {
-        mask_path(root, p, &mut null)?;
+        mask_path(root, p, &mut null, label)?;
     }
     // A /dev mount with "ro" was made writable so that the nodes could be created.
     if let Some(dev) = spec.mounts.iter().rev().find(|m| clean(&m.destination) == "/dev") {
@@ -303,11 +305,13 @@ fn is_dir(fd: RawFd) -> bool {
 
 /// Directories get an empty read-only tmpfs, anything else the container's /dev/null,
 /// bound from its checked fd (`null`, opened on first use).
-fn mask_path(root: RawFd, path: &str, null: &mut Option<std::os::fd::OwnedFd>) -> Result<()> {
+/// The tmpfs carries linux.mountLabel, as runc's.
+fn mask_path(root: RawFd, path: &str, null: &mut Option<std::os::fd::OwnedFd>, label: Option<&str>) -> Result<()> {
     let Some(fd) = open_existing(root, path)? else { return Ok(()) };
     let target = mounts::fd_path(fd.as_raw_fd());
     if is_dir(fd.as_raw_fd()) {
-        return sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, None, || format!("mask {path}"));
+        let data = label.map(|l| mounts::cstr(&crate::lsm::with_context("", Some(l)))).transpose()?;
+        return sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, data.as_deref(), || format!("mask {path}"));
     }
     let null = match null {
         Some(n) => n,

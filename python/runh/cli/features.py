@@ -73,8 +73,10 @@ def _cgroup():
 def run(g, o, args):
     import sys
 
-    from runh import SPEC_VERSION
+    from runh import SPEC_VERSION, _core
     from runh.jsonio import dumps
+
+    apparmor, selinux = _core.lsm_enabled()
 
     features = {
         "ociVersionMin": "1.0.0",
@@ -88,8 +90,9 @@ def run(g, o, args):
             "capabilities": _caps(),
             "cgroup": _cgroup(),
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # From the kernel (rust/src/lsm.rs): what create and exec can enforce.
+            "apparmor": {"enabled": apparmor},
+            "selinux": {"enabled": selinux},
             # Through resctrl where it is mounted (runh.intelrdt); create fails elsewhere.
             "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
             # Idmapped bind mounts (rust/src/idmap.rs): mounts[].uid/gidMappings, idmap, ridmap.

@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, hooks, idmap, namespaces, network, procattr, process, rootfs, timing, tty, userns};
+use _core::{caps, hooks, idmap, lsm, namespaces, network, procattr, process, rootfs, timing, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -24,6 +24,7 @@ struct Parked {
     /// startContainer hooks and the state JSON they get.
     start_hooks: Option<(Vec<hooks::Hook>, Vec<u8>)>,
     attrs: procattr::Attrs,
+    lsm: lsm::ExecAttrs,
     exec: process::Exec,
 }
 
@@ -107,7 +108,12 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         return Err(Error::last_os("setsid"));
     }
     if !plan.no_new_keyring {
-        // A new anonymous session keyring, so containers do not share the host's keys.
+        // A new anonymous session keyring, so containers do not share the host's keys;
+        // labelled with the process's SELinux label, as runc does.
+        let key_label = spec.process.as_ref().and_then(|p| lsm::ExecAttrs::of_process(p).selinux);
+        if key_label.is_some() {
+            lsm::set_keycreate(key_label.as_deref())?;
+        }
         const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
         let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize) };
         if r < 0 {
@@ -116,6 +122,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
             if e.errno != libc::ENOSYS {
                 return Err(e);
             }
+        }
+        if key_label.is_some() {
+            lsm::set_keycreate(None)?;
         }
     }
 
@@ -217,6 +226,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         seccomp,
         start_hooks,
         attrs,
+        lsm: lsm::ExecAttrs::of_process(p),
         exec,
     })
 }
@@ -259,6 +269,7 @@ fn finish(p: &Parked) -> Error {
             user: &p.user,
             no_new_privileges: p.no_new_privileges,
             preserve_fds: p.preserve_fds,
+            lsm: &p.lsm,
         };
         process::finish(&f, || p.seccomp.as_ref().map_or(Ok(()), |s| s.load()))
     })();
