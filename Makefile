@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # Debian packages: what `make run` needs, and what the tests and benchmarks add.
 APT_RUN  := python3-venv python3-dev busybox-static gcc
 # containerd: the CRI tests and `runh bench -s cri` run Debian's containerd 1.6 (CRI plugin).
-APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time containerd
+APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time containerd criu podman conmon
 # Python packages of the venv: runh's own, then the tests' (grpcio + grpcio-tools: the CRI
 # client, stubs generated from python/runh/bench/cri/api.proto at run time).
 PIP_DEPS := maturin click jsonschema pytest hypothesis matplotlib grpcio grpcio-tools

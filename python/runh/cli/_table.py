@@ -27,7 +27,7 @@ GLOBAL_OPTIONS = (
     opt("--log-format", default="text", help="set the log format ('text' (default), or 'json')"),
     opt("--root", default="/run/runh",
         help="root directory for storage of container state (this should be located in tmpfs)"),
-    opt("--criu", default="criu", help="path to the criu binary used for checkpoint and restore (ignored)"),
+    opt("--criu", default="criu", help="path to the criu binary used for checkpoint and restore"),
     opt("--systemd-cgroup", kind="flag",
         help="enable systemd cgroup support, expects cgroupsPath to be of form "
              '"slice:prefix:name" (not supported yet)'),
