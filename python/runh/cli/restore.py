@@ -2,29 +2,19 @@
 it returns once the container runs; in the foreground it waits for the restored process,
 forwards signals to it, exits with its status and deletes the container, as `run` does."""
 
-from runh.cli._table import BUNDLE, CONSOLE_SOCKET, NO_PIVOT, PID_FILE, opt
+from runh.cli._table import (BUNDLE, CONSOLE_SOCKET, CRIU_COMMON, IMAGE_PATH, NO_PIVOT, PID_FILE,
+                             WORK_PATH, opt)
 
 HELP = "restore a container from a previous checkpoint"
 DESCRIPTION = """Restore <container-id> from images that `runh checkpoint` saved, with the
 bundle's config.json (its cgroup, mounts and namespaces), through CRIU (`criu swrk`)."""
 OPTIONS = (
-    CONSOLE_SOCKET,
-    opt("--image-path", default="", help="path to criu image files for restoring (default ./checkpoint)"),
-    opt("--work-path", default="", help="path for saving work files and logs (default: the image path)"),
-    opt("--tcp-established", kind="flag", help="allow open tcp connections"),
-    opt("--ext-unix-sk", kind="flag", help="allow external unix sockets"),
-    opt("--shell-job", kind="flag", help="allow shell jobs"),
-    opt("--file-locks", kind="flag", help="handle file locks, for safety"),
-    opt("--manage-cgroups-mode", default="", help="cgroups mode: 'soft' (default), 'full', 'strict' or 'ignore'"),
-    BUNDLE,
+    CONSOLE_SOCKET, IMAGE_PATH, WORK_PATH, BUNDLE,
     opt("--detach", "-d", kind="flag", help="detach from the container's process"),
     PID_FILE,
     opt("--no-subreaper", kind="flag", help="disable the use of the subreaper used to reap reparented processes"),
     NO_PIVOT,
-    opt("--empty-ns", kind="multi", help="create a namespace, but don't restore its properties (network only)"),
-    opt("--auto-dedup", kind="flag", help="enable auto deduplication of memory images"),
-    opt("--lazy-pages", kind="flag", help="use userfaultfd to lazily restore memory pages (needs `criu lazy-pages`)"),
-)
+) + CRIU_COMMON
 ARGS = (("container-id", True),)
 
 _CRIU_FLAGS = ("image_path", "work_path", "tcp_established", "ext_unix_sk", "shell_job", "file_locks",
@@ -32,7 +22,8 @@ _CRIU_FLAGS = ("image_path", "work_path", "tcp_established", "ext_unix_sk", "she
 
 
 def run(g, o, args):
-    from runh.criu.restore import Options, restore
+    from runh.criu.plan import Options
+    from runh.criu.restore import restore
 
     # --no-pivot: CRIU makes the restored root itself (pivot_root into the bind of the
     # rootfs), so there is nothing for it to change; accepted as runc accepts it.

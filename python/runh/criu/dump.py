@@ -9,30 +9,13 @@ existing ones); CRIU's own error lines are quoted in the one-line error.
 import posix as os
 
 from runh import state as st
+from runh.container import _mark
 from runh.criu import plan, swrk
 from runh.errors import ConfigError, InvalidState, UsageError
 
 # runc's name for the stdio description kept beside the images (restore reads it).
 DESCRIPTORS = "descriptors.json"
 _LOG_LEVEL = 4  # CRIU's most detailed: its log is what explains a failure
-
-
-class Options:
-    """runc checkpoint's flags, as runh.cli.checkpoint parses them."""
-
-    image_path = "checkpoint"
-    work_path = parent_path = page_server = None
-    leave_running = tcp_established = ext_unix_sk = shell_job = file_locks = False
-    pre_dump = auto_dedup = lazy_pages = False
-    manage_cgroups_mode = ""
-    empty_ns = ()
-    status_fd = -1
-
-    def __init__(self, **kw):
-        for k, v in kw.items():
-            if not hasattr(Options, k):
-                raise TypeError(k)
-            setattr(self, k, v)
 
 
 def _page_server(text):
@@ -176,6 +159,7 @@ def checkpoint(c, opts, criu="criu"):
 
                 raise NotSupported(f"criu or this kernel lacks {', '.join(missing)} "
                                    f"(needed by --{'pre-dump' if 'mem_track' in missing else 'lazy-pages'})")
+        _mark("checks and plan")
         kind = swrk.PRE_DUMP if opts.pre_dump else swrk.DUMP
         log_name = "pre-dump.log" if opts.pre_dump else "dump.log"
         req_opts["log_file"] = log_name
@@ -209,8 +193,10 @@ def checkpoint(c, opts, criu="criu"):
                     os.write(status_fd, b"\0")  # the lazy-pages server is ready
 
             w = swrk.Swrk(criu, fds)
+            _mark("criu swrk started")
             try:
                 w.call({"type": kind, "opts": req_opts}, on_notify)
+                _mark("criu dumped")
             except swrk.CriuError as e:
                 raise swrk.CriuError(swrk.explain(e, st.join(log_dir, log_name))) from None
             finally:
@@ -219,6 +205,7 @@ def checkpoint(c, opts, criu="criu"):
             # series; the hang-up ends it with a failure status that means nothing.
             if code != 0 and kind != swrk.PRE_DUMP:
                 raise swrk.CriuError(swrk.explain(f"criu exited with status {code}", st.join(log_dir, log_name)))
+            _mark("criu exited")
             ok = True
         finally:
             if not ok:
@@ -227,6 +214,7 @@ def checkpoint(c, opts, criu="criu"):
     if not opts.leave_running and not opts.pre_dump:
         # CRIU killed the process tree once it was dumped; the container is gone.
         c.delete(force=True)
+        _mark("container deleted")
 
 
 def _freezer(c):

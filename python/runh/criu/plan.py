@@ -25,6 +25,25 @@ _JOIN = {"ipc": "ipc", "uts": "uts", "mount": "mnt", "user": "user", "time": "ti
 CLONE_NEWNET = 0x40000000
 
 
+class Options:
+    """The CRIU flags of runc's checkpoint and restore (each command sets its own), as
+    runh.cli parses them."""
+
+    image_path = "checkpoint"
+    work_path = parent_path = page_server = None
+    leave_running = tcp_established = ext_unix_sk = shell_job = file_locks = False
+    pre_dump = auto_dedup = lazy_pages = False
+    manage_cgroups_mode = ""
+    empty_ns = ()
+    status_fd = -1
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            if not hasattr(Options, k):
+                raise TypeError(f"unknown option {k}")
+            setattr(self, k, v)
+
+
 def normdest(path):
     from runh.spec import normpath
 

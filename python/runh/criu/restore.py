@@ -23,22 +23,6 @@ _CLONE_NEWNS = 0x00020000
 _MS_REC, _MS_BIND, _MS_SLAVE = 0x4000, 0x1000, 0x80000
 
 
-class Options:
-    """runc restore's CRIU flags, as runh.cli.restore parses them."""
-
-    image_path = "checkpoint"
-    work_path = None
-    tcp_established = ext_unix_sk = shell_job = file_locks = auto_dedup = lazy_pages = False
-    manage_cgroups_mode = ""
-    empty_ns = ()
-
-    def __init__(self, **kw):
-        for k, v in kw.items():
-            if not hasattr(Options, k):
-                raise TypeError(k)
-            setattr(self, k, v)
-
-
 def check_images(path):
     """An image dir that a checkpoint wrote: a directory with CRIU's inventory.img."""
     if not st.isdir(path):
@@ -128,10 +112,10 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
             pid_file=None, console_socket=None, detach=True, systemd_cgroup=False):
     """Restore `container_id` from opts.image_path with the bundle's config; returns the
     runh.Container, running."""
-    from runh.container import Container, _abspath, _makedirs, _release_root, _remove_dir
+    from runh.container import Container, _abspath, _makedirs, _mark, _release_root, _remove_dir
     from runh.spec import load_config, rootfs_path
 
-    opts = opts or Options()
+    opts = opts or plan.Options()
     c = Container(container_id, root)
     bundle = _abspath(bundle or os.getcwd())
     if systemd_cgroup:
@@ -158,6 +142,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
     if opts.lazy_pages and not swrk.features(criu, ["lazy_pages"])["lazy_pages"]:
         raise NotSupported("criu or this kernel lacks lazy_pages (needed by --lazy-pages)")
     descriptors = _descriptors(image)
+    _mark("config, images and criu checked")
 
     _makedirs(root)
     try:
@@ -190,6 +175,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
             if hooks and hk.for_state(hooks):
                 state["hooks"] = hk.for_state(hooks)
 
+            _mark("state dir, cgroup")
             libc = _private_mounts()
             criu_root = st.join(c.dir, "criu-root")
             os.mkdir(criu_root, 0o700)
@@ -261,7 +247,9 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
                 elif script == "orphan-pts-master" and got:
                     _send_console(console_socket, got[0])
 
+            _mark("rootfs bound for criu")
             w = swrk.Swrk(criu, fds)
+            _mark("criu swrk started")
             try:
                 cg.add(w.pid)  # CRIU's children (the restored tree) start in the container's cgroup
                 req_opts["cg_root"] = _cg_roots(w.pid)
@@ -270,6 +258,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
                 raise swrk.CriuError(swrk.explain(e, st.join(log_dir, _LOG))) from None
             finally:
                 code = w.close()
+            _mark("criu restored and exited")
             pid = (resp.get("restore") or {}).get("pid") or pid
             if code != 0 or pid <= 0:
                 raise swrk.CriuError(swrk.explain(f"criu exited with status {code}", st.join(log_dir, _LOG)))
