@@ -37,7 +37,7 @@ RUNH = os.environ.get("RUNH", os.path.join(REPO, ".venv", "bin", "runh"))
 ROOT = "/run/runh-test-criu"
 RUNC_ROOT = "/run/runc-test-criu"
 WORK = "/tmp/rh-criu"
-CHECK_TIMEOUT = int(os.environ.get("RUNH_CRIU_CHECK_TIMEOUT", "150"))
+CHECK_TIMEOUT = int(os.environ.get("RUNH_CRIU_CHECK_TIMEOUT", "420"))
 CALL_TIMEOUT = 90
 COUNT = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done"]
 
@@ -60,13 +60,13 @@ def _timed(argv, t0):
                          f"={time.time() - t0:.1f}s")
 
 
-def call(argv, stdout=None, stdin=subprocess.DEVNULL, check=True, timeout=CALL_TIMEOUT):
+def call(argv, stdout=None, stdin=subprocess.DEVNULL, check=True, timeout=CALL_TIMEOUT, env=None):
     """One runtime call; stderr captured through a file (a detached container keeps the
     pipes it is given open)."""
     t0 = time.time()
     with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
         rc = subprocess.run(argv, stdin=stdin, stdout=stdout if stdout is not None else out,
-                            stderr=err, timeout=timeout).returncode
+                            stderr=err, timeout=timeout, env=env).returncode
         err.seek(0)
         out.seek(0)
         p = subprocess.CompletedProcess(argv, rc, out.read(), err.read())
@@ -237,11 +237,22 @@ def cycle(runtime, call_, root, b, cid, name):
         r["counts"] = f"{last[-1:]}->{after[:3]}"
         s = json.loads(call_("state", cid).stdout)
         r["status"] = s["status"]
+        if runtime == RUNH:
+            # The Python path derives the same status as the launcher (state.py, state.rs).
+            py = call(RH + ["state", cid], env=dict(os.environ, RUNH_PYTHON_ONLY="1"))
+            r["python_state"] = json.loads(py.stdout)["status"] + ("" if json.loads(py.stdout)["pid"] == s["pid"] else " other pid")
         r["cgroup"] = cgroup_of(s["pid"]).split("::")[-1]
         r["mounts_kept"] = _mounts_of(s["pid"]) == mounts_before
         r["mounts"] = mounts_before
         ex = call_("exec", cid, "sh", "-c", "echo $$ $(cat /proc/1/cmdline | tr '\\0' ' ')").stdout.split()
         r["exec"] = ex[1:3] == ["sh", "-c"]
+        # The host directory bound at /data (an external mount), a masked file
+        # (/proc/kcore, bound over with /dev/null) and the read-only /proc/sys.
+        r["bind"] = call_("exec", cid, "cat", "/data/hello").stdout.strip()
+        r["masked"] = call_("exec", cid, "wc", "-c", "/proc/kcore").stdout.split()[:1]
+        r["ro"] = call_("exec", cid, "sh", "-c", "echo 1 > /proc/sys/kernel/shmmni", check=False).returncode != 0
+        r["own_ns"] = sorted(n for n in ("ipc", "mnt", "net", "pid", "uts")
+                             if os.readlink(f"/proc/{s['pid']}/ns/{n}") != os.readlink(f"/proc/self/ns/{n}"))
         call_("kill", cid, "KILL")
         deadline = time.time() + 10
         while os.path.exists(f"/proc/{s['pid']}") and time.time() < deadline:
@@ -264,18 +275,36 @@ def _mounts_of(pid):
 _results = {}
 
 
+def shared_bundle():
+    """The bundle of dump_restore and runc_diff: the counter, with a host directory
+    bound read-only at /data."""
+    src = f"{WORK}/bind-src"
+    os.makedirs(src, exist_ok=True)
+    with open(f"{src}/hello", "w") as f:
+        f.write("from the host\n")
+
+    def edit(c):
+        c["mounts"].append({"destination": "/data", "type": "bind", "source": src,
+                            "options": ["rbind", "ro"]})
+
+    return make_bundle("shared", edit=edit)
+
+
 def check_dump_restore(name, cid):
     """A counting container: checkpoint --pre-dump (it keeps running), then the dump on
     top of it (--parent-path: only the pages changed since), which stops and deletes it;
     restore -d under the same id with new stdio pipes: the count goes on from where it
     was, state says running, the restored init is in the container's cgroup with every
-    mountpoint it had, exec works in it, kill and delete end it. The image dir is 0700."""
-    b = make_bundle("shared")
+    mountpoint it had (a host directory bound at /data, an external mount, reads as on the
+    host; a masked file is empty; /proc/sys is read-only), in its own namespaces; exec
+    works in it, kill and delete end it. The image dir is 0700."""
+    b = shared_bundle()
     r = _results["runh"] = cycle(RUNH, rh, ROOT, b, cid, name)
     ok = (r["after_pre_dump"] == "running" and r["after_dump"] == "absent" and r["continues"]
-          and r["status"] == "running" and r["cgroup"] == f"/{cid}" and r["mounts_kept"]
+          and r["status"] == r["python_state"] == "running" and r["cgroup"] == f"/{cid}" and r["mounts_kept"]
           and r["exec"] and r["after_kill"] == "stopped" and r["after_delete"] == "absent"
-          and r["image_mode"] == "0o700" and r["parent_link"])
+          and r["image_mode"] == "0o700" and r["parent_link"] and r["bind"] == "from the host"
+          and r["masked"] == ["0"] and r["ro"] and r["own_ns"] == ["ipc", "mnt", "net", "pid", "uts"])
     return ok, " ".join(f"{k}={v}" for k, v in r.items() if k not in ("mounts", "kinds"))
 
 
@@ -288,13 +317,15 @@ def check_runc_diff(name, cid):
         return None, "runc is not installed"
     if "runh" not in _results:
         return None, "needs dump_restore's result"
-    b = make_bundle("shared")
+    b = shared_bundle()
     r = cycle("runc", rc_, RUNC_ROOT, b, cid, name)
     a = _results["runh"]
-    keys = [k for k in a if k not in ("counts", "cgroup")]
+    # runc makes its image dir 0600 (os.MkdirAll(path, 0o600)); runh's is 0700.
+    keys = [k for k in a if k not in ("counts", "cgroup", "python_state", "image_mode")]
     diff = {k: (a[k], r.get(k)) for k in keys if a[k] != r.get(k)}
-    ok = not diff and r["continues"]
-    return ok, f"runc: counts={r['counts']} cgroup={r['cgroup']} kinds={len(r['kinds'])}; differs: {diff}"
+    ok = not diff and r["continues"] and r["image_mode"] in ("0o600", "0o700")
+    return ok, (f"runc: counts={r['counts']} cgroup={r['cgroup']} kinds={len(r['kinds'])} "
+                f"image dir runh/runc={a['image_mode']}/{r['image_mode']}; differs: {diff}")
 
 
 def check_leave_running_tty(name, cid):
@@ -302,7 +333,9 @@ def check_leave_running_tty(name, cid):
     socket): checkpoint --leave-running, and it goes on counting on that pty; the images
     then restore a second container under a new id (its own cgroup) while the first
     still runs: CRIU made a new pty pair and restore --console-socket sent us its master,
-    on which the copy goes on from the count at the checkpoint; exec works in the copy."""
+    on which the copy goes on from the count at the checkpoint; exec works in the copy.
+    That restore runs in the foreground (with --pid-file): killed, the copy's status is
+    its exit status, and it is deleted."""
     b = make_bundle(name, terminal=True)
     socks = []
 
@@ -349,14 +382,25 @@ def check_leave_running_tty(name, cid):
         seen = [pre] + counts(m1, 10000, timeout=0.3)  # what it printed during the dump
         more = counts(m1, 2)
         s2, p2 = listener(2)
-        rh("restore", "-d", "--console-socket", p2, "--image-path", img, "--bundle", b, cid2)
+        # In the foreground: runh restore waits for the copy, and exits with its status
+        # once it is killed, having deleted it (as `run`); --pid-file names the copy.
+        pidfile = f"{WORK}/{name}-2.pid"
+        t0 = time.time()
+        fg = subprocess.Popen([*RH, "restore", "--console-socket", p2, "--pid-file", pidfile,
+                               "--image-path", img, "--bundle", b, cid2],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         m2 = master(s2)
         copy = counts(m2)
+        TIMES.append(f"runh-restore(fg)={time.time() - t0:.1f}s")
         st1, st2 = state(cid), state(cid2)
+        pid2 = int(open(pidfile).read())
         cg2 = cgroup_of(st2["pid"])
         tty = os.readlink(f"/proc/{st2['pid']}/fd/0")
         ex = rh("exec", cid2, "echo", "copy-exec").stdout.strip()
-        rh("delete", "-f", cid2)
+        rh("kill", cid2, "KILL")
+        fg_rc = fg.wait(timeout=CALL_TIMEOUT)
+        fg_err = fg.stderr.read().decode(errors="replace").strip()
+        after_fg = state(cid2)["status"]
         rh("delete", "-f", cid)
     finally:
         for fd in (m1, m2):
@@ -366,10 +410,12 @@ def check_leave_running_tty(name, cid):
             s.close()
     ok = (bool(more) and more[0] > seen[-1] - 1 and bool(copy) and pre < copy[0] <= seen[-1] + 1
           and st1["status"] == st2["status"] == "running" and st1["pid"] != st2["pid"]
-          and cg2 == f"0::/{cid2}" and tty.startswith("/dev/pts/") and ex == "copy-exec")
+          and pid2 == st2["pid"] and cg2 == f"0::/{cid2}" and tty.startswith("/dev/pts/")
+          and ex == "copy-exec" and fg_rc == 137 and after_fg == "absent")
     return ok, (f"count before={pre} during dump up to={seen[-1]} original goes on={more} "
-                f"copy starts={copy} states={st1['status']},{st2['status']} copy cgroup={cg2!r} "
-                f"copy stdin={tty!r} exec={ex!r}")
+                f"copy starts={copy} states={st1['status']},{st2['status']} pid file={pid2 == st2['pid']} "
+                f"copy cgroup={cg2!r} copy stdin={tty!r} exec={ex!r} foreground restore exit={fg_rc} "
+                f"then {after_fg} {fg_err[-200:]!r}")
 
 
 def check_podman(name, cid):

@@ -23,4 +23,4 @@ CHECKS = ["dump_restore", "runc_diff", "leave_running_tty", "podman"]
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_criu_in_guest(name):
-    guest_result("tests/criu_checks.py", name, timeout=1100)
+    guest_result("tests/criu_checks.py", name, timeout=1500)

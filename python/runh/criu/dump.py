@@ -139,6 +139,7 @@ def checkpoint(c, opts, criu="criu"):
             # A terminal's master end is the console socket's receiver's, outside the
             # container: CRIU dumps the slave alone and makes a new pair at restore.
             "orphan_pts_master": True,
+            "config_file": plan.CONFIG_FILE,
             "external": plan.dump_externals(config),
         }
         if ps:
@@ -184,13 +185,14 @@ def checkpoint(c, opts, criu="criu"):
                 req_opts["track_mem"] = True
             if not opts.pre_dump:
                 st.write_atomic(st.join(image, DESCRIPTORS), dumps(_descriptors(pid)), 0o600)
-            fds = list(dirs.fds) + ([status_fd] if status_fd >= 0 else [])
-            if status_fd >= 0:
-                req_opts["status_fd"] = status_fd
+            fds = list(dirs.fds)
 
             def on_notify(script, npid, got):
+                # CRIU 3.15+ says "status-ready" once its lazy-pages server listens; runh
+                # writes the caller's \0 then (runc does the same, and passes the fd to
+                # CRIU itself only for older CRIUs).
                 if script == "status-ready" and status_fd >= 0:
-                    os.write(status_fd, b"\0")  # the lazy-pages server is ready
+                    os.write(status_fd, b"\0")
 
             w = swrk.Swrk(criu, fds)
             _mark("criu swrk started")

@@ -23,6 +23,12 @@ DEFAULT_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/u
 _EXTERNAL = {"network": "net", "pid": "pid"}
 _JOIN = {"ipc": "ipc", "uts": "uts", "mount": "mnt", "user": "user", "time": "time"}
 CLONE_NEWNET = 0x40000000
+# CRIU options the host's administrator sets for runh's dumps and restores (CRIU reads
+# it if it exists; its settings win over the RPC's), as runc reads /etc/criu/runc.conf.
+# runc also takes another file from the annotation org.criu.config; runh does not: the
+# config's author would choose a file of CRIU options (action scripts among them) that
+# CRIU, as root on the host, obeys.
+CONFIG_FILE = "/etc/criu/runh.conf"
 
 
 class Options:

@@ -200,6 +200,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
                 "lazy_pages": bool(opts.lazy_pages),
                 "empty_ns": empty,
                 "orphan_pts_master": True,
+                "config_file": plan.CONFIG_FILE,
                 "ext_mnt": plan.restore_ext_mounts(config, bundle),
                 "join_ns": join_ns,
                 "inherit_fd": [],
