@@ -418,6 +418,12 @@ def check_leave_running_tty(name, cid):
                 f"then {after_fg} {fg_err[-200:]!r}")
 
 
+def podman_state(ctr):
+    """runh's view of a podman container: podman gives runh no --root (/run/runh)."""
+    p = call([RUNH, "state", ctr], check=False)
+    return json.loads(p.stdout) if p.returncode == 0 else {"status": "absent", "err": p.stderr.strip()}
+
+
 def check_podman(name, cid):
     """podman 4.3 with runh as its OCI runtime (private storage under /tmp, no network):
     `podman container checkpoint` of a counting container (runh checkpoint), then
@@ -464,13 +470,13 @@ def check_podman(name, cid):
             time.sleep(0.2)
         p("container", "checkpoint", ctr)
         at = counts()[-1]
-        gone = state(ctr)["status"]
+        gone = podman_state(ctr)["status"]
         p("container", "restore", ctr)
         deadline = time.time() + 30
         while not [n for n in counts() if n > at] and time.time() < deadline:
             time.sleep(0.2)
         after = [n for n in counts() if n > at]
-        s = state(ctr)
+        s = podman_state(ctr)
         ps = p("ps", "--format", "{{.ID}} {{.Status}}").strip()
     finally:
         if ctr:
