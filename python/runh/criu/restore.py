@@ -161,8 +161,6 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
 
             linux = config.get("linux") or {}
             cg = cgroups.manager_for(linux, container_id, systemd_cgroup)
-            cg.create()
-            cg.apply(linux.get("resources"), linux.get("devices"))
             state = {
                 "ociVersion": config["ociVersion"], "id": container_id, "pid": 0,
                 "starttime": None, "bundle": bundle, "rootfs": rootfs, "created": rfc3339(),
@@ -175,6 +173,19 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
             if hooks and hk.for_state(hooks):
                 state["hooks"] = hk.for_state(hooks)
 
+            def record(p):
+                state["pid"], state["starttime"] = p, st.proc_start_time(p)[0] if p else None
+                st.write_atomic(st.join(c.dir, st.STATE_FILE), dumps(state))
+                c._state = state
+
+            # Recorded before made: a restore killed from here on leaves a container
+            # that `delete` removes with its cgroup (and, once CRIU has said
+            # post-restore, the restored tree: its pid is recorded then).
+            record(0)
+            cg.create()
+            cg.apply(linux.get("resources"), linux.get("devices"))
+            state["cgroup"] = cg.to_state()  # with linux.devices, which update keeps
+            record(0)
             _mark("state dir, cgroup")
             libc = _private_mounts()
             criu_root = st.join(c.dir, "criu-root")
@@ -228,11 +239,6 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
                 if d.startswith("pipe:"):
                     # The container's stdio pipes become ours (the caller's new ones).
                     req_opts["inherit_fd"].append({"key": d, "fd": i})
-
-            def record(p):
-                state["pid"], state["starttime"] = p, st.proc_start_time(p)[0]
-                st.write_atomic(st.join(c.dir, st.STATE_FILE), dumps(state))
-                c._state = state
 
             def on_notify(script, npid, got):
                 nonlocal pid
