@@ -31,7 +31,7 @@ def run(g, o, args):
     if not o["detach"] and not o["no_subreaper"]:
         _subreaper()  # orphans of the restored tree are reaped here, not by init
     c = restore(args[0], bundle=o["bundle"], root=g.root, opts=opts, criu=g.criu,
-                pid_file=o["pid_file"], console_socket=o["console_socket"], detach=o["detach"],
+                pid_file=o["pid_file"], console_socket=o["console_socket"],
                 systemd_cgroup=g.systemd_cgroup)
     if o["detach"]:
         return 0

@@ -109,7 +109,7 @@ def _cg_roots(pid):
 
 
 def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="criu",
-            pid_file=None, console_socket=None, detach=True, systemd_cgroup=False):
+            pid_file=None, console_socket=None, systemd_cgroup=False):
     """Restore `container_id` from opts.image_path with the bundle's config; returns the
     runh.Container, running."""
     from runh.container import Container, _abspath, _makedirs, _mark, _release_root, _remove_dir
@@ -128,7 +128,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
     if process.get("terminal") and not console_socket:
         raise ConfigError("cannot restore a terminal without a console socket")
     if console_socket and not process.get("terminal"):
-        raise ConfigError("cannot use console socket if runh will not detach or allocate tty")
+        raise ConfigError("cannot use console socket if the process has no terminal")
     mode = swrk.CG_MODES.get(opts.manage_cgroups_mode or "")
     if mode is None:
         raise UsageError(f"--manage-cgroups-mode: invalid value {opts.manage_cgroups_mode!r} "
