@@ -166,6 +166,10 @@ def test_features_say_checkpoint(runh):
 def test_delete_force_of_missing_succeeds_as_runc(runh, ctx):
     """podman deletes --force a container that its checkpoint removed: runc says 0."""
     assert runh("delete", "--force", ctx.new_id()).returncode == 0
+    if shutil.which("runc"):
+        r = subprocess.run(["runc", "--root", ctx.path("runc"), "delete", "--force", ctx.new_id()],
+                           capture_output=True)
+        assert r.returncode == 0
     r = runh("delete", ctx.new_id())
     assert r.returncode == 1 and "does not exist" in r.stderr
 
