@@ -14,9 +14,10 @@ PYTEST_ARGS ?=
 APT_RUN  := python3-venv python3-dev busybox-static gcc
 # containerd: the CRI tests and `runh bench -s cri` run Debian's containerd 1.6 (CRI plugin);
 # apparmor (apparmor_parser), selinux-policy-default and policycoreutils (load_policy): the
-# AppArmor and SELinux checks in the guest (tests/lsm_checks.py).
+# AppArmor and SELinux checks in the guest (tests/lsm_checks.py); criu, podman and conmon:
+# checkpoint/restore in the guest (tests/criu_checks.py).
 APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time \
-            apparmor containerd selinux-policy-default policycoreutils
+            apparmor containerd selinux-policy-default policycoreutils criu podman conmon
 # Python packages of the venv: runh's own, then the tests' (grpcio + grpcio-tools: the CRI
 # client, stubs generated from python/runh/bench/cri/api.proto at run time).
 PIP_DEPS := maturin click jsonschema pytest hypothesis matplotlib grpcio grpcio-tools

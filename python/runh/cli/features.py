@@ -70,6 +70,17 @@ def _cgroup():
     return {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}
 
 
+def _checkpoint(criu):
+    from runh.criu.swrk import find
+    from runh.errors import NotSupported
+
+    try:
+        find(criu)
+        return "true"
+    except NotSupported:
+        return "false"
+
+
 def run(g, o, args):
     import sys
 
@@ -99,7 +110,8 @@ def run(g, o, args):
             "mountExtensions": {"idmap": {"enabled": True}},
             **_core_linux(),
         },
-        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
+        # runc's key: checkpoint/restore work through CRIU (runh.criu) when it is installed.
+        "annotations": {"org.opencontainers.runc.checkpoint.enabled": _checkpoint(g.criu)},
     }
     sys.stdout.write(dumps(features, "    ") + "\n")
     return 0
