@@ -162,6 +162,44 @@ def test_create_killed_at_its_hooks_leaves_what_delete_removes(runh, ctx, make_b
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_delete_detaches_recorded_mounts_and_never_empties_them(runh, ctx, make_bundle, mode):
+    """A record's "mounts" (mount points in the state dir, as restore's rootfs bind for
+    CRIU) and "made" (paths outside it that the making added, as restore's work dir) are
+    removed by delete, on both paths: the mount is detached and its mount point
+    rmdir'ed, so the tree it shows (a rootfs) is never emptied with the state dir, and a
+    symlink in a made dir is removed, not followed. The native launcher's recursive
+    removal would descend into the mount: it hands such a record to Python."""
+    b = make_bundle(args=["sleep", "100"])
+    cid = ctx.new_id()
+    assert runh("create", "--bundle", b, cid).returncode == 0
+    assert runh("kill", cid, "KILL").returncode == 0
+    runh.wait_status(cid, "stopped")
+    src, made = ctx.path("src"), ctx.path("made")
+    for d in (src, made):
+        os.mkdir(d)
+    with open(os.path.join(src, "keep"), "w") as f:
+        f.write("x")
+    os.symlink(src, os.path.join(made, "link"))
+    sdir = os.path.join(runh.root, cid)
+    point = os.path.join(sdir, "m")
+    os.mkdir(point)
+    subprocess.run(["mount", "--bind", src, point], check=True)
+    try:
+        with open(os.path.join(sdir, "state.json")) as f:
+            rec = json.load(f)
+        rec.update(mounts=["m", "../x", "/etc"], made=[made, "relative"])  # odd entries: ignored
+        with open(os.path.join(sdir, "state.json"), "w") as f:
+            json.dump(rec, f)
+        r = runh("delete", cid, env=_env(mode))
+        assert (r.returncode, r.stderr) == (0, "")
+    finally:
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    assert os.listdir(src) == ["keep"] and not os.path.exists(made) and not os.path.exists(sdir)
+    assert os.path.isdir("/etc") and point not in read("/proc/self/mountinfo")
+    assert not _settled_leftovers(ctx)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_create_killed_without_a_cgroup_of_its_own_leaves_its_init_recorded(runh, ctx, make_bundle, mode):
     """In a cgroup that is not the container's own (made beforehand, empty), the cgroup
     cannot stand for the init: the core's callback records the init's pid right after

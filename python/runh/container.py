@@ -202,7 +202,7 @@ class Container:
         """Create the container: init is cloned, set up, and parked until start."""
         from runh.spec import load_config, rootfs_path
 
-        c = cls(container_id, root)
+        st.validate_id(container_id)
         bundle = _abspath(bundle or os.getcwd())
         if systemd_cgroup:
             raise NotSupported("systemd cgroup driver is not supported yet")
@@ -235,6 +235,16 @@ class Container:
             raw = dumps(config).encode()
             preserve_fds += listen
 
+        return cls._new(container_id, root, lambda c: c._create_locked(
+            config, raw, original, bundle, rootfs, pid_file, console_socket, pidfd_socket, no_pivot,
+            no_new_keyring, preserve_fds, listen, systemd_cgroup))
+
+    @classmethod
+    def _new(cls, container_id, root, make):
+        """Make the state dir of a new container and hold its lock while make(c) records
+        and makes the container (create, and runh.criu's restore); if make fails, or is
+        interrupted, everything recorded is undone (_undo_create). Returns the container."""
+        c = cls(container_id, root)
         _make_root(root)
         try:
             os.mkdir(c.dir, st.DIR_MODE)
@@ -253,9 +263,7 @@ class Container:
                     raise ContainerNotFound(container_id)
                 _mark("state dir+lock")
                 try:
-                    c._create_locked(config, raw, original, bundle, rootfs, pid_file, console_socket,
-                                           pidfd_socket, no_pivot, no_new_keyring, preserve_fds, listen,
-                                           systemd_cgroup)
+                    make(c)
                 except BaseException:
                     c._undo_create()
                     raise
@@ -276,42 +284,19 @@ class Container:
         each thing is in state.json before it exists (the cgroup before it is made; the
         init as soon as it is cloned, by its cgroup or by its pid), so that wherever
         this is cut short (a SIGKILL, a failure), `delete` finds all of it."""
-        from runh import cgroups
-        from runh.log import rfc3339
-
         container_id = self.id
         linux = config.get("linux") or {}
-        cg = cgroups.manager_for(linux, container_id, systemd_cgroup)
-        if cg is not None:
-            cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
-        state = {
-            "ociVersion": config["ociVersion"],
-            "id": container_id,
-            "pid": 0,
-            "starttime": None,
-            "bundle": bundle,
-            "rootfs": rootfs,
-            "created": rfc3339(),
-            "owner": "",
-            "annotations": config.get("annotations") or {},
-            "cgroup": cg.to_state() if cg is not None else None,
-            "creating": True,
-        }
+        cg = self._claim_cgroup(linux, systemd_cgroup)
         hooks, on_hooks = config.get("hooks"), None
         if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
             from runh import hooks as hk
 
-            if hk.for_state(hooks):
-                state["hooks"] = hk.for_state(hooks)  # poststart/poststop, run later
             if hk.wanted_at_create(hooks):
                 on_hooks = hk.Create(hooks, {
                     "ociVersion": config["ociVersion"], "id": container_id,
                     "status": "creating", "bundle": bundle,
                     "annotations": config.get("annotations") or {}})
-        self._record(state)
-        # What exec's processes get (seccomp, personality, the process defaults): the
-        # config as it was now, whatever becomes of the bundle.
-        st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
+        state = self._record_first(config, original, bundle, rootfs, cg)
         if cg is not None and os.geteuid() != 0:
             cg = _rootless_cgroup(cg, linux)
             if cg is None:
@@ -319,9 +304,7 @@ class Container:
                 self._record(state)
         if cg is not None:
             # The cgroup exists and holds its limits before init is cloned into it.
-            cg.create()
-            cg.apply(linux.get("resources"), linux.get("devices"))
-            state["cgroup"] = cg.to_state()  # with linux.devices (update keeps them); written next
+            _make_cgroup(cg, linux, state)
             cg_dir, cg_procs = cg.clone_target()
         else:
             cg_dir, cg_procs = None, []
@@ -359,13 +342,61 @@ class Container:
                              on_hooks=on_hooks, on_pid=on_pid if needs_pid else None,
                              fix_listen_pid=bool(listen))
         _mark("core create returned")
+        self._record_made(state, pid, pid_file)
+        _mark("state.json+pid file")
+        return pid
+
+    def _claim_cgroup(self, linux, systemd_cgroup):
+        """The manager of the cgroup this container will get, claimed: a cgroup that
+        holds processes is refused, and the dirs it will make are noted as its own."""
+        from runh import cgroups
+
+        cg = cgroups.manager_for(linux, self.id, systemd_cgroup)
+        if cg is not None:
+            cg.claim()
+        return cg
+
+    def _record_first(self, config, original, bundle, rootfs, cg):
+        """The first record of a container being made (create, restore), written before
+        anything but the state dir exists: "creating", no pid, the claimed cgroup, the
+        hooks that run later; then the config snapshot (exec's processes get the config
+        as it was now, seccomp, personality and process defaults, whatever becomes of
+        the bundle). Returns the state dict the caller goes on recording into."""
+        from runh.log import rfc3339
+
+        state = {
+            "ociVersion": config["ociVersion"],
+            "id": self.id,
+            "pid": 0,
+            "starttime": None,
+            "bundle": bundle,
+            "rootfs": rootfs,
+            "created": rfc3339(),
+            "owner": "",
+            "annotations": config.get("annotations") or {},
+            "cgroup": cg.to_state() if cg is not None else None,
+            "creating": True,
+        }
+        hooks = config.get("hooks")
+        if hooks:  # runh.hooks only for configs that have hooks
+            from runh import hooks as hk
+
+            later = hk.for_state(hooks)
+            if later:
+                state["hooks"] = later  # poststart/poststop, run later
+        self._record(state)
+        st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
+        return state
+
+    def _record_made(self, state, pid, pid_file):
+        """The last record of a container being made: its init (pid and start time), no
+        longer "creating"; then the pid file, which a failure after this still undoes
+        (the record names the init, and _undo_create kills it)."""
         state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
         del state["creating"]
         self._record(state)
         if pid_file:
             _write_pid_file(pid_file, pid)
-        _mark("state.json+pid file")
-        return pid
 
     def _undo_create(self):
         """A create that failed: remove what its record names, under its lock. What a
@@ -385,8 +416,10 @@ class Container:
 
     def _remove_recorded(self, force):
         """Kill the recorded init (if it is still that process) and whatever is in the
-        container's own cgroup, remove the cgroup directories it made, then the state
-        dir: state.json last, so that until then a killed delete can be run again."""
+        container's own cgroup, remove the cgroup directories it made, what else the
+        record names ("made": files and dirs outside the state dir, "mounts": mount
+        points in it), then the state dir: state.json last, so that until then a killed
+        delete can be run again."""
         s = self._state or {}
         fd = _pidfd(s.get("pid"), s.get("starttime")) if s.get("pid") else None
         cg = self.cgroup()
@@ -414,6 +447,10 @@ class Container:
 
             intelrdt.remove(s["intelRdt"])
         _mark("cgroup removed")
+        if s.get("made"):
+            _remove_made(s["made"])
+        if s.get("mounts"):
+            _detach_mounts(self.dir, s["mounts"])
         _remove_state_dir(self.dir)
         _mark("state dir removed")
 
@@ -620,6 +657,14 @@ class Container:
                 return 128 + os.WTERMSIG(status)
 
 
+def _make_cgroup(cg, linux, state):
+    """Make the claimed cgroup with the config's limits (state["cgroup"] gains
+    linux.devices, which update keeps; the caller's next record writes it)."""
+    cg.create()
+    cg.apply(linux.get("resources"), linux.get("devices"))
+    state["cgroup"] = cg.to_state()
+
+
 def _write_pid_file(pid_file, pid):
     """Atomic (a caller polling for the file never reads a partial pid), through a temp
     file with a random name and O_EXCL|O_NOFOLLOW (state.write_atomic): the directory may
@@ -722,6 +767,51 @@ def _make_root(root):
         import os as _os
 
         _os.makedirs(root, mode=st.DIR_MODE, exist_ok=True)
+
+
+# umount2(2) flags: lazily, and never through a symlink.
+_MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
+
+
+def _detach_mounts(sdir, names):
+    """Detach what is mounted on the state dir's entries `names` (a record's "mounts":
+    restore's bind of the rootfs that CRIU takes as its root), then remove each mount
+    point with rmdir alone. Never recursively: until it is detached, a mount point shows
+    a host tree (the rootfs), which must not be emptied with the state dir. The mount
+    may be in another mount namespace (restore's own, where it dies with that
+    namespace's last process): here it is then a plain empty dir. ctypes only for
+    records that name mounts."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name in names:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
+            continue  # only an entry of the state dir itself
+        path = st.join(sdir, name)
+        while libc.umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
+            pass  # binds stacked on one mount point come off one by one
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise SyscallError(f"remove mount point {path}: {os.strerror(e.errno).lower()}", e.errno) from None
+
+
+def _remove_made(paths):
+    """Remove the files and directory trees named by a record's "made": what the
+    container's making added outside the state dir (restore's work dir, or CRIU's log
+    in an existing one), recorded before it was made. A symlink found in a path's place
+    is removed, never followed."""
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/"):
+            continue
+        try:
+            os.unlink(path)
+        except IsADirectoryError:
+            _remove_dir(path)
+        except FileNotFoundError:
+            pass
 
 
 def _remove_state_dir(path):

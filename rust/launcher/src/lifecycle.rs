@@ -58,8 +58,11 @@ fn io_error(e: std::io::Error, what: String) -> Error {
 pub fn delete(root: &str, id: &str, _force: bool) -> ! {
     let (_lock, c) = locked(root, id);
     // --force changes nothing for a stopped container.
-    // A resctrl group (linux.intelRdt) is removed by Python's delete (runh.intelrdt).
-    if c.status() != Some(Status::Stopped) || c.has_hooks() || c.state.get("intelRdt").is_some() {
+    // A resctrl group (linux.intelRdt) is removed by Python's delete (runh.intelrdt), and
+    // so are the paths and mount points a record names ("made", "mounts":
+    // container._remove_recorded): remove_dir_all below would descend into a mount.
+    let python_removes = ["intelRdt", "made", "mounts"].iter().any(|k| c.state.get(*k).is_some());
+    if c.status() != Some(Status::Stopped) || c.has_hooks() || python_removes {
         handoff(None);
     }
     let Some((dirs, parents)) = state::owned_dirs(c.cgroup()) else { handoff(None) };
