@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -295,3 +296,73 @@ def test_restore_refuses_an_existing_id(runh, ctx, counting):
     line = _one_line(runh("--criu", CRIU or "criu", "restore", "-d", "--bundle", b, "--image-path", img, cid))
     assert "already exists" in line or "exists" in line
     assert runh.state(cid)["status"] == "running"
+
+
+# ---------------------------------------------------------------- a restore killed part way
+
+# A CRIU that never answers: `swrk FD` waits until restore has moved it into the
+# container's cgroup, writes CRIU's log where CRIU would, notes the mounts it sees (it is
+# in restore's private mount namespace, where the rootfs bind is) and sleeps, holding the
+# RPC socket and that namespace.
+STUB = """#!/bin/sh
+while ! grep -q "$STUB_CID" /proc/self/cgroup; do sleep 0.01; done
+echo "(00.000) stub" > "$STUB_LOG"
+grep criu-root /proc/self/mountinfo > "$STUB_MARK.tmp"
+mv "$STUB_MARK.tmp" "$STUB_MARK"
+exec sleep 1000
+"""
+
+
+@pytest.mark.parametrize("work", [True, False], ids=["new-work-dir", "log-in-image-dir"])
+def test_restore_killed_after_bind_is_finished_by_delete_force(runh, ctx, counting, work):
+    """Recorded before made: a restore SIGKILLed while CRIU restores (its state dir,
+    cgroup, rootfs bind, work dir and CRIU log all exist) leaves a record that says
+    "creating" and names each of them; `state` says stopped, and `delete --force` kills
+    CRIU's process, removes the cgroup, the mount point (a mount in another namespace:
+    rmdir'ed, never emptied: the rootfs is intact), the work dir or log this restore
+    made, and the state dir: nothing is left."""
+    b, _ = counting
+    img = ctx.path("img")
+    os.mkdir(img)
+    open(os.path.join(img, "inventory.img"), "wb").close()
+    stub = ctx.path("criu-stub")
+    with open(stub, "w") as f:
+        f.write(STUB)
+    os.chmod(stub, 0o755)
+    cid, mark = ctx.new_id(), ctx.path("mark")
+    wdir = ctx.path("work") if work else None
+    log = os.path.join(wdir or img, "restore.log")
+    rootfs = os.path.join(b, "rootfs")
+    before = sorted(os.listdir(rootfs))
+    env = dict(os.environ, STUB_CID=cid, STUB_LOG=log, STUB_MARK=mark)
+    args = ["--criu", stub, "restore", "-d", "--bundle", b, "--image-path", img, cid]
+    if wdir:
+        args[4:4] = ["--work-path", wdir]
+    p = runh.popen(*args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(mark) and p.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert os.path.exists(mark), f"the stub never ran (restore exited {p.poll()})"
+    finally:
+        p.kill()  # the launcher execs Python in place: this pid is the restore
+        p.wait()
+    sdir = os.path.join(ctx.root, cid)
+    assert "criu-root" in open(mark).read()  # the bind existed when it was killed
+    with open(os.path.join(sdir, "state.json")) as f:
+        rec = json.load(f)
+    assert rec["creating"] and rec["mounts"] == ["criu-root"]
+    assert rec["made"] == [wdir or log] and os.path.exists(log)
+    cg = rec["cgroup"]
+    cg_dir = cg["path"] if cg.get("version") == 2 else next(iter(cg["paths"].values()))
+    assert os.path.isdir(cg_dir) and os.path.isdir(os.path.join(sdir, "criu-root"))
+    assert runh.state(cid)["status"] == "stopped"
+
+    r = runh("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(sdir) and not os.path.exists(cg_dir)
+    assert not os.path.exists(log) and not (wdir and os.path.exists(wdir))
+    assert os.listdir(img) == ["inventory.img"]
+    assert sorted(os.listdir(rootfs)) == before and os.listdir(os.path.join(rootfs, "bin"))
+    assert runh("state", cid).returncode == 1

@@ -1,12 +1,17 @@
 """`runh restore`: a container made from a checkpoint, as `create` makes one from a bundle.
 
-Like create it validates the bundle's config, takes the state dir (the id's lock), makes
-the cgroup with its limits and records the container in state.json; but its process tree
-comes from the images through CRIU instead of a parked runh-init, so the container is
-"running" the moment it is recorded (no notify.sock), and exec, kill and delete work on it
-as on any other. CRIU is run in this process's own mount namespace (a slave copy of the
-host's): the rootfs bind that CRIU needs as its root never appears on the host, and
-vanishes with this process whatever happens to it.
+It is create's own making (Container._new): it validates the bundle's config, takes the
+state dir and its lock, claims and makes the cgroup with its limits, and records each thing
+in state.json before it is made, so that a failure, or a SIGKILL at any instant, leaves what
+`delete` (Container._remove_recorded) removes. Its process tree comes from the images
+through CRIU instead of a parked runh-init, so the container is "running" the moment its
+record is finished (no notify.sock), and exec, kill and delete work on it as on any other.
+
+CRIU is run in this process's own mount namespace (a slave copy of the host's): the rootfs
+bind that CRIU needs as its root never appears on the host, and vanishes with that
+namespace's last process (this one, or CRIU, which is in the container's cgroup). It is
+recorded all the same (the record's "mounts"): the undo of a failed restore runs in that
+namespace, and must detach the bind before it removes the state dir, never empty it.
 
 The restored init is this process's child (rst_sibling): a detached restore leaves it to
 the caller's subreaper, as create does; a foreground one waits for it.
@@ -16,9 +21,12 @@ import posix as os
 
 from runh import state as st
 from runh.criu import plan, swrk
-from runh.errors import ConfigError, ContainerExists, NotSupported, RunhError, UsageError
+from runh.errors import ConfigError, NotSupported, RunhError, UsageError
 
 _LOG = "restore.log"
+# The rootfs bind CRIU restores into, in the state dir (a mount point of the record's
+# "mounts": delete detaches it and never empties it).
+_CRIU_ROOT = "criu-root"
 _CLONE_NEWNS = 0x00020000
 _MS_REC, _MS_BIND, _MS_SLAVE = 0x4000, 0x1000, 0x80000
 
@@ -58,17 +66,6 @@ def _bind(libc, src, dst):
     if libc.mount(src.encode(), dst.encode(), None, _MS_BIND | _MS_REC, None) != 0:
         e = ctypes.get_errno()
         raise RunhError(f"bind {src} for criu: {os.strerror(e).lower()}", e)
-
-
-def _unbind(sdir):
-    """Undo the rootfs bind (it is in this process's namespace alone) and its directory."""
-    path = st.join(sdir, "criu-root")
-    if st.exists(path):
-        _libc().umount2(path.encode(), 2)  # MNT_DETACH; an unmounted dir just fails EINVAL
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
 
 
 def _send_console(path, master):
@@ -112,11 +109,11 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
             pid_file=None, console_socket=None, systemd_cgroup=False):
     """Restore `container_id` from opts.image_path with the bundle's config; returns the
     runh.Container, running."""
-    from runh.container import Container, _abspath, _makedirs, _mark, _release_root, _remove_dir
+    from runh.container import Container, _abspath, _mark
     from runh.spec import load_config, rootfs_path
 
     opts = opts or plan.Options()
-    c = Container(container_id, root)
+    st.validate_id(container_id)
     bundle = _abspath(bundle or os.getcwd())
     if systemd_cgroup:
         raise NotSupported("systemd cgroup driver is not supported yet")
@@ -141,168 +138,144 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
     criu = swrk.find(criu)
     if opts.lazy_pages and not swrk.features(criu, ["lazy_pages"])["lazy_pages"]:
         raise NotSupported("criu or this kernel lacks lazy_pages (needed by --lazy-pages)")
-    descriptors = _descriptors(image)
     _mark("config, images and criu checked")
+    r = _Restore(config=config, raw=raw, bundle=bundle, rootfs=rootfs, image=image, opts=opts,
+                 mode=mode, empty=empty, inherit_ns=inherit_ns, join_ns=join_ns, criu=criu,
+                 console_socket=console_socket, systemd_cgroup=systemd_cgroup,
+                 descriptors=_descriptors(image))
+    # create's state dir, lock and undo: a restore that fails, or is killed, leaves
+    # what `delete` removes, as a create does.
+    return Container._new(container_id, root, lambda c: r.run(c, pid_file))
 
-    _makedirs(root)
-    try:
-        os.mkdir(c.dir, 0o711)
-    except FileExistsError:
-        raise ContainerExists(container_id) from None
-    pid = 0
-    cg = None
-    fds = []
-    made = []  # what this restore adds outside the state dir: a work dir, the log
-    try:
-        with st.Lock(c.dir):
-            from runh import cgroups
-            from runh.jsonio import dumps
-            from runh.log import rfc3339
 
-            linux = config.get("linux") or {}
-            cg = cgroups.manager_for(linux, container_id, systemd_cgroup)
-            state = {
-                "ociVersion": config["ociVersion"], "id": container_id, "pid": 0,
-                "starttime": None, "bundle": bundle, "rootfs": rootfs, "created": rfc3339(),
-                "owner": "", "annotations": config.get("annotations") or {},
-                "cgroup": cg.to_state(),
-            }
-            hooks = config.get("hooks")
-            from runh import hooks as hk
+class _Restore:
+    """A checked restore, run under the new state dir's lock (Container._new)."""
 
-            if hooks and hk.for_state(hooks):
-                state["hooks"] = hk.for_state(hooks)
+    def __init__(self, **checked):
+        self.__dict__.update(checked)
 
-            def record(p):
-                state["pid"], state["starttime"] = p, st.proc_start_time(p)[0] if p else None
-                st.write_atomic(st.join(c.dir, st.STATE_FILE), dumps(state))
-                c._state = state
+    def run(self, c, pid_file):
+        """Recorded before made, as create: the first record (no pid, "creating") before
+        the cgroup is made; the rootfs bind's mount point, a work dir this restore makes
+        and CRIU's log before they exist; the restored init as soon as CRIU names it,
+        before its tree resumes. So a restore killed at any instant leaves a record of
+        everything it made, and `delete --force` finishes the job."""
+        from runh.container import _abspath, _detach_mounts, _make_cgroup, _mark
 
-            # Recorded before made: a restore killed from here on leaves a container
-            # that `delete` removes with its cgroup (and, once CRIU has said
-            # post-restore, the restored tree: its pid is recorded then).
-            record(0)
-            cg.create()
-            cg.apply(linux.get("resources"), linux.get("devices"))
-            state["cgroup"] = cg.to_state()  # with linux.devices, which update keeps
-            record(0)
-            _mark("state dir, cgroup")
-            libc = _private_mounts()
-            criu_root = st.join(c.dir, "criu-root")
-            os.mkdir(criu_root, 0o700)
-            # CRIU's root must be a mount point whose parent is not over-mounted.
-            _bind(libc, rootfs, criu_root)
+        config, opts = self.config, self.opts
+        linux = config.get("linux") or {}
+        cg = c._claim_cgroup(linux, self.systemd_cgroup)
+        state = c._record_first(config, self.raw, self.bundle, self.rootfs, cg)
+        _make_cgroup(cg, linux, state)
+        work = _abspath(opts.work_path) if opts.work_path else None
+        log = st.join(work or self.image, _LOG)
+        # A work dir made here takes its log along; a failed restore takes both.
+        made = [work] if work and not st.exists(work) else []
+        if not made and not st.exists(log):
+            made.append(log)
+        state["made"], state["mounts"] = made, [_CRIU_ROOT]
+        c._record(state)
+        _mark("state dir, cgroup")
+        if work:
+            try:
+                os.mkdir(work, 0o700)
+            except FileExistsError:
+                if made and made[0] == work:  # made meanwhile, by someone else: not ours
+                    state["made"] = [] if st.exists(log) else [log]
+                    c._record(state)
+        fds = []
+        try:
+            pid = self._criu(c, state, cg, work, log, fds)
+        finally:
+            _close_all(fds)
+        _detach_mounts(c.dir, state.pop("mounts"))
+        del state["made"]  # the work dir and log stay with the images, as runc's do
+        c._record_made(state, pid, pid_file)
 
-            req_opts = {
-                "images_dir_fd": _open_dir(image, fds),
-                "log_level": 4,
-                "log_file": _LOG,
-                "rst_sibling": True,
-                "root": criu_root,
-                "evasive_devices": True,
-                "manage_cgroups": True,
-                "manage_cgroups_mode": mode,
-                "notify_scripts": True,
-                "shell_job": bool(opts.shell_job),
-                "ext_unix_sk": bool(opts.ext_unix_sk),
-                "tcp_established": bool(opts.tcp_established),
-                "file_locks": bool(opts.file_locks),
-                "auto_dedup": bool(opts.auto_dedup),
-                "lazy_pages": bool(opts.lazy_pages),
-                "empty_ns": empty,
-                "orphan_pts_master": True,
-                "config_file": plan.CONFIG_FILE,
-                "ext_mnt": plan.restore_ext_mounts(config, bundle),
-                "join_ns": join_ns,
-                "inherit_fd": [],
-            }
-            log_dir = image
-            if opts.work_path:
-                work = _abspath(opts.work_path)
-                try:
-                    os.mkdir(work, 0o700)
-                    made.append(work)
-                except FileExistsError:
-                    pass
-                req_opts["work_dir_fd"] = _open_dir(work, fds)
-                log_dir = work
-            if not st.exists(st.join(log_dir, _LOG)):
-                made.append(st.join(log_dir, _LOG))  # a failed restore takes its log along
-            for key, path in inherit_ns:
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except OSError as e:
-                    raise ConfigError(f"linux.namespaces: {path}: {e.strerror}", e.errno) from None
-                fds.append(fd)
-                req_opts["inherit_fd"].append({"key": key, "fd": fd})
-            for i, d in enumerate(descriptors):
-                if d.startswith("pipe:"):
-                    # The container's stdio pipes become ours (the caller's new ones).
-                    req_opts["inherit_fd"].append({"key": d, "fd": i})
+    def _criu(self, c, state, cg, work, log, fds):
+        """Bind the rootfs for CRIU, run its restore; the restored init's pid."""
+        from runh.container import _mark
 
-            def on_notify(script, npid, got):
-                nonlocal pid
-                if script == "setup-namespaces" and hooks and hk.wanted_at_create(hooks):
-                    s = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
-                         "bundle": bundle, "pid": npid, "annotations": config.get("annotations") or {}}
+        config, opts = self.config, self.opts
+        hooks = config.get("hooks")
+        libc = _private_mounts()
+        criu_root = st.join(c.dir, _CRIU_ROOT)
+        os.mkdir(criu_root, 0o700)
+        # CRIU's root must be a mount point whose parent is not over-mounted.
+        _bind(libc, self.rootfs, criu_root)
+        req_opts = {
+            "images_dir_fd": _open_dir(self.image, fds),
+            "log_level": 4,
+            "log_file": _LOG,
+            "rst_sibling": True,
+            "root": criu_root,
+            "evasive_devices": True,
+            "manage_cgroups": True,
+            "manage_cgroups_mode": self.mode,
+            "notify_scripts": True,
+            "shell_job": bool(opts.shell_job),
+            "ext_unix_sk": bool(opts.ext_unix_sk),
+            "tcp_established": bool(opts.tcp_established),
+            "file_locks": bool(opts.file_locks),
+            "auto_dedup": bool(opts.auto_dedup),
+            "lazy_pages": bool(opts.lazy_pages),
+            "empty_ns": self.empty,
+            "orphan_pts_master": True,
+            "config_file": plan.CONFIG_FILE,
+            "ext_mnt": plan.restore_ext_mounts(config, self.bundle),
+            "join_ns": self.join_ns,
+            "inherit_fd": [],
+        }
+        if work:
+            req_opts["work_dir_fd"] = _open_dir(work, fds)
+        for key, path in self.inherit_ns:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as e:
+                raise ConfigError(f"linux.namespaces: {path}: {e.strerror}", e.errno) from None
+            fds.append(fd)
+            req_opts["inherit_fd"].append({"key": key, "fd": fd})
+        for i, d in enumerate(self.descriptors):
+            if d.startswith("pipe:"):
+                # The container's stdio pipes become ours (the caller's new ones).
+                req_opts["inherit_fd"].append({"key": d, "fd": i})
+
+        def record(pid):
+            state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
+            c._record(state)
+
+        def on_notify(script, npid, got):
+            if script == "setup-namespaces" and hooks:
+                from runh import hooks as hk
+
+                if hk.wanted_at_create(hooks):
+                    s = {"ociVersion": config["ociVersion"], "id": c.id, "status": "creating",
+                         "bundle": self.bundle, "pid": npid, "annotations": config.get("annotations") or {}}
                     hk.run("prestart", hooks, hk.state_bytes(s))
                     hk.run("createRuntime", hooks, hk.state_bytes(s))
-                elif script == "post-restore":
-                    # Recorded before the restored tree resumes: from here, delete finds it.
-                    pid = npid
-                    record(npid)
-                elif script == "orphan-pts-master" and got:
-                    _send_console(console_socket, got[0])
+            elif script == "post-restore":
+                record(npid)  # before the restored tree resumes: from here, delete finds it
+            elif script == "orphan-pts-master" and got:
+                _send_console(self.console_socket, got[0])
 
-            _mark("rootfs bound for criu")
-            w = swrk.Swrk(criu, fds)
-            _mark("criu swrk started")
-            try:
-                cg.add(w.pid)  # CRIU's children (the restored tree) start in the container's cgroup
-                req_opts["cg_root"] = _cg_roots(w.pid)
-                resp = w.call({"type": swrk.RESTORE, "opts": req_opts}, on_notify)
-            except swrk.CriuError as e:
-                raise swrk.CriuError(swrk.explain(e, st.join(log_dir, _LOG))) from None
-            finally:
-                code = w.close()
-            _mark("criu restored and exited")
-            pid = (resp.get("restore") or {}).get("pid") or pid
-            if code != 0 or pid <= 0:
-                raise swrk.CriuError(swrk.explain(f"criu exited with status {code}", st.join(log_dir, _LOG)))
-            if state["pid"] != pid:
-                record(pid)
-            _close_all(fds)
-            _unbind(c.dir)
-            if pid_file:
-                from runh.container import PID_FILE_MODE
-
-                st.write_atomic(_abspath(pid_file), str(pid), PID_FILE_MODE)
-    except BaseException:
-        _close_all(fds)
-        if pid > 0:
-            try:
-                os.kill(pid, 9)  # our child (rst_sibling): the pid cannot have been reused
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        if cg is not None:
-            try:
-                cg.kill_all(9)
-                cg.remove()
-            except RunhError:
-                pass
-        _unbind(c.dir)
-        for path in reversed(made):
-            try:
-                os.unlink(path)
-            except IsADirectoryError:
-                _remove_dir(path)
-            except OSError:
-                pass
-        _remove_dir(c.dir)
-        _release_root(c.root)
-        raise
-    return c
+        _mark("rootfs bound for criu")
+        w = swrk.Swrk(self.criu, fds)
+        _mark("criu swrk started")
+        try:
+            cg.add(w.pid)  # CRIU's children (the restored tree) start in the container's cgroup
+            req_opts["cg_root"] = _cg_roots(w.pid)
+            resp = w.call({"type": swrk.RESTORE, "opts": req_opts}, on_notify)
+        except swrk.CriuError as e:
+            raise swrk.CriuError(swrk.explain(e, log)) from None
+        finally:
+            code = w.close()
+        _mark("criu restored and exited")
+        pid = (resp.get("restore") or {}).get("pid") or state["pid"]
+        if pid > 0 and state["pid"] != pid:
+            record(pid)
+        if code != 0 or pid <= 0:
+            raise swrk.CriuError(swrk.explain(f"criu exited with status {code}", log))
+        return pid
 
 
 def _open_dir(path, fds):
