@@ -12,7 +12,6 @@ restore needs no look into a container that does not exist yet.
 
 import posix as os
 
-from runh.state import join as st_join
 from runh.errors import ConfigError, NotSupported
 
 # The devices runh always makes (rust/src/devices.rs DEFAULT_DEVICES): bind-mounted from
@@ -216,12 +215,12 @@ def empty_ns(names):
 
 
 def config_of(c):
-    """The config the container runs with, parsed (its bundle's config.json)."""
+    """The config the container runs with, parsed: the copy in its state dir
+    (Container.config), which create and restore write, not the bundle's, which may have
+    changed since."""
     from runh.jsonio import loads
 
-    path = st_join((c._state or {}).get("bundle", ""), "config.json")
     try:
-        with open(path, "rb") as f:
-            return loads(f.read())
-    except (OSError, ValueError) as e:
+        return loads(c.config())
+    except ValueError as e:
         raise ConfigError(f"cannot read the container's config.json: {e}") from None
