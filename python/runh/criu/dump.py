@@ -63,24 +63,20 @@ class Dirs:
         self.fds = []
 
     def undo(self):
-        from runh.container import _remove_dir
+        from runh.container import _remove_made
 
         self.close()
+        added = []
         for path, names in self.before.items():
             try:
-                new = set(os.listdir(path)) - names
+                added += [st.join(path, name) for name in set(os.listdir(path)) - names]
             except OSError:
                 continue
-            for name in new:
-                sub = st.join(path, name)
-                try:
-                    os.unlink(sub)
-                except IsADirectoryError:
-                    _remove_dir(sub)
-                except OSError:
-                    pass
-        for path in reversed(self.made):
-            _remove_dir(path)
+        for path in added + self.made[::-1]:
+            try:
+                _remove_made([path])
+            except OSError:
+                pass  # the checkpoint's own error is the one to report
 
 
 def _descriptors(pid):
