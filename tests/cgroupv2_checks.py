@@ -63,8 +63,8 @@ def rh(*args, input=None, check=True, timeout=CALL_TIMEOUT, cwd=None):
     return p
 
 
-def cid_of(name):
-    return f"v2-{name.replace('_', '-')}"
+def cid_of(name, area="v2"):
+    return f"{area}-{name.replace('_', '-')}"
 
 
 def cg_dir(name):
@@ -134,6 +134,40 @@ def timed(limit, fn, *args):
         return False, traceback.format_exc().replace("\n", " | ")
     finally:
         signal.alarm(0)
+
+
+def run_all(checks, names, limit, cleanup, area="v2", after=None):
+    """The check loop of a guest area (this one's and tests/criu_checks.py's): each
+    check_<name> function (all, or those in `names`) runs as fn(name, cid_of(name, area))
+    under the time limit; cleanup(name, cid) then says what is left ('' when nothing),
+    which fails it; and one line is printed, "CHECK <name> PASS|FAIL|SKIP <seconds>
+    <detail>", with after() appended (an area's own figures) if given."""
+    signal.signal(signal.SIGALRM, _alarm)
+    for fn in checks:
+        name = fn.__name__[len("check_"):]
+        if names and name not in names:
+            continue
+        cid = cid_of(name, area)
+        t0 = time.time()
+        ok, detail = timed(limit, fn, name, cid)
+        left = cleanup(name, cid)
+        if left:
+            ok, detail = False, f"{detail} LEFTOVERS: {left}"
+        print(f"CHECK {name} {verdict(ok)} {time.time() - t0:.2f}s {detail}{after() if after else ''}",
+              flush=True)
+
+
+def verdict(ok):
+    """A check's (ok, detail) verdict word: ok None is a skip."""
+    return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def report_all(checks, names, ok, detail):
+    """The same verdict for every check (the area cannot run: a tool is missing)."""
+    for fn in checks:
+        name = fn.__name__[len("check_"):]
+        if not names or name in names:
+            print(f"CHECK {name} {verdict(ok)} 0.00s {detail}", flush=True)
 
 
 def reap():
@@ -462,19 +496,7 @@ def main(names):
     t0 = time.time()
     default_spec()  # `runh spec` once, before the first timed check
     print(f"SPEC {time.time() - t0:.2f}s", flush=True)
-    signal.signal(signal.SIGALRM, _alarm)
-    for fn in CHECKS:
-        name = fn.__name__[len("check_"):]
-        if names and name not in names:
-            continue
-        cid = cid_of(name)
-        t0 = time.time()
-        ok, detail = timed(CHECK_TIMEOUT, fn, name, cid)
-        left = cleanup(name, cid)
-        if left:
-            ok, detail = False, f"{detail} LEFTOVERS: {left}"
-        verdict = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
-        print(f"CHECK {name} {verdict} {time.time() - t0:.2f}s {detail}", flush=True)
+    run_all(CHECKS, names, CHECK_TIMEOUT, cleanup)
 
 
 if __name__ == "__main__":

@@ -19,35 +19,23 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bundle import build_bundle, build_rootfs  # noqa: E402
+from cgroupv2_checks import RUNH, reap, report_all, run_all  # noqa: E402  (the guest areas' loop)
 
-RUNH = os.environ.get("RUNH", os.path.join(REPO, ".venv", "bin", "runh"))
 ROOT = "/run/runh-test-criu"
 RUNC_ROOT = "/run/runc-test-criu"
 WORK = "/tmp/rh-criu"
 CHECK_TIMEOUT = int(os.environ.get("RUNH_CRIU_CHECK_TIMEOUT", "420"))
 CALL_TIMEOUT = 90
 COUNT = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done"]
-
-
-class Timeout(Exception):
-    pass
-
-
-def _alarm(*_):
-    raise Timeout()
 
 
 TIMES = []  # (command, seconds) of the checkpoint/restore calls of the current check
@@ -174,16 +162,6 @@ def state(cid, root=None):
 
 def mode_of(path):
     return oct(os.stat(path).st_mode & 0o777)
-
-
-def reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def cgroup_of(pid):
@@ -500,7 +478,14 @@ def cleanup(name, cid):
             rc_("delete", "-f", c, check=False)
             left.append("runc:" + c)
     reap()
-    return left
+    return " ".join(left)
+
+
+def _times():
+    """The timed runtime calls of the check just done, for its CHECK line."""
+    out = f" [{' '.join(TIMES)}]"
+    TIMES.clear()
+    return out
 
 
 def main(names):
@@ -509,8 +494,7 @@ def main(names):
     os.makedirs(WORK, exist_ok=True)
     found = shutil.which("criu") or shutil.which("criu", path="/usr/sbin:/sbin")
     if not found:
-        for fn in CHECKS:
-            print(f"CHECK {fn.__name__[6:]} SKIP 0 criu is not installed (make apt-test)", flush=True)
+        report_all(CHECKS, names, None, "criu is not installed (make apt-test)")
         return
     if not os.environ.get("RUNH_TEST_CRIU"):
         shutil.copy2(found, CRIU)
@@ -519,32 +503,10 @@ def main(names):
     t0 = time.time()
     p = subprocess.run([CRIU, "check"], capture_output=True, text=True)
     if p.returncode != 0:
-        for fn in CHECKS:
-            print(f"CHECK {fn.__name__[6:]} FAIL 0 criu check: {p.stderr.strip()[-300:]!r}", flush=True)
+        report_all(CHECKS, names, False, f"criu check: {p.stderr.strip()[-300:]!r}")
         return
     print(f"CRIU check: {p.stdout.strip()} ({time.time() - t0:.1f}s)", flush=True)
-    signal.signal(signal.SIGALRM, _alarm)
-    for fn in CHECKS:
-        name = fn.__name__[len("check_"):]
-        if names and name not in names:
-            continue
-        cid = f"criu-{name.replace('_', '-')}"
-        t0 = time.time()
-        signal.alarm(CHECK_TIMEOUT)
-        try:
-            ok, detail = fn(name, cid)
-        except Timeout:
-            ok, detail = False, f"timed out after {CHECK_TIMEOUT}s"
-        except Exception:
-            ok, detail = False, traceback.format_exc().replace("\n", " | ")
-        finally:
-            signal.alarm(0)
-        left = cleanup(name, cid)
-        if left:
-            ok, detail = False, f"{detail} LEFTOVERS: {left}"
-        verdict = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
-        print(f"CHECK {name} {verdict} {time.time() - t0:.2f}s {detail} [{' '.join(TIMES)}]", flush=True)
-        TIMES.clear()
+    run_all(CHECKS, names, CHECK_TIMEOUT, cleanup, area="criu", after=_times)
 
 
 if __name__ == "__main__":
