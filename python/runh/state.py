@@ -7,7 +7,9 @@ bundle paths, cgroup paths and annotations, which may carry secrets, are root's 
                before it makes any cgroup, adds the init's pid and start time as soon as
                the core has cloned it, and drops "creating" once the container is set up
                and parked. So a create killed at any instant leaves a record of everything
-               it made, and `delete` can finish the job.
+               it made, and `delete` can finish the job. restore records the same way,
+               and while "creating" also "mounts" (mount points in this dir, detached by
+               delete, never emptied) and "made" (paths outside it that it added).
   config.json  the config the container was created with (exec reads it, not the
                bundle's, which may have changed or gone since)
   notify.sock  the socket the parked init listens on, until start releases it
