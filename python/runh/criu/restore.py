@@ -188,8 +188,10 @@ class _Restore:
             pid = self._criu(c, state, cg, work, log, fds)
         finally:
             _close_all(fds)
-        _detach_mounts(c.dir, state.pop("mounts"))
-        del state["made"]  # the work dir and log stay with the images, as runc's do
+        # Out of the record only once detached: should this fail, the undo must still
+        # know the mount point, or it would empty the rootfs it shows with the state dir.
+        _detach_mounts(c.dir, state["mounts"])
+        del state["mounts"], state["made"]  # the work dir and log stay with the images, as runc's
         c._record_made(state, pid, pid_file)
 
     def _criu(self, c, state, cg, work, log, fds):
