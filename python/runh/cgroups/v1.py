@@ -93,8 +93,8 @@ def resource_writes(res, update=False, current_limit=None):
     if cs:
         w["cpuset"] = cs
     pids = res.get("pids") or {}
-    if pids.get("limit") is not None:
-        w["pids"] = [("pids.max", "max" if pids["limit"] <= 0 else str(pids["limit"]))]
+    if pids.get("limit"):  # 0 writes nothing, as runc 1.1 (and 1.2+) reads it; negative: "max"
+        w["pids"] = [("pids.max", "max" if pids["limit"] < 0 else str(pids["limit"]))]
     bio = res.get("blockIO") or {}
     b = []
     if bio.get("weight"):

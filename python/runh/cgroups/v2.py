@@ -49,9 +49,9 @@ def resource_writes(res, update=False):
     if cpu.get("mems"):
         w.append(("cpuset.mems", cpu["mems"]))
     pids = res.get("pids") or {}
-    if pids.get("limit") is not None:
+    if pids.get("limit"):  # 0 writes nothing, as runc reads it; negative: "max"
         lim = pids["limit"]
-        w.append(("pids.max", "max" if lim <= 0 else str(lim)))
+        w.append(("pids.max", "max" if lim < 0 else str(lim)))
     bio = res.get("blockIO") or {}
     if bio.get("weight"):
         w.append(("io.weight", f"default {blkio_to_io_weight(bio['weight'])}"))
