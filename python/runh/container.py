@@ -283,6 +283,7 @@ class Container:
         linux = config.get("linux") or {}
         cg = cgroups.manager_for(linux, container_id, systemd_cgroup)
         if cg is not None:
+            cg.precheck(linux.get("resources"))  # limits this host cannot apply
             cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
         state = {
             "ociVersion": config["ociVersion"],
