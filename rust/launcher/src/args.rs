@@ -80,6 +80,7 @@ fn log_opens(path: &str) -> bool {
 /// Parse `argv` (without argv[0]); None: not a call the native path takes.
 pub fn parse(argv: &[String]) -> Option<Call> {
     let mut root = "/run/runh".to_string();
+    let mut log = String::new();
     let mut i = 0;
     // Global options: --root, and those that change nothing for these commands on success:
     // the log is written only for errors (Python's), and --systemd-cgroup, --rootless and
@@ -103,12 +104,14 @@ pub fn parse(argv: &[String]) -> Option<Call> {
                 return None;
             }
         } else if let Some(v) = value(argv, &mut i, &["--log"])? {
-            if !v.is_empty() && !log_opens(&v) {
-                return None; // Python's error: open <log>: <why>
-            }
+            log = v;
         } else if value(argv, &mut i, &["--criu"])?.is_none() {
             return None; // --debug, --help, --version, …
         }
+    }
+    // After --log-format's check, as runc: a bad format creates no log.
+    if !log.is_empty() && !log_opens(&log) {
+        return None; // Python's error: open <log>: <why>
     }
     let rest = &argv[i + 1..];
     match argv[i].as_str() {
