@@ -119,6 +119,10 @@ def core_features() -> str:
     {"memoryPolicy": {"modes": [...], "flags": [...]}, "netDevices": {"enabled": true}}:
     the MPOL_* names that linux.memoryPolicy takes, and linux.netDevices."""
 
+def mount_option_names() -> list[str]:
+    """Every mounts[].options name the core takes (runc's names: flags, propagation, the
+    recursive mount_setattr ones, idmap/ridmap), sorted: `runh features`' mountOptions."""
+
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:
     (phase, CLOCK_MONOTONIC ns at its end), the core's own ("core: ...") and runh-init's

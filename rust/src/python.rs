@@ -183,6 +183,14 @@ fn core_features() -> String {
     .to_string()
 }
 
+/// Every mount option name the core takes (`runh features`' mountOptions), sorted.
+#[pyfunction]
+fn mount_option_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = crate::mounts::option_names().collect();
+    v.sort_unstable();
+    v
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -191,6 +199,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
     m.add_function(wrap_pyfunction!(core_features, m)?)?;
+    m.add_function(wrap_pyfunction!(mount_option_names, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;
