@@ -365,3 +365,154 @@ def test_hybrid_create_killed_leaves_what_delete_removes(runh, ctx, make_bundle)
     assert r.returncode == 0, r.stderr
     assert not os.path.exists(f"/sys/fs/cgroup/unified/{cid}")
     assert not os.path.exists(f"/sys/fs/cgroup/systemd/{cid}")
+
+
+# ---------------------------------------------------------------- features
+
+def _features(runh):
+    r = runh("features")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _runs(runh, ctx, make_bundle, edit):
+    b = make_bundle(args=["true"], edit=edit)
+    cid = ctx.new_id("f")
+    try:
+        return runh("run", "--bundle", b, cid)
+    finally:
+        runh("delete", "--force", cid)
+
+
+def _tmpfs_with(opts):
+    def edit(c):
+        c["mounts"].append({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": opts})
+    return edit
+
+
+def _bind_with(ctx, opts):
+    src = ctx.path("bind-src")
+    os.makedirs(src, exist_ok=True)
+
+    def edit(c):
+        c["mounts"].append({"destination": "/mnt", "type": "bind", "source": src, "options": opts})
+    return edit
+
+
+# Options that only mean something on a bind mount (with rbind: a plain mount of a tmpfs
+# with MS_REMOUNT has nothing to remount); idmap/ridmap need a user namespace's maps and
+# are exercised by tests/test_idmap_mounts.py.
+_ON_A_BIND = {"bind", "rbind", "remount"}
+_ELSEWHERE = {"idmap", "ridmap"}
+
+
+def test_features_every_mount_option_listed_is_accepted(runh, ctx, make_bundle):
+    failed = {}
+    for opt in _features(runh)["mountOptions"]:
+        if opt in _ELSEWHERE:
+            continue
+        edit = _bind_with(ctx, ["rbind", opt]) if opt in _ON_A_BIND else _tmpfs_with([opt])
+        r = _runs(runh, ctx, make_bundle, edit)
+        if r.returncode != 0:
+            failed[opt] = r.stderr.strip()
+    assert not failed, failed
+
+
+def test_features_lists_every_mount_option_that_works(runh, ctx, make_bundle):
+    """runc's names (its `features`, or a fixed list without runc) that runh does not list
+    are refused, never silently taken: on a tmpfs an unknown name would go to the
+    filesystem as data, and tmpfs refuses it."""
+    listed = set(_features(runh)["mountOptions"])
+    candidates = {"tmpcopyup", "acl", "noacl", "lazytime", "nolazytime", "nosymfollow", "symfollow",
+                  "dirsync", "iversion", "noiversion", "silent", "loud"}
+    if HAVE_RUNC:
+        candidates |= set(json.loads(subprocess.run(["runc", "features"], capture_output=True,
+                                                    text=True).stdout)["mountOptions"])
+    works = [o for o in sorted(candidates - listed)
+             if _runs(runh, ctx, make_bundle, _tmpfs_with([o])).returncode == 0]
+    assert not works, f"work but are not in features: {works}"
+
+
+def test_features_every_namespace_listed_is_accepted(runh, ctx, make_bundle):
+    failed = {}
+    for ns in _features(runh)["linux"]["namespaces"]:
+        def edit(c, ns=ns):
+            lin = c["linux"]
+            if not any(n["type"] == ns for n in lin["namespaces"]):
+                lin["namespaces"].append({"type": ns})
+            if ns == "user":
+                lin["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+                lin["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        r = _runs(runh, ctx, make_bundle, edit)
+        if r.returncode != 0:
+            failed[ns] = r.stderr.strip()
+    assert not failed, failed
+    assert set(_features(runh)["linux"]["namespaces"]) == {
+        "cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}
+
+
+def test_features_every_hook_listed_runs(runh, ctx, make_bundle):
+    hooks = _features(runh)["hooks"]
+    out = ctx.path("hooks")
+    os.makedirs(out)
+
+    def edit(c):
+        c["mounts"].append({"destination": "/out", "type": "bind", "source": out, "options": ["rbind"]})
+        c["hooks"] = {k: [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {'/out' if k == 'startContainer' else out}/{k}"]}]
+                      for k in hooks}
+    r = _runs(runh, ctx, make_bundle, edit)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == sorted(hooks)
+
+
+def _seccomp(**profile):
+    def edit(c):
+        c["linux"]["seccomp"] = dict({"defaultAction": "SCMP_ACT_ALLOW"}, **profile)
+    return edit
+
+
+def test_features_every_seccomp_item_listed_is_accepted(runh, ctx, make_bundle):
+    """Each action (on a syscall `true` never makes), arch, operator and supported flag
+    that features lists: a container with it runs."""
+    sc = _features(runh)["linux"]["seccomp"]
+    assert sc["enabled"]
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(ctx.path("agent.sock"))
+    listener.listen(8)
+    failed = {}
+    try:
+        cases = []
+        for a in sc["actions"]:
+            extra = {"listenerPath": ctx.path("agent.sock")} if a == "SCMP_ACT_NOTIFY" else {}
+            cases.append((a, _seccomp(syscalls=[{"names": ["acct"], "action": a}], **extra)))
+        for arch in sc["archs"]:
+            cases.append((arch, _seccomp(architectures=[arch], syscalls=[
+                {"names": ["acct"], "action": "SCMP_ACT_ERRNO"}])))
+        for op in sc["operators"]:
+            arg = {"index": 0, "value": 1, "op": op}
+            if op == "SCMP_CMP_MASKED_EQ":
+                arg["valueTwo"] = 1
+            cases.append((op, _seccomp(syscalls=[{"names": ["acct"], "action": "SCMP_ACT_ERRNO",
+                                                  "args": [arg]}])))
+        for flag in sc.get("supportedFlags") or ():
+            cases.append((flag, _seccomp(flags=[flag], syscalls=[
+                {"names": ["acct"], "action": "SCMP_ACT_ERRNO"}])))
+        for what, edit in cases:
+            r = _runs(runh, ctx, make_bundle, edit)
+            if r.returncode != 0:
+                failed[what] = r.stderr.strip()
+    finally:
+        listener.close()
+    assert not failed, failed
+
+
+def test_features_lists_every_seccomp_arch_that_works(runh, ctx, make_bundle):
+    """An architecture runh's generator does not know is refused (runc's libseccomp knows
+    more: MIPS, PPC, S390), never silently left out of the filter."""
+    listed = set(_features(runh)["linux"]["seccomp"]["archs"])
+    candidates = {"SCMP_ARCH_MIPS", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390X", "SCMP_ARCH_RISCV64"}
+    works = [a for a in sorted(candidates - listed)
+             if _runs(runh, ctx, make_bundle, _seccomp(architectures=["SCMP_ARCH_X86_64", a])).returncode == 0]
+    assert not works, f"work but are not in features: {works}"
