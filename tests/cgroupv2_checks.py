@@ -440,6 +440,19 @@ def check_unified_core_files(name, cid):
     return _one_line(p) and "invalid key 'cgroup.procs'" in p.stderr, p.stderr.strip()
 
 
+def check_unified_absent_controller(name, cid):
+    """A linux.resources.unified key of a controller this cgroup cannot have fails create
+    with one line naming the key, before anything is made (cleanup: no cgroup left)."""
+    with open(f"{CG}/cgroup.controllers") as f:
+        have = f.read().split()
+    ctrl = next((c for c in ("rdma", "misc", "hugetlb", "io") if c not in have), "nosuchctl")
+    key = f"{ctrl}.max"
+    b = make_bundle(name, ["true"], {"unified": {key: "1"}})
+    p = rh("create", "--bundle", b, cid, check=False)
+    ok = p.returncode == 1 and _one_line(p) and repr(key) in p.stderr and not os.path.isdir(cg_dir(name))
+    return ok, f"{key}: {p.stderr.strip()}"
+
+
 def check_killed_create(name, cid):
     """A create killed at its createRuntime hook (the cgroup made, the init cloned into
     it): state says stopped, and a plain delete removes the cgroup and the init (issue
@@ -470,7 +483,8 @@ def check_parent_cgroups(name, cid):
 CHECKS = [check_memory_oom, check_pids_max, check_cpu_max, check_cpuset, check_freeze,
           check_kill_all, check_kill_all_stopped, check_devices, check_update_memory, check_stats_move,
           check_features, check_exec_cgroup, check_path_escape, check_foreign_cgroup,
-          check_unified_core_files, check_killed_create, check_parent_cgroups]
+          check_unified_core_files, check_unified_absent_controller, check_killed_create,
+          check_parent_cgroups]
 
 
 def cleanup(name, cid):

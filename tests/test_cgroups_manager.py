@@ -46,8 +46,10 @@ def test_v2_resource_writes():
     assert w["io.max"] == "8:0 rbps=1000"
     assert w["hugetlb.2MB.max"] == "0"
     assert w["memory.high"] == "50000000"
+    # pids.limit 0 writes nothing (runc 1.1's reading: test_parity_cli), -1 is "max".
     assert dict(v2.resource_writes({"memory": {"limit": -1}, "pids": {"limit": 0}})) == {
-        "memory.max": "max", "memory.swap.max": "max", "pids.max": "max"}
+        "memory.max": "max", "memory.swap.max": "max"}
+    assert dict(v2.resource_writes({"pids": {"limit": -1}})) == {"pids.max": "max"}
 
 
 def test_v1_resource_writes_order_memory_and_swap():

@@ -12,6 +12,8 @@ container's init are sent back over the sync socket and raised here with the sam
 """
 
 NOTIFY_SOCK: str
+# The prefix of the context of start's own handshake errors (clone::start_refused).
+START_HANDSHAKE: str
 """File name of the socket, inside the state dir, on which a created init waits for start."""
 
 def create(
@@ -123,6 +125,10 @@ def lsm_enabled() -> tuple[bool, bool]:
     """(AppArmor enabled, SELinux enabled) in the running kernel: AppArmor's module
     parameter reads Y; selinuxfs is mounted at /sys/fs/selinux and a policy is loaded.
     `features` reports them; create and exec refuse a profile or label otherwise."""
+
+def mount_option_names() -> list[str]:
+    """Every mounts[].options name the core takes (runc's names: flags, propagation, the
+    recursive mount_setattr ones, idmap/ridmap), sorted: `runh features`' mountOptions."""
 
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:

@@ -353,7 +353,8 @@ class Container:
 
         cg = cgroups.manager_for(linux, self.id, systemd_cgroup)
         if cg is not None:
-            cg.claim()
+            cg.precheck(linux.get("resources"))  # limits this host cannot apply
+            cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
         return cg
 
     def _record_first(self, config, original, bundle, rootfs, cg):
@@ -488,7 +489,10 @@ class Container:
                 # Refused, or reset with our byte unread: init had taken another start's
                 # byte already (one killed after sending it, whose start goes on). Not
                 # created any more: runc's words for what it is.
-                if e.errno in _NOT_LISTENING and not st.parked(self.dir):
+                # Only the handshake's own errors: one that init reported after taking
+                # the byte (an unloaded AppArmor profile is ENOENT too) is the answer.
+                if (e.errno in _NOT_LISTENING and str(e).startswith(_core().START_HANDSHAKE)
+                        and not st.parked(self.dir)):
                     self._check_startable()
                 raise
             _mark("start handshake (init exec'd)")

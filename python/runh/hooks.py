@@ -9,10 +9,11 @@ runtime.md "Lifecycle" and config.md "POSIX-platform Hooks" place them:
 - poststart: after `start` has made the container's process run;
 - poststop: after `delete` has removed the container.
 
-Each hook gets the state JSON on stdin, exactly its `env`, its `args` (argv[0] included),
-and is killed after `timeout` seconds. A failing prestart/createRuntime/createContainer/
-startContainer hook fails the operation (create tears the container down); a failing
-poststart or poststop hook is only logged as a warning.
+Each hook gets the state JSON on stdin, exactly its `env` (runh's own environment when it
+has none, as runc and crun), its `args` (argv[0] included), and is killed after `timeout`
+seconds. A failing prestart/createRuntime/createContainer/startContainer hook fails the
+operation (create tears the container down); a failing poststart or poststop hook is only
+logged as a warning, and the hooks after it still run.
 
 Imported only when the config has hooks: subprocess costs about 10 ms to import, which no
 hookless container pays.
@@ -54,10 +55,12 @@ def run_one(kind, index, hook, state):
 
     path = hook["path"]
     args = hook.get("args") or [path]
-    env = {}
-    for item in hook.get("env") or ():
-        k, _, v = item.partition("=")
-        env[k] = v
+    env = None  # no `env`: runh's own environment, as runc and crun give it
+    if "env" in hook and hook["env"] is not None:
+        env = {}
+        for item in hook["env"]:
+            k, _, v = item.partition("=")
+            env[k] = v
     timeout = hook.get("timeout")
     name = f"{kind} hook #{index} ({path})"
     try:
@@ -80,13 +83,16 @@ def run(kind, hooks, state):
 
 
 def run_warn(kind, hooks, state):
-    """Run hooks[kind]; a failure is logged as a warning (poststart, poststop)."""
-    try:
-        run(kind, hooks, state)
-    except RunhError as e:
-        from runh.log import logger
+    """Run every hooks[kind]; each failure is logged as a warning and the rest still run
+    (poststart, poststop: runtime.md "Lifecycle" steps 9 and 12). runc 1.1 stops at the
+    first failure instead (and kills the container on a poststart one)."""
+    for i, hook in enumerate(hooks.get(kind) or ()):
+        try:
+            run_one(kind, i, hook, state)
+        except RunhError as e:
+            from runh import log
 
-        logger.warn(str(e))
+            log.logger.warn(str(e))
 
 
 class Create:

@@ -139,6 +139,41 @@ fn sockaddr(path: &str, what: &str) -> Result<(libc::sockaddr_un, libc::socklen_
     Ok((addr, len as libc::socklen_t))
 }
 
+/// The AF_UNIX address of `<dir>/<name>`, whatever `dir`'s length. sun_path holds 108
+/// bytes, and a state dir under a long `--root` (containerd's
+/// `/run/containerd/runc/<namespace>` with a 64-character id) does not fit: such a path
+/// goes through `/proc/self/fd/<n>/<name>`, `n` an O_PATH fd of `dir` that `UnixAddr`
+/// keeps open until the bind or connect is done. A path that fits is used as is (no
+/// extra syscall on the common path).
+pub struct UnixAddr {
+    addr: libc::sockaddr_un,
+    len: libc::socklen_t,
+    _dir: Option<OwnedFd>,
+}
+
+impl UnixAddr {
+    pub fn in_dir(dir: &str, name: &str, what: &str) -> Result<UnixAddr> {
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
+        if let Ok((addr, len)) = sockaddr(&path, what) {
+            return Ok(UnixAddr { addr, len, _dir: None });
+        }
+        let c = cstr(dir)?;
+        let fd = owned(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }, || {
+            format!("open {what} directory {dir}")
+        })?;
+        let (addr, len) = sockaddr(&format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()), what)?;
+        Ok(UnixAddr { addr, len, _dir: Some(fd) })
+    }
+
+    pub fn bind(&self, fd: BorrowedFd) -> libc::c_int {
+        unsafe { libc::bind(fd.as_raw_fd(), &self.addr as *const _ as *const libc::sockaddr, self.len) }
+    }
+
+    pub fn connect(&self, fd: BorrowedFd) -> libc::c_int {
+        unsafe { libc::connect(fd.as_raw_fd(), &self.addr as *const _ as *const libc::sockaddr, self.len) }
+    }
+}
+
 fn unix_socket(kind: libc::c_int) -> Result<OwnedFd> {
     owned(unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) }, || "create unix socket".into())
 }
@@ -404,8 +439,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
 
     let notify_path = format!("{}/{}", opts.state_dir.trim_end_matches('/'), NOTIFY_SOCK);
     let notify = unix_socket(libc::SOCK_STREAM)?;
-    let (addr, len) = sockaddr(&notify_path, "socket path")?;
-    if unsafe { libc::bind(notify.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) } < 0 {
+    if UnixAddr::in_dir(opts.state_dir, NOTIFY_SOCK, "socket path")?.bind(notify.as_fd()) < 0 {
         return Err(Error::last_os(format!("bind {notify_path}")));
     }
     let notify_cpath = cstr(&notify_path)?;
@@ -631,16 +665,35 @@ fn cgroup2_bind(spec: &Spec, pid: libc::pid_t) -> Option<String> {
 }
 
 /// Release a parked init: returns once it has exec'd the container's process.
+/// The context of every error of start's own handshake (connect, send, read), as opposed
+/// to an error init reports after it took the byte (its own context: the field it could
+/// not apply, with whatever errno that had, ENOENT for an unloaded AppArmor profile).
+pub const START_HANDSHAKE: &str = "start handshake: ";
+
+/// Whether a `start` error says that init was not there to take our byte (refused, gone,
+/// or reset with it unread): another start may have got there first, and the caller words
+/// what the container is now. Never true of an error init reported.
+pub fn start_refused(e: &Error) -> bool {
+    matches!(e.errno, libc::ENOENT | libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED)
+        && e.context.starts_with(START_HANDSHAKE)
+}
+
 pub fn start(state_dir: &str) -> Result<()> {
     crate::timing::reset();
     let path = format!("{}/{}", state_dir.trim_end_matches('/'), NOTIFY_SOCK);
     let conn = unix_socket(libc::SOCK_STREAM)?;
     let fd = conn.as_raw_fd();
-    connect(conn.as_fd(), &path, "container init at")?;
+    let addr = UnixAddr::in_dir(state_dir, NOTIFY_SOCK, "container init at")?;
+    while addr.connect(conn.as_fd()) < 0 {
+        let e = Error::last_os(format!("{START_HANDSHAKE}connect to container init at {path}"));
+        if e.errno != libc::EINTR {
+            return Err(e);
+        }
+    }
     crate::timing::mark("core: connected to init");
     let go = [1u8];
     if unsafe { libc::send(fd, go.as_ptr().cast(), 1, libc::MSG_NOSIGNAL) } < 0 {
-        return Err(Error::last_os("signal container init to start"));
+        return Err(Error::last_os(format!("{START_HANDSHAKE}signal container init to start")));
     }
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -650,7 +703,7 @@ pub fn start(state_dir: &str) -> Result<()> {
             break;
         }
         if n < 0 {
-            let e = Error::last_os("wait for container init to exec");
+            let e = Error::last_os(format!("{START_HANDSHAKE}wait for container init to exec"));
             if e.errno == libc::EINTR {
                 continue;
             }

@@ -105,6 +105,13 @@ const FLAG_NAMES: &[(&str, bool, libc::c_ulong)] = &[
     ("noiversion", true, libc::MS_I_VERSION),
     ("silent", false, libc::MS_SILENT),
     ("loud", true, libc::MS_SILENT),
+    ("lazytime", false, libc::MS_LAZYTIME),
+    ("nolazytime", true, libc::MS_LAZYTIME),
+    // A filesystem without POSIX ACLs (tmpfs without CONFIG_TMPFS_POSIX_ACL) refuses it.
+    ("acl", false, libc::MS_POSIXACL),
+    ("noacl", true, libc::MS_POSIXACL),
+    ("nosymfollow", false, libc::MS_NOSYMFOLLOW),
+    ("symfollow", true, libc::MS_NOSYMFOLLOW),
     ("bind", false, libc::MS_BIND),
     ("rbind", false, libc::MS_BIND | libc::MS_REC),
 ];

@@ -190,6 +190,14 @@ fn lsm_enabled() -> (bool, bool) {
     (crate::lsm::apparmor_enabled(), crate::lsm::selinux_enabled())
 }
 
+/// Every mount option name the core takes (`runh features`' mountOptions), sorted.
+#[pyfunction]
+fn mount_option_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = crate::mounts::option_names().collect();
+    v.sort_unstable();
+    v
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -199,7 +207,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
     m.add_function(wrap_pyfunction!(core_features, m)?)?;
     m.add_function(wrap_pyfunction!(lsm_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(mount_option_names, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
+    m.add("START_HANDSHAKE", clone::START_HANDSHAKE)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;
     crate::timing::py::register(m)?;

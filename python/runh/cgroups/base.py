@@ -103,6 +103,10 @@ class Manager:
         return out
 
     # --- life cycle
+    def precheck(self, resources):
+        """Before anything is recorded or made: refuse resources this host cannot apply
+        (ConfigError naming the controller or key)."""
+
     def create(self):
         """Make the cgroup directories (and on v2 enable controllers in the ancestors)."""
         raise NotImplementedError

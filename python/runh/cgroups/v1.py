@@ -2,7 +2,9 @@
 
 Hierarchies are found by listing /sys/fs/cgroup (one scandir; no mountinfo parse); a
 co-mount such as "cpu,cpuacct" appears as symlinks, resolved so each directory is made
-once. Controllers whose hierarchy is not mounted are skipped, as runc does.
+once. Controllers whose hierarchy is not mounted are skipped, as runc does, unless the
+config sets a limit for one (an error: precheck). The container also joins name=systemd and,
+on hybrid hosts, the cgroup2 tree at /sys/fs/cgroup/unified (NAMED), as runc does.
 """
 import posix
 
@@ -13,15 +15,37 @@ CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices",
                "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
 
 
+# Hierarchies without resource controllers that a container joins too, keyed as
+# /proc/<pid>/cgroup names them: systemd's named v1 hierarchy, and on a hybrid host the
+# cgroup2 tree at /sys/fs/cgroup/unified (key ""). runc joins both at the same path as
+# the v1 controllers, so that systemd and monitoring tools see the container there.
+NAMED = {"systemd": "name=systemd", "unified": ""}
+
+
 def hierarchies():
-    """{controller: mount directory} for the v1 hierarchies mounted under CGROUP_ROOT."""
+    """{controller: mount directory} for the v1 hierarchies mounted under CGROUP_ROOT,
+    with name=systemd and the hybrid cgroup2 tree ("") where they are mounted."""
     out = {}
     with posix.scandir(CGROUP_ROOT) as it:
         for e in it:
+            named = NAMED.get(e.name)
+            if named is not None:
+                # A hierarchy, not a leftover directory: its root has cgroup.procs.
+                if not e.is_symlink() and isdir(e.path) and _has_procs(e.path):
+                    out[named] = e.path
+                continue
             for c in e.name.split(","):
                 if c in CONTROLLERS:
                     out[c] = _resolve(e.path)
     return out
+
+
+def _has_procs(path):
+    try:
+        posix.stat(path + "/cgroup.procs")
+        return True
+    except OSError:
+        return False
 
 
 def _resolve(path):
@@ -93,8 +117,8 @@ def resource_writes(res, update=False, current_limit=None):
     if cs:
         w["cpuset"] = cs
     pids = res.get("pids") or {}
-    if pids.get("limit") is not None:
-        w["pids"] = [("pids.max", "max" if pids["limit"] <= 0 else str(pids["limit"]))]
+    if pids.get("limit"):  # 0 writes nothing, as runc 1.1 (and 1.2+) reads it; negative: "max"
+        w["pids"] = [("pids.max", "max" if pids["limit"] < 0 else str(pids["limit"]))]
     bio = res.get("blockIO") or {}
     b = []
     if bio.get("weight"):
@@ -189,7 +213,18 @@ class V1Manager(Manager):
                 if not _fs.read(d, f, "").strip():
                     _fs.write(d, [(f, _fs.read(parent, f).strip())])
 
+    def precheck(self, resources):
+        """A limit for a controller whose hierarchy is not mounted is an error naming it
+        (runc: "cannot set <controller> limit"), never silently dropped."""
+        from runh.errors import ConfigError
+
+        for ctrl in resource_writes(resources):
+            if ctrl not in self.paths:
+                raise ConfigError(f"linux.resources: cannot set {ctrl} limit: "
+                                  f"the {ctrl} cgroup controller is not mounted on this host")
+
     def apply(self, resources, devices=(), update=False):
+        self.precheck(resources)
         cur = None
         mem = (resources or {}).get("memory") or {}
         if "memory" in self.paths and mem.get("limit") is not None and mem.get("swap"):

@@ -49,9 +49,9 @@ def resource_writes(res, update=False):
     if cpu.get("mems"):
         w.append(("cpuset.mems", cpu["mems"]))
     pids = res.get("pids") or {}
-    if pids.get("limit") is not None:
+    if pids.get("limit"):  # 0 writes nothing, as runc reads it; negative: "max"
         lim = pids["limit"]
-        w.append(("pids.max", "max" if lim <= 0 else str(lim)))
+        w.append(("pids.max", "max" if lim < 0 else str(lim)))
     bio = res.get("blockIO") or {}
     if bio.get("weight"):
         w.append(("io.weight", f"default {blkio_to_io_weight(bio['weight'])}"))
@@ -122,7 +122,28 @@ class V2Manager(Manager):
                             pass
             cur = cur + "/" + part
 
+    def precheck(self, resources):
+        """A linux.resources.unified key of a controller this cgroup cannot have is an
+        error naming the key (runc: "can't set: controller not available"), before
+        anything is made: available is what the nearest existing ancestor lists (create()
+        enables all of those down to the container's cgroup)."""
+        unified = (resources or {}).get("unified") or {}
+        if not unified:
+            return
+        d = self.path.rpartition("/")[0] or CGROUP_ROOT
+        while d != CGROUP_ROOT and not isdir(d):
+            d = d.rpartition("/")[0]
+        avail = set(_fs.read(d, "cgroup.controllers", "").split())
+        for k in unified:
+            ctrl = k.partition(".")[0]
+            if ctrl != "cgroup" and ctrl not in avail:
+                from runh.errors import ConfigError
+
+                raise ConfigError(f"linux.resources.unified: {k!r} cannot be set: "
+                                  f"controller {ctrl!r} is not available in {d}")
+
     def apply(self, resources, devices=(), update=False):
+        self.precheck(resources)
         _fs.write(self.path, resource_writes(resources, update))
         # The device filter is built on create, and on update only when devices are given.
         if not update or (resources or {}).get("devices"):

@@ -7,16 +7,6 @@ ARGS = ()
 
 # Only what runh implements today; grow these lists as the Rust core lands features.
 _NAMESPACES = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
-_MOUNT_OPTIONS = [
-    "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "idmap", "mand", "noatime",
-    "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
-    "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable",
-    "rw", "shared", "slave", "strictatime", "suid", "sync", "unbindable",
-    # Recursive, through mount_setattr(AT_RECURSIVE) (rust/src/mounts.rs).
-    "ratime", "rdev", "rdiratime", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
-    "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "rro", "rrelatime", "rrw",
-    "rstrictatime", "rsuid", "rsymfollow",
-]
 
 
 def _caps():
@@ -46,6 +36,13 @@ def _seccomp():
     import runh._core as core
 
     return json.loads(core.seccomp_features())
+
+
+def _mount_options():
+    # From the core's own option table (rust/src/mounts.rs), so it cannot drift from it.
+    import runh._core as core
+
+    return core.mount_option_names()
 
 
 def _core_linux():
@@ -95,7 +92,8 @@ def run(g, o, args):
         # runtime-spec order; createContainer/startContainer run in runh-init.
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
-        "mountOptions": _MOUNT_OPTIONS,
+        # From the core's own option table (rust/src/mounts.rs), so it cannot drift.
+        "mountOptions": _mount_options(),
         "linux": {
             "namespaces": _NAMESPACES,
             "capabilities": _caps(),

@@ -65,9 +65,22 @@ fn signal(s: &str) -> Option<i32> {
     s.parse().ok().filter(|n| (1..=31).contains(n))
 }
 
+/// Can `--log` be opened for appending (created if missing, as runc does at start-up)?
+/// One that cannot fails every call at once, worded by Python.
+fn log_opens(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else { return false };
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return false;
+    }
+    unsafe { libc::close(fd) };
+    true
+}
+
 /// Parse `argv` (without argv[0]); None: not a call the native path takes.
 pub fn parse(argv: &[String]) -> Option<Call> {
     let mut root = "/run/runh".to_string();
+    let mut log = String::new();
     let mut i = 0;
     // Global options: --root, and those that change nothing for these commands on success:
     // the log is written only for errors (Python's), and --systemd-cgroup, --rootless and
@@ -90,9 +103,15 @@ pub fn parse(argv: &[String]) -> Option<Call> {
             if !matches!(v.as_str(), "true" | "false" | "auto") {
                 return None;
             }
-        } else if value(argv, &mut i, &["--log", "--criu"])?.is_none() {
+        } else if let Some(v) = value(argv, &mut i, &["--log"])? {
+            log = v;
+        } else if value(argv, &mut i, &["--criu"])?.is_none() {
             return None; // --debug, --help, --version, …
         }
+    }
+    // After --log-format's check, as runc: a bad format creates no log.
+    if !log.is_empty() && !log_opens(&log) {
+        return None; // Python's error: open <log>: <why>
     }
     let rest = &argv[i + 1..];
     match argv[i].as_str() {

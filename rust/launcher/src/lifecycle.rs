@@ -28,7 +28,7 @@ pub fn start(root: &str, id: &str) -> ! {
     if let Err(e) = _core::clone::start(&c.dir) {
         // Refused, or reset with our byte unread: init had taken another start's byte (one
         // killed after sending it). Nothing was done here: Python words what it is now.
-        if matches!(e.errno, libc::ENOENT | libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED) && !state::parked(&c.dir) {
+        if _core::clone::start_refused(&e) && !state::parked(&c.dir) {
             handoff(None);
         }
         handoff(Some(e));

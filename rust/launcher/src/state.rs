@@ -126,21 +126,13 @@ impl Container {
 /// A non-blocking connect: refused once init took start's byte, so a start killed after
 /// the handshake leaves a running container, not a "created" one nobody can start.
 pub fn parked(dir: &str) -> bool {
-    let path = format!("{dir}/notify.sock");
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    if path.len() >= addr.sun_path.len() {
-        return false;
-    }
-    for (d, s) in addr.sun_path.iter_mut().zip(path.bytes()) {
-        *d = s as libc::c_char;
-    }
+    // Through /proc/self/fd when the path is longer than sun_path (clone::UnixAddr).
+    let Ok(addr) = _core::clone::UnixAddr::in_dir(dir, "notify.sock", "socket path") else { return false };
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return false;
     }
-    let len = (std::mem::size_of::<libc::sa_family_t>() + path.len() + 1) as libc::socklen_t;
-    let r = unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) };
+    let r = addr.connect(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
     let errno = std::io::Error::last_os_error().raw_os_error();
     unsafe { libc::close(fd) };
     // EAGAIN: its backlog is full, it is still listening.

@@ -13,6 +13,35 @@ pub enum Arch {
     Arm,
 }
 
+/// Every `SCMP_ARCH_*` name a profile may give: the arches runh filters, and (None) the
+/// other libseccomp arches, accepted and left out (`from_spec`). `runh features` lists
+/// them all, as what a profile may name.
+pub const SPEC_NAMES: &[(&str, Option<Arch>)] = &[
+    ("SCMP_ARCH_X86_64", Some(Arch::X86_64)),
+    ("SCMP_ARCH_X86", Some(Arch::X86)),
+    ("SCMP_ARCH_X32", Some(Arch::X32)),
+    ("SCMP_ARCH_AARCH64", Some(Arch::Aarch64)),
+    ("SCMP_ARCH_ARM", Some(Arch::Arm)),
+    ("SCMP_ARCH_MIPS", None),
+    ("SCMP_ARCH_MIPS64", None),
+    ("SCMP_ARCH_MIPS64N32", None),
+    ("SCMP_ARCH_MIPSEL", None),
+    ("SCMP_ARCH_MIPSEL64", None),
+    ("SCMP_ARCH_MIPSEL64N32", None),
+    ("SCMP_ARCH_PPC", None),
+    ("SCMP_ARCH_PPC64", None),
+    ("SCMP_ARCH_PPC64LE", None),
+    ("SCMP_ARCH_S390", None),
+    ("SCMP_ARCH_S390X", None),
+    ("SCMP_ARCH_PARISC", None),
+    ("SCMP_ARCH_PARISC64", None),
+    ("SCMP_ARCH_RISCV64", None),
+    ("SCMP_ARCH_LOONGARCH64", None),
+    ("SCMP_ARCH_M68K", None),
+    ("SCMP_ARCH_SH", None),
+    ("SCMP_ARCH_SHEB", None),
+];
+
 impl Arch {
     pub const ALL: [Arch; 5] = [Arch::X86_64, Arch::X86, Arch::X32, Arch::Aarch64, Arch::Arm];
 
@@ -52,19 +81,10 @@ impl Arch {
     /// not filter; a process on a host of runh's arches cannot make its syscalls, so
     /// leaving it out changes nothing the kernel can observe.
     pub fn from_spec(name: &str) -> Result<Option<Arch>, ()> {
-        Ok(Some(match name {
-            "SCMP_ARCH_X86_64" => Arch::X86_64,
-            "SCMP_ARCH_X86" => Arch::X86,
-            "SCMP_ARCH_X32" => Arch::X32,
-            "SCMP_ARCH_AARCH64" => Arch::Aarch64,
-            "SCMP_ARCH_ARM" => Arch::Arm,
-            "SCMP_ARCH_MIPS" | "SCMP_ARCH_MIPS64" | "SCMP_ARCH_MIPS64N32" | "SCMP_ARCH_MIPSEL"
-            | "SCMP_ARCH_MIPSEL64" | "SCMP_ARCH_MIPSEL64N32" | "SCMP_ARCH_PPC" | "SCMP_ARCH_PPC64"
-            | "SCMP_ARCH_PPC64LE" | "SCMP_ARCH_S390" | "SCMP_ARCH_S390X" | "SCMP_ARCH_PARISC"
-            | "SCMP_ARCH_PARISC64" | "SCMP_ARCH_RISCV64" | "SCMP_ARCH_LOONGARCH64"
-            | "SCMP_ARCH_M68K" | "SCMP_ARCH_SH" | "SCMP_ARCH_SHEB" => return Ok(None),
-            _ => return Err(()),
-        }))
+        match SPEC_NAMES.iter().find(|(n, _)| *n == name) {
+            Some((_, a)) => Ok(*a),
+            None => Err(()),
+        }
     }
 
     pub fn from_name(name: &str) -> Option<Arch> {

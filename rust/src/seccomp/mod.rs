@@ -89,12 +89,19 @@ pub fn features() -> serde_json::Value {
                     "SCMP_ACT_TRAP"],
         "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
                       "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
-        "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86",
-                  "SCMP_ARCH_X86_64"],
+        // Every name a profile may give (arch::SPEC_NAMES), as runc lists libseccomp's: those
+        // of arches runh does not filter are accepted, and no process here can use them.
+        "archs": spec_arch_names(),
         "knownFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                        "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
         "supportedFlags": supported_flags(),
     })
+}
+
+fn spec_arch_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = arch::SPEC_NAMES.iter().map(|(n, _)| *n).collect();
+    v.sort_unstable();
+    v
 }
 
 /// The known flags this kernel accepts. Probe: seccomp(SET_MODE_FILTER, flag, NULL) fails
