@@ -131,9 +131,10 @@ def write_atomic(path, data, mode=FILE_MODE, exchange=False):
     `exchange` (state.json, in runh's own 0700 dir): replace an existing file with
     renameat2(RENAME_EXCHANGE) and unlink the temp name, which then holds the old record.
     A plain rename over an existing file makes ext4 (auto_da_alloc) start writeback of the
-    new file's data inside rename(2): measured 0.58 ms min / 0.98 ms median per write here
-    (benches/micro test_state_write_atomic, a 2-core host whose disk other jobs share),
-    against 0.1 ms with the exchange; create writes state.json twice. Readers see the old
+    new file's data inside rename(2): 0.24-0.98 ms median per replace here (benches/micro
+    test_state_write_atomic[rename], three runs on a 2-core host whose disk other jobs
+    share; mean up to 1.0 ms) against 0.04-0.15 ms with the exchange; create writes
+    state.json twice (the second is a replace). Readers see the old
     or the new record as before (the exchange is atomic); a kill between the exchange and
     the unlink leaves a temp file, which is_tmp names and delete removes with the dir."""
     tmp = _tmp_name(path)
