@@ -19,10 +19,11 @@ APT_RUN  := python3-venv python3-dev busybox-static gcc
 APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time \
             apparmor containerd selinux-policy-default policycoreutils criu podman conmon
 # Python packages of the venv: runh's own, then the tests' (grpcio + grpcio-tools: the CRI
-# client, stubs generated from python/runh/bench/cri/api.proto at run time).
-PIP_DEPS := maturin click jsonschema pytest hypothesis matplotlib grpcio grpcio-tools
+# client, stubs generated from python/runh/bench/cri/api.proto at run time; pytest-benchmark:
+# benches/micro, `make bench-micro`).
+PIP_DEPS := maturin click jsonschema pytest hypothesis matplotlib grpcio grpcio-tools pytest-benchmark
 
-.PHONY: run test build install demo bench apt-run apt-test
+.PHONY: run test build install demo bench bench-micro apt-run apt-test
 
 # Install only the missing packages, so a machine that has them needs no network (and
 # no apt-get update); the lock timeout lets concurrent installs queue.
@@ -59,6 +60,15 @@ test: apt-test build
 
 bench: build
 	$(PY) benches/run_vs_runc.py
+
+# pytest-benchmark over the in-process hot path (benches/micro: config validation, state,
+# cgroup planning, seccomp, argv parsing); the JSON and a text table go to
+# benches/results/micro/. Whole-process comparisons are `runh bench`'s.
+MICRO_OUT ?= benches/results/micro
+bench-micro: build
+	mkdir -p $(MICRO_OUT)
+	$(PY) -m pytest -q -p no:cacheprovider benches/micro --benchmark-json=$(MICRO_OUT)/micro.json \
+	  --benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name | tee $(MICRO_OUT)/micro.txt
 
 .PHONY: build
 # maturin develop into the shared venv; flock so that parallel builds queue instead of clash.

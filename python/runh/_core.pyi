@@ -130,6 +130,14 @@ def mount_option_names() -> list[str]:
     """Every mounts[].options name the core takes (runc's names: flags, propagation, the
     recursive mount_setattr ones, idmap/ridmap), sorted: `runh features`' mountOptions."""
 
+def launcher_parse(argv: list[str]) -> tuple[str, str, str] | None:
+    """The native call the launcher (rust/launcher/src/args.rs) makes for `runh ARGV...`:
+    (kind, root, id), or None when it hands the argv to Python. benches/micro times it."""
+
+def rename_exchange(src: str, dst: str) -> bool:
+    """renameat2(src, dst, RENAME_EXCHANGE); False when dst does not exist (nothing done).
+    Raises SyscallError otherwise. runh.state.write_atomic's replace of state.json."""
+
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:
     (phase, CLOCK_MONOTONIC ns at its end), the core's own ("core: ...") and runh-init's

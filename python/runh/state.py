@@ -125,17 +125,45 @@ def write_new(path, data, mode=FILE_MODE):
     os.close(fd)
 
 
-def write_atomic(path, data, mode=FILE_MODE):
+def write_atomic(path, data, mode=FILE_MODE, exchange=False):
     """Write bytes to path via a new temp file in the same directory (write_new) and
     rename(2): a reader sees the old or the new content, never a part. The temp file
-    is removed on any failure."""
+    is removed on any failure.
+
+    `exchange` (state.json, in runh's own 0700 dir): replace an existing file with
+    renameat2(RENAME_EXCHANGE) and unlink the temp name, which then holds the old record.
+    A plain rename over an existing file makes ext4 (auto_da_alloc) start writeback of the
+    new file's data inside rename(2): 0.24-0.98 ms median per replace here (benches/micro
+    test_state_write_atomic[rename], three runs on a 2-core host whose disk other jobs
+    share; mean up to 1.0 ms) against 0.04-0.15 ms with the exchange; create writes
+    state.json twice (the second is a replace). Readers see the old
+    or the new record as before (the exchange is atomic); a kill between the exchange and
+    the unlink leaves a temp file, which is_tmp names and delete removes with the dir."""
     tmp = _tmp_name(path)
     write_new(tmp, data, mode)
     try:
+        if exchange and _rename_exchange(tmp, path):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # the old record under a temp name: delete removes it with the dir
+            return
         os.rename(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
+
+
+def _rename_exchange(src, dst):
+    """renameat2(RENAME_EXCHANGE) through the core (Python has no renameat2); False when
+    dst does not exist yet. Only create and the other state writers call it, which have
+    the core loaded already."""
+    import runh._core as core
+
+    return core.rename_exchange(src, dst)
 
 
 def is_tmp(name):

@@ -198,6 +198,50 @@ fn mount_option_names() -> Vec<&'static str> {
     v
 }
 
+/// rename_exchange(src: str, dst: str) -> bool: renameat2(src, dst, RENAME_EXCHANGE), so
+/// that dst holds src's content and src dst's old one; False (nothing done) when dst does
+/// not exist, or the filesystem (or kernel) has no exchange (EINVAL, ENOSYS): the caller
+/// renames then. runh.state.write_atomic's replace of state.json: ext4 flushes the data of a
+/// file renamed over an existing one (auto_da_alloc), which an exchange does not do.
+#[pyfunction]
+fn rename_exchange(py: Python<'_>, src: &str, dst: &str) -> PyResult<bool> {
+    let c = |p: &str| std::ffi::CString::new(p).map_err(|_| PyRuntimeError::new_err("path with a NUL byte"));
+    let (s, d) = (c(src)?, c(dst)?);
+    let r = unsafe {
+        libc::renameat2(libc::AT_FDCWD, s.as_ptr(), libc::AT_FDCWD, d.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = Error::last_os(format!("renameat2 {src} {dst} RENAME_EXCHANGE"));
+    if matches!(e.errno, libc::ENOENT | libc::EINVAL | libc::ENOSYS) {
+        return Ok(false);
+    }
+    Err(to_py(py, e))
+}
+
+// The launcher's argv parser (rust/launcher/src/args.rs, a self-contained module), built
+// into the extension too so that benches/micro can time it in-process: the launcher
+// itself runs it once per call and exits, too short a life to time from outside.
+#[path = "../launcher/src/args.rs"]
+#[allow(dead_code)]
+mod launcher_args;
+
+/// launcher_parse(argv: list[str]) -> tuple[str, str, str] | None: the native call the
+/// launcher would make for `runh ARGV…` (kind, root, id), or None when it hands the
+/// argv to Python. For benches/micro and the tests; the launcher never calls it.
+#[pyfunction]
+fn launcher_parse(argv: Vec<String>) -> Option<(&'static str, String, String)> {
+    use launcher_args::Call;
+    Some(match launcher_args::parse(&argv)? {
+        Call::Exec(e) => ("exec", e.root, e.id),
+        Call::Start { root, id } => ("start", root, id),
+        Call::Delete { root, id, .. } => ("delete", root, id),
+        Call::Kill { root, id, .. } => ("kill", root, id),
+        Call::State { root, id } => ("state", root, id),
+    })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -208,6 +252,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core_features, m)?)?;
     m.add_function(wrap_pyfunction!(lsm_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(mount_option_names, m)?)?;
+    m.add_function(wrap_pyfunction!(launcher_parse, m)?)?;
+    m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     m.add("START_HANDSHAKE", clone::START_HANDSHAKE)?;
     crate::cgroups::py::register(m)?;
