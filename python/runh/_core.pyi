@@ -28,6 +28,7 @@ def create(
     root: str | None = None,
     seccomp_state: bytes | None = None,
     on_hooks: "Callable[[int], bytes] | None" = None,
+    on_cloned: "Callable[[int], None] | None" = None,
     fix_listen_pid: bool = False,
 ) -> int:
     """Create a container and return its init's pid once the init is set up and parked.
@@ -68,6 +69,10 @@ def create(
         (compact, status "creating") that init feeds to createContainer (run then) and
         startContainer (run after `start`, status "created"). An exception it raises is
         re-raised by create unchanged, after the init is killed.
+    on_cloned: called with the init's pid right after the clone, before cgroup_procs is
+        written and before init gets its plan (the systemd cgroup driver starts the
+        container's unit there, with that pid). An exception it raises is re-raised by
+        create unchanged, after the init is killed.
 
     With process.args[0] resolved against the container's PATH inside the container, a
     missing program fails here with ExecError

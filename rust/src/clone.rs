@@ -47,6 +47,11 @@ pub struct CreateOptions<'a> {
     /// state JSON (status "creating") for init's createContainer/startContainer hooks.
     /// None: init does not stop there (no such hooks in the config).
     pub on_hooks: Option<&'a (dyn Fn(i32) -> Result<Vec<u8>> + Sync)>,
+    /// Called with the init's pid right after the clone, before the cgroup.procs writes
+    /// and the Plan: the systemd cgroup driver starts the container's unit with this pid
+    /// (systemd moves the process into it) and writes the limits there, while init waits
+    /// for its Plan. A cgroup namespace is then unshared by init, after the move.
+    pub on_cloned: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
 }
 
 /// fds owned by create (and exec); closed on every path.
@@ -493,6 +498,9 @@ fn create_bound(
                 unsafe { libc::close(fd) };
                 fds.0.retain(|f| *f != fd);
             }
+        }
+        if let Some(placed) = opts.on_cloned {
+            placed(pid)?;
         }
         let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
         if let (Some(dir), false) = (opts.cgroup_dir, into_cgroup) {

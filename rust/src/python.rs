@@ -19,7 +19,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
                     preserve_fds=0, console_socket=None, pidfd_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    root=None, seccomp_state=None, on_hooks=None, fix_listen_pid=false))]
+                    root=None, seccomp_state=None, on_hooks=None, on_cloned=None, fix_listen_pid=false))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     py: Python<'_>,
@@ -36,6 +36,7 @@ fn create(
     root: Option<&str>,
     seccomp_state: Option<&[u8]>,
     on_hooks: Option<PyObject>,
+    on_cloned: Option<PyObject>,
     fix_listen_pid: bool,
 ) -> PyResult<i32> {
     // on_hooks(pid) -> bytes runs the runtime hooks (runh/hooks.py) with the GIL taken
@@ -46,6 +47,21 @@ fn create(
         move |pid: i32| -> crate::error::Result<Vec<u8>> {
             Python::with_gil(|py| match f.call1(py, (pid,)).and_then(|r| r.extract::<Vec<u8>>(py)) {
                 Ok(b) => Ok(b),
+                Err(e) => {
+                    let msg = e.to_string();
+                    *failed.lock().unwrap() = Some(e);
+                    Err(Error::sync(msg))
+                }
+            })
+        }
+    });
+    // on_cloned(pid) places the just-cloned init (the systemd driver); its exception is
+    // re-raised as it is, like on_hooks'.
+    let cloned_cb = on_cloned.as_ref().map(|f| {
+        let failed = &failed;
+        move |pid: i32| -> crate::error::Result<()> {
+            Python::with_gil(|py| match f.call1(py, (pid,)) {
+                Ok(_) => Ok(()),
                 Err(e) => {
                     let msg = e.to_string();
                     *failed.lock().unwrap() = Some(e);
@@ -69,6 +85,7 @@ fn create(
         root,
         seccomp_state,
         on_hooks: hooks_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<Vec<u8>> + Sync)),
+        on_cloned: cloned_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<()> + Sync)),
     };
     // The GIL is released while init sets up (ms of kernel work, in another process).
     py.allow_threads(|| clone::create(&opts)).map_err(|e| failed.lock().unwrap().take().unwrap_or_else(|| to_py(py, e)))
