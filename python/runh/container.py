@@ -180,8 +180,6 @@ class Container:
 
         c = cls(container_id, root)
         bundle = _abspath(bundle or os.getcwd())
-        if systemd_cgroup:
-            raise NotSupported("systemd cgroup driver is not supported yet")
         # Everything checkable is checked before anything exists on disk.
         raw, config = load_config(bundle)
         rootfs = rootfs_path(bundle, config)
@@ -225,14 +223,20 @@ class Container:
                 from runh import cgroups
 
                 linux = config.get("linux") or {}
-                cg = cgroups.manager_for(linux, container_id, systemd_cgroup)
-                cg = _rootless_cgroup(cg, linux) if os.geteuid() != 0 else cg
+                cg = cgroups.manager_for(linux, container_id, systemd_cgroup, config.get("annotations"))
+                if os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
+                    cg = _rootless_cgroup(cg, linux)
+                cg_dir, cg_procs, on_cloned = None, [], None
                 if cg is not None:
-                    cg.create()
-                    cg.apply(linux.get("resources"), linux.get("devices"))
-                    cg_dir, cg_procs = cg.clone_target()
-                else:
-                    cg_dir, cg_procs = None, []
+                    _record_cgroup(c.dir, cg)
+                    if cg.needs_pid:
+                        on_cloned = _placer(cg, linux, c.dir)
+                    else:
+                        cg.create()
+                        if systemd_cgroup:  # a slice unit: recorded again, as started
+                            _record_cgroup(c.dir, cg)
+                        cg.apply(linux.get("resources"), linux.get("devices"))
+                        cg_dir, cg_procs = cg.clone_target()
                 _mark("cgroup")
                 hooks, on_hooks = config.get("hooks"), None
                 if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
@@ -249,7 +253,8 @@ class Container:
                                      cgroup_dir=cg_dir,
                                      cgroup_procs=cg_procs, root=root,
                                      seccomp_state=_seccomp_state(config, container_id, bundle),
-                                     on_hooks=on_hooks, fix_listen_pid=bool(listen))
+                                     on_hooks=on_hooks, on_cloned=on_cloned,
+                                     fix_listen_pid=bool(listen))
                 _mark("core create returned")
                 starttime, _ = st.proc_start_time(pid)
                 state = {
@@ -283,7 +288,11 @@ class Container:
                     pass
             if cg is not None:
                 try:
-                    cg.kill_all(_SIGKILL)
+                    if cg.exists():
+                        cg.kill_all(_SIGKILL)
+                except RunhError:
+                    pass
+                try:
                     cg.remove()
                 except RunhError:
                     pass
@@ -293,10 +302,20 @@ class Container:
         return c
 
     def cgroup(self):
-        """The container's cgroup manager (None for state written without one)."""
+        """The container's cgroup manager (None for state written without one). Without
+        state.json (a create that died), the record create made before the cgroup."""
         from runh.cgroups import manager_from_state
 
-        return manager_from_state((self._state or {}).get("cgroup"))
+        saved = (self._state or {}).get("cgroup")
+        if saved is None and not self._state:
+            try:
+                with open(st.join(self.dir, CGROUP_RECORD), "rb") as f:
+                    from runh.jsonio import loads
+
+                    saved = loads(f.read())
+            except (OSError, ValueError):
+                pass
+        return manager_from_state(saved)
 
     def start(self):
         """Release the parked init; it execs the container's process."""
@@ -471,11 +490,11 @@ class Container:
             cg = self.cgroup()
             if cg is not None:
                 # Init is gone; anything left in the cgroup (e.g. a daemonized child without
-                # a pid namespace) dies with the container, then the cgroup is removed.
-                if cg.exists():
-                    if cg.pids():
-                        cg.kill_all(_SIGKILL)
-                    cg.remove()
+                # a pid namespace) dies with the container, then the cgroup is removed (a
+                # systemd unit is stopped even when its cgroup is already gone).
+                if cg.exists() and cg.pids():
+                    cg.kill_all(_SIGKILL)
+                cg.remove()
             later = s.get("hooks")
             final = dict(self.state(), status=st.STOPPED, pid=0) if later else None
             _mark("cgroup removed")
@@ -557,6 +576,30 @@ def _with_listen_env(process, n):
     env = [e for e in p.get("env") or [] if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
     p["env"] = env + [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
     return dumps(p).encode()
+
+
+# Written before the cgroup (or systemd unit) is made, so that `delete --force` finds it
+# if this create dies before state.json exists; one small write (~30 us on tmpfs).
+CGROUP_RECORD = "cgroup.json"
+
+
+def _record_cgroup(sdir, cg):
+    from runh.jsonio import dumps
+
+    st.write_atomic(st.join(sdir, CGROUP_RECORD), dumps(cg.to_state()), 0o600)
+
+
+def _placer(cg, linux, sdir):
+    """on_cloned for the core: a systemd scope is started with the init's pid in it, right
+    after the clone (then recorded again, now as started: runh's to stop), and then gets
+    the limits written to its files."""
+
+    def place(pid):
+        cg.create(pid)
+        _record_cgroup(sdir, cg)
+        cg.apply(linux.get("resources"), linux.get("devices"))
+
+    return place
 
 
 def _rootless_cgroup(cg, linux):

@@ -9,6 +9,10 @@ placement (clone_target), then freeze/thaw, pids, kill_all, stats, and remove() 
 
 class Manager:
     version = 0
+    # True: create(pid) is called with the init's pid right after the clone (the core's
+    # on_cloned), and init is not cloned into clone_target() (a systemd scope must be
+    # started with its first process); False: create() before the clone.
+    needs_pid = False
     # linux.devices as (type, major, minor) dicts: kept in state.json so that an `update`
     # that replaces the device rules keeps the container's own devices usable.
     devices = ()

@@ -1,0 +1,425 @@
+"""The systemd cgroup driver (`--systemd-cgroup`): the container's cgroup is a transient
+unit that systemd makes, over its D-Bus API, as runc's systemd driver does.
+
+Naming (runc's): linux.cgroupsPath "slice:prefix:name" is the scope `prefix-name.scope`
+in `slice` (a name ending in ".slice" is a slice unit instead, and the prefix is
+ignored); an empty cgroupsPath is "system.slice:runh:<id>" ("user.slice" for a user's
+manager). Slice names nest with dashes as systemd nests them: "a-b.slice" is
+/a.slice/a-b.slice.
+
+Making it: StartTransientUnit with Delegate=yes and PIDs=[the init's pid] (a scope needs
+its first process: the core calls `create(pid)` right after the clone, before init gets
+its plan), no default dependencies, accounting on, and the limits systemd knows as unit
+properties (`unit_properties`); then runh waits for the job, and writes every limit to
+the cgroup's files as the v2 manager does (what systemd has no property for, and the
+exact values where systemd rounds, as runc does after its unit exists). A slice unit has
+no process to start with: it is made before the clone, and init is cloned into it.
+
+Only pure cgroup v2: on hybrid and legacy hosts --systemd-cgroup is refused with one line
+(runc would use systemd there too, but runh's v1 manager is cgroupfs only).
+
+D-Bus (runh.cgroups._dbus, jeepney) is imported only by create, update and delete of a
+systemd container; pause/resume, ps, events, kill --all and status read and write the
+unit's cgroup files, as runc does.
+"""
+from runh.cgroups import CGROUP_ROOT
+from runh.cgroups.base import blkio_to_io_weight, shares_to_weight, swap_to_v2
+from runh.cgroups.v2 import V2Manager
+
+DEFAULT_PREFIX = "runh"
+ANNOTATION = "org.systemd.property."
+# How long runh waits for systemd's answer to a call, and for a start or stop job to
+# end (runc waits 30 s for a job as well).
+JOB_TIMEOUT = 30.0
+_INFINITY = (1 << 64) - 1  # systemd's "infinity" (UINT64_MAX) for limits
+_UNIT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.\\")
+_PATH_FORM = '"slice:prefix:name" (for example "system.slice:runh:ID")'
+
+
+def _config_error(msg):
+    from runh.errors import ConfigError
+
+    return ConfigError(msg)
+
+
+def _valid_unit(unit):
+    return (len(unit) <= 255 and set(unit) <= _UNIT_CHARS and not unit.startswith(".")
+            and unit not in (".scope", "-.scope"))
+
+
+def expand_slice(slice_name):
+    """The cgroup path of a slice: "a-b-c.slice" is "/a.slice/a-b.slice/a-b-c.slice",
+    "-.slice" the root. Dashes at either end or doubled, slashes, and names that are not
+    "*.slice" are errors."""
+    base = slice_name[:-len(".slice")]
+    if not slice_name.endswith(".slice") or not base or not _valid_unit(slice_name):
+        raise _config_error(f"invalid slice name {slice_name!r}")
+    if base == "-":
+        return "/"
+    path, prefix = "", ""
+    for part in base.split("-"):
+        if not part:
+            raise _config_error(f"invalid slice name {slice_name!r}")
+        path += "/" + prefix + part + ".slice"
+        prefix += part + "-"
+    return path
+
+
+def unit_names(cgroups_path, container_id, user=False):
+    """(slice, unit) for linux.cgroupsPath; ConfigError naming it and the form expected."""
+    from runh.errors import ConfigError
+
+    def bad(why):
+        return _config_error(f"linux.cgroupsPath {cgroups_path!r}: {why}; with --systemd-cgroup "
+                             f"it must have the form {_PATH_FORM}")
+
+    if not cgroups_path:
+        slice_name, prefix, name = "", DEFAULT_PREFIX, container_id
+    else:
+        parts = cgroups_path.split(":")
+        if len(parts) != 3:
+            raise bad(f"{len(parts)} part{'s' if len(parts) > 1 else ''}, not 3")
+        slice_name, prefix, name = parts
+        if not name:
+            raise bad("the name is empty")
+    slice_name = slice_name or ("user.slice" if user else "system.slice")
+    unit = name if name.endswith(".slice") else f"{prefix}-{name}.scope"
+    try:
+        expand_slice(slice_name)
+        if unit.endswith(".slice"):
+            expand_slice(unit)
+    except ConfigError as e:
+        raise bad(str(e)) from None
+    if not _valid_unit(unit) or unit == "-.slice":
+        raise bad(f"invalid unit name {unit!r} (letters, digits and \":-_.\\\" only)")
+    return slice_name, unit
+
+
+# ---------------------------------------------------------------- unit properties
+
+def _limit(v):
+    """An OCI byte/count limit as systemd's: negative is infinity."""
+    return _INFINITY if v < 0 else v
+
+
+def range_to_bits(text, what):
+    """A cpuset list ("0-2,7") as systemd's AllowedCPUs/AllowedMemoryNodes bytes: bit n of
+    byte n // 8 for CPU n (little-endian, as systemd's cpu_set_from_dbus reads it)."""
+    bits = 0
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, _, hi = part.partition("-")
+            lo, hi = int(lo), int(hi or lo)
+            if lo < 0 or hi < lo or hi > 65535:
+                raise ValueError
+            for n in range(lo, hi + 1):
+                bits |= 1 << n
+    except ValueError:
+        raise _config_error(f"{what}: invalid cpuset list {text!r}") from None
+    if not bits:
+        raise _config_error(f"{what}: empty cpuset list {text!r}")
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+
+
+def _cpu_quota(props, quota, period):
+    """CPUQuotaPeriodUSec and CPUQuotaPerSecUSec, as runc sets them: systemd keeps the
+    quota as a share of a second in whole percent, so it is rounded up to 10 ms per second
+    (the exact cpu.max is written to the file afterwards)."""
+    if period:
+        props.append(("CPUQuotaPeriodUSec", ("t", period)))
+    if quota or period:
+        per_sec = _INFINITY
+        if quota and quota > 0:
+            per_sec = quota * 1000000 // (period or 100000)
+            if per_sec % 10000:
+                per_sec = (per_sec // 10000 + 1) * 10000
+        props.append(("CPUQuotaPerSecUSec", ("t", per_sec)))
+
+
+_UNIFIED_MEMORY = {"memory.high": "MemoryHigh", "memory.low": "MemoryLow", "memory.min": "MemoryMin",
+                   "memory.max": "MemoryMax", "memory.swap.max": "MemorySwapMax"}
+
+
+def _unified_properties(props, unified):
+    """linux.resources.unified entries systemd has a property for (runc's list); the
+    others are only written to the files."""
+    for k, v in (unified or {}).items():
+        what = f"linux.resources.unified[{k!r}]"
+        v = str(v).strip()
+        try:
+            if k == "cpu.max":
+                f = v.split()
+                if not 1 <= len(f) <= 2:
+                    raise ValueError
+                quota = 0 if f[0] == "max" else int(f[0])
+                _cpu_quota(props, quota, int(f[1]) if len(f) == 2 else 100000)
+            elif k == "cpu.weight":
+                props.append(("CPUWeight", ("t", int(v))))
+            elif k in ("cpuset.cpus", "cpuset.mems"):
+                name = "AllowedCPUs" if k == "cpuset.cpus" else "AllowedMemoryNodes"
+                props.append((name, ("ay", range_to_bits(v, what))))
+            elif k in _UNIFIED_MEMORY:
+                props.append((_UNIFIED_MEMORY[k], ("t", _INFINITY if v == "max" else int(v))))
+            elif k == "pids.max":
+                props.append(("TasksMax", ("t", _INFINITY if v == "max" else int(v))))
+        except ValueError:
+            raise _config_error(f"{what}: invalid value {v!r}") from None
+
+
+def unit_properties(res):
+    """[(name, (signature, value))]: the limits of a LinuxResources dict that systemd
+    manages as unit properties (cgroup v2 names, systemd.resource-control(5))."""
+    res = res or {}
+    props = []
+    mem = res.get("memory") or {}
+    limit = mem.get("limit")
+    if limit:
+        props.append(("MemoryMax", ("t", _limit(limit))))
+    if mem.get("reservation"):
+        props.append(("MemoryLow", ("t", _limit(mem["reservation"]))))
+    swap = swap_to_v2(mem.get("swap"), limit)
+    if swap is not None:
+        props.append(("MemorySwapMax", ("t", _limit(swap))))
+    cpu = res.get("cpu") or {}
+    if cpu.get("shares"):
+        props.append(("CPUWeight", ("t", shares_to_weight(cpu["shares"]))))
+    _cpu_quota(props, cpu.get("quota") or 0, cpu.get("period") or 0)
+    if cpu.get("cpus"):
+        props.append(("AllowedCPUs", ("ay", range_to_bits(cpu["cpus"], "linux.resources.cpu.cpus"))))
+    if cpu.get("mems"):
+        props.append(("AllowedMemoryNodes", ("ay", range_to_bits(cpu["mems"], "linux.resources.cpu.mems"))))
+    pids = (res.get("pids") or {}).get("limit")
+    if pids:
+        props.append(("TasksMax", ("t", _limit(pids))))
+    weight = (res.get("blockIO") or {}).get("weight")
+    if weight:
+        props.append(("IOWeight", ("t", blkio_to_io_weight(weight))))
+    _unified_properties(props, res.get("unified"))
+    return props
+
+
+def annotation_properties(annotations):
+    """`org.systemd.property.<Name>` annotations as unit properties, as runc reads them:
+    the value in GVariant text format (`uint64 123`, `'inactive-or-failed'`), and a name
+    ending in a lower-case letter + "Sec" (TimeoutStopSec) becomes the "USec" property
+    with the value in microseconds."""
+    props = []
+    for key, text in (annotations or {}).items():
+        if not key.startswith(ANNOTATION):
+            continue
+        name = key[len(ANNOTATION):]
+        if len(name) < 3 or not (name.isascii() and name.isalpha()):
+            raise _config_error(f"annotations[{key!r}]: a systemd property name is 3 or more letters")
+        from runh.cgroups._gvariant import GVariantError, parse
+
+        try:
+            sig, value = parse(text)
+        except GVariantError as e:
+            raise _config_error(f"annotations[{key!r}]: {text!r}: {e}") from None
+        if name.endswith("Sec") and name[-4].islower():
+            if sig not in ("y", "n", "q", "i", "u", "x", "t", "d"):
+                raise _config_error(f"annotations[{key!r}]: {text!r}: a number of seconds is expected")
+            name, sig, value = name[:-3] + "USec", "t", int(value * 1000000)
+        props.append((name, (sig, value)))
+    return props
+
+
+# ---------------------------------------------------------------- the manager
+
+def _owner_uid():
+    """The uid whose manager runh talks to: 0 for the system's; a user's own otherwise,
+    also as root of a user namespace (rootless podman runs runh there), where it is the
+    outside uid that 0 maps to."""
+    import posix
+
+    euid = posix.geteuid()
+    if euid != 0:
+        return euid
+    try:
+        with open("/proc/self/uid_map") as f:
+            first = f.read().split()
+    except OSError:
+        return 0
+    if len(first) >= 3 and first[0] == "0" and first[2] != "4294967295":
+        return int(first[1])
+    return 0
+
+
+def _dbus_error(e, what):
+    from runh.errors import SyscallError
+
+    return SyscallError(f"systemd: {what}: {e}", getattr(e, "errno", 0) or 0)
+
+
+class SystemdManager(V2Manager):
+    """A container's cgroup as a systemd unit; the cgroup files are the v2 manager's."""
+
+    def __init__(self, path, unit, slice_name, uid=0, properties=(), started=False):
+        super().__init__(path)
+        self.unit = unit
+        self.slice = slice_name
+        self.uid = uid  # whose manager: 0 the system's, else that user's `systemd --user`
+        # Did this runh start the unit (its job done)? Only then is it runh's to stop: a
+        # config may name a unit that exists (another container's scope, a system slice),
+        # and a create that fails on it must leave it alone.
+        self.started = started
+        self.properties = list(properties)  # only at create: limits and annotations
+        self._conn = None
+        # A scope is started with its first process, the init, right after the clone.
+        self.needs_pid = unit.endswith(".scope")
+
+    @classmethod
+    def for_config(cls, linux, container_id, annotations=None):
+        from runh import cgroups
+
+        if cgroups.mode() != "unified":
+            from runh.errors import NotSupported
+
+            raise NotSupported(f"--systemd-cgroup: runh's systemd cgroup driver needs a pure cgroup v2 "
+                               f"host, and this one is {cgroups.mode()} (run without --systemd-cgroup)")
+        uid = _owner_uid()
+        slice_name, unit = unit_names((linux or {}).get("cgroupsPath") or "", container_id, user=uid != 0)
+        # Checked here, before anything is made; annotations last: they override.
+        props = unit_properties((linux or {}).get("resources")) + annotation_properties(annotations)
+        m = cls(None, unit, slice_name, uid, props)
+        top = ""
+        if uid != 0:
+            # A user's units live below its manager's own cgroup, e.g.
+            # /user.slice/user-1000.slice/user@1000.service.
+            top = m._call_get("ControlGroup").rstrip("/")
+        parent = expand_slice(slice_name)
+        m.path = CGROUP_ROOT + top + ("" if parent == "/" else parent) + "/" + unit
+        return m
+
+    def to_state(self):
+        out = super().to_state()
+        out["systemd"] = {"unit": self.unit, "slice": self.slice, "uid": self.uid,
+                          "started": self.started}
+        return out
+
+    # --- D-Bus
+    def _bus(self):
+        if self._conn is None:
+            from runh.cgroups import _dbus
+
+            where = _dbus.SYSTEM_SOCKET if self.uid == 0 else _dbus.user_socket(self.uid)
+            try:
+                self._conn = _dbus.Connection(where, uid=self.uid, timeout=JOB_TIMEOUT)
+            except FileNotFoundError:
+                from runh.errors import NotSupported
+
+                who = "systemd is not running (no " + where + ")" if self.uid == 0 else \
+                    f"no systemd user manager for uid {self.uid} (no {where})"
+                raise NotSupported(f"--systemd-cgroup: {who}") from None
+            except (OSError, ValueError) as e:  # jeepney's AuthenticationError is a ValueError
+                raise _dbus_error(e, f"connect to {where}") from None
+        return self._conn
+
+    def _call(self, what, member, sig=None, body=()):
+        from runh.cgroups._dbus import DBusError
+
+        try:
+            return self._bus().call(member, sig, body)
+        except (DBusError, OSError) as e:
+            raise _dbus_error(e, what) from None
+
+    def _call_get(self, prop):
+        from runh.cgroups._dbus import MANAGER_IFACE, DBusError
+
+        try:
+            return self._bus().get(MANAGER_IFACE, prop)
+        except (DBusError, OSError) as e:
+            raise _dbus_error(e, f"get the manager's {prop}") from None
+
+    def _wait(self, job, what):
+        try:
+            result = self._bus().wait_job(job, JOB_TIMEOUT)
+        except TimeoutError:
+            from runh.errors import SyscallError
+
+            raise SyscallError(f"systemd: {what}: no answer from systemd in {JOB_TIMEOUT:.0f} s", 110) from None
+        except OSError as e:
+            raise _dbus_error(e, what) from None
+        return result
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- life cycle
+    def create(self, pid=None):
+        """Start the unit (a scope with `pid` in it, or a slice) and wait for its job."""
+        from runh.cgroups._dbus import DBusError
+
+        props = [("Description", ("s", f"runh container {self.unit}"))]
+        if self.needs_pid:
+            props += [("Slice", ("s", self.slice)), ("Delegate", ("b", True)), ("PIDs", ("au", [pid]))]
+        else:
+            props.append(("Wants", ("as", [self.slice])))
+        props += [("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
+                  ("IOAccounting", ("b", True)), ("TasksAccounting", ("b", True)),
+                  ("DefaultDependencies", ("b", False))]
+        props += self.properties
+        what = f"start unit {self.unit}"
+        for attempt in (1, 2):
+            try:
+                job = self._bus().call("StartTransientUnit", "ssa(sv)a(sa(sv))",
+                                       (self.unit, "replace", props, []))[0]
+                break
+            except DBusError as e:
+                if e.name != "org.freedesktop.systemd1.UnitExists" or attempt == 2:
+                    raise _dbus_error(e, what) from None
+                # A unit of that name is left over (a failed or stopping one): clear it
+                # and try once more, as runc does.
+                self._reset_failed()
+            except OSError as e:
+                raise _dbus_error(e, what) from None
+        result = self._wait(job, what)
+        self.started = result == "done"
+        if not self.started:
+            self._reset_failed()
+            from runh.errors import SyscallError
+
+            raise SyscallError(f"systemd: {what}: the job ended {result!r} (see journalctl -u {self.unit})")
+
+    def update(self, resources):
+        """The unit's properties first (so systemd keeps them), then the files."""
+        props = unit_properties(resources)
+        if props:
+            self._call(f"set properties of unit {self.unit}", "SetUnitProperties", "sba(sv)",
+                       (self.unit, True, props))
+        super().update(resources)
+
+    def _reset_failed(self):
+        from runh.cgroups._dbus import DBusError
+
+        try:
+            self._bus().call("ResetFailedUnit", "s", (self.unit,))
+        except (DBusError, OSError):
+            pass  # not failed, or already gone
+
+    def remove(self):
+        """Stop the unit if runh started it (systemd removes its cgroup), clear it if it
+        failed, and remove what is left of the directory. A unit that runh did not get
+        to start is not stopped: once the processes in its cgroup are gone (the caller
+        kills them), a scope stops by itself."""
+        from runh.cgroups._dbus import DBusError
+
+        what = f"stop unit {self.unit}"
+        try:
+            job = self._bus().call("StopUnit", "ss", (self.unit, "replace"))[0] if self.started else None
+        except DBusError as e:
+            if e.name != "org.freedesktop.systemd1.NoSuchUnit":
+                raise _dbus_error(e, what) from None
+            job = None
+        except OSError as e:
+            raise _dbus_error(e, what) from None
+        if job is not None:
+            self._wait(job, what)
+        self._reset_failed()
+        self.close()
+        super().remove()
