@@ -389,10 +389,37 @@ def check_runc_diff(name):
     return ok, f"differences (runc, runh): properties {diff} files {fdiff}; runh: {got['runh'][0]}", [cid], [unit]
 
 
+# ------------------------------------------------------------------ containerd, podman
+
+_env = {}
+
+
+def _clients():
+    """The image and a private containerd, made once for the client checks."""
+    import systemd_clients as sc
+
+    if not _env:
+        layer, oci = sc.build_image(WORK)
+        _env.update(work=WORK, runh=RUNH, layer=layer, oci=oci, show=show)
+        _env["containerd"] = sc.Containerd(WORK, RUNH)
+    return sc
+
+
+def check_containerd_ctr(name):
+    sc = _clients()
+    ok, detail = sc.check_ctr(_env)
+    return ok, detail, [], ["ctr-c1.scope", "ctr-hello.scope"]
+
+
+def check_podman(name):
+    sc = _clients()
+    return sc.check_podman(_env)
+
+
 CHECKS = [check_placement, check_properties, check_ps_events, check_pause_resume, check_update,
           check_exec, check_kill_all, check_delete, check_memory_oom, check_pids_max,
           check_slice_unit, check_bad_paths, check_leftover_unit, check_killed_create,
-          check_runc_diff]
+          check_runc_diff, check_containerd_ctr, check_podman]
 MAIN_CHECKS = 8  # the first ones share the main container
 
 
@@ -426,6 +453,8 @@ def main(names):
             ok, detail = False, f"{detail} LEFTOVERS: {left}"
         verdict = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
         print(f"CHECK {name} {verdict} {time.time() - t0:.2f}s {detail}", flush=True)
+    if "containerd" in _env:
+        _env["containerd"].stop()
     for unit in ("runhtest-a.slice", SLICE):
         call(["systemctl", "stop", unit])
 
