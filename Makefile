@@ -12,7 +12,10 @@ PYTEST_ARGS ?=
 
 # Debian packages: what `make run` needs, and what the tests and benchmarks add.
 APT_RUN  := python3-venv python3-dev busybox-static gcc
-APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time
+# containerd, podman and conmon (and systemd, dbus) are for the systemd driver's checks in
+# the guest, which has no network and sees this machine's / (tests/systemd_checks.py).
+APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time \
+            systemd dbus containerd podman conmon
 
 .PHONY: run test build install demo bench apt-run apt-test
 
