@@ -62,5 +62,5 @@ build: $(VENV)/.deps
 
 $(VENV)/.deps: | apt-run
 	$(SYSPY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin click jsonschema pytest hypothesis matplotlib
+	$(VENV)/bin/pip install -q maturin click jsonschema pytest hypothesis matplotlib grpcio
 	touch $@

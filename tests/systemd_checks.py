@@ -25,6 +25,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from bundle import build_bundle, build_rootfs, default_spec  # noqa: E402
+from cgroupv2_checks import Timeout, _alarm, reap  # noqa: E402
 
 RUNH = os.environ.get("RUNH", os.path.join(REPO, ".venv", "bin", "runh"))
 ROOT = "/run/runh-sd-test"
@@ -35,14 +36,6 @@ SLICE = "runhtest.slice"
 CALL_TIMEOUT = 120
 CHECK_TIMEOUT = int(os.environ.get("RUNH_SD_CHECK_TIMEOUT", "300"))
 MiB = 1 << 20
-
-
-class Timeout(Exception):
-    pass
-
-
-def _alarm(*_):
-    raise Timeout()
 
 
 def call(argv, input=None, timeout=CALL_TIMEOUT, check=False):
@@ -110,16 +103,6 @@ def make_bundle(name, args, cgroups_path=None, resources=None, annotations=None,
 
     return build_bundle(f"{WORK}/{name}", args=args, template=_template[0],
                         spec=default_spec("builtin"), edit=ed)
-
-
-def reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def leftovers(cids, units):
@@ -400,7 +383,9 @@ def _clients():
 
     if not _env:
         layer, oci = sc.build_image(WORK)
-        _env.update(work=WORK, runh=RUNH, layer=layer, oci=oci, show=show)
+        # The pod sandbox's image: a process that stays (kubelet's pause).
+        _, pause = sc.build_image(WORK, sc.PAUSE, ["/bin/sleep", "100000"], tag="-pause")
+        _env.update(work=WORK, runh=RUNH, layer=layer, oci=oci, pause_oci=pause, show=show)
         _env["containerd"] = sc.Containerd(WORK, RUNH)
     return sc
 
@@ -411,6 +396,15 @@ def check_containerd_ctr(name):
     return ok, detail, [], ["ctr-c1.scope", "ctr-hello.scope"]
 
 
+def check_containerd_cri(name):
+    sc = _clients()
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        return None, "no grpcio in the venv (make test's set-up installs it)"
+    return sc.check_cri(_env)
+
+
 def check_podman(name):
     sc = _clients()
     return sc.check_podman(_env)
@@ -419,7 +413,7 @@ def check_podman(name):
 CHECKS = [check_placement, check_properties, check_ps_events, check_pause_resume, check_update,
           check_exec, check_kill_all, check_delete, check_memory_oom, check_pids_max,
           check_slice_unit, check_bad_paths, check_leftover_unit, check_killed_create,
-          check_runc_diff, check_containerd_ctr, check_podman]
+          check_runc_diff, check_containerd_ctr, check_containerd_cri, check_podman]
 MAIN_CHECKS = 8  # the first ones share the main container
 
 
