@@ -325,7 +325,9 @@ def check_cri(env):
         # No hostname: with the node's network the pod has the node's UTS namespace too.
         sandbox_config = pb((1, meta), (3, f"{env['work']}/pod-logs"), (8, linux))
         os.makedirs(f"{env['work']}/pod-logs", exist_ok=True)
+        t0 = time.time()
         pod = cri.call("RunPodSandbox", pb((1, sandbox_config)))[1][0].decode()
+        print(f"# CRI: pod sandbox running after {time.time() - t0:.1f}s", flush=True)
         cfg = pb((1, pb((1, "c1"))), (2, pb((1, IMG))), (3, "sleep"), (4, "1000"), (11, "c1.log"),
                  (15, pb((1, pb((4, 48 << 20))))))
         ctr = cri.call("CreateContainer", pb((1, pod), (2, cfg), (3, sandbox_config)))[1][0].decode()
