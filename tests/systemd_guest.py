@@ -46,7 +46,7 @@ def enter(pid, cwd=None):
     return ["nsenter", "-t", str(pid), "-p", "-m", f"--wd={cwd or os.getcwd()}"]
 
 
-def boot(timeout=150, log="/tmp/systemd-guest.log"):
+def boot(timeout=300, log="/tmp/systemd-guest.log"):
     """Start systemd in a new pid+mount namespace; its pid (in this namespace) once
     `systemctl is-system-running` says running or degraded."""
     t0 = time.time()
