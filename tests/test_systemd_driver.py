@@ -232,3 +232,39 @@ def test_podman_style_flag_on_a_cgroupfs_container(runh, ctx, make_bundle):
     finally:
         r = runh(*sd, "delete", "--force", cid)
     assert r.returncode == 0 and os.listdir(runh.root) == []
+
+
+def test_a_unit_runh_did_not_start_is_left_alone(monkeypatch, tmp_path):
+    """A config can name an existing unit: "-.slice:x:system.slice" has the path of
+    system.slice itself. If the start fails (UnitExists), the create's clean-up must not
+    kill its processes, stop it, or rmdir anything below it; only a unit runh started is
+    stopped and removed."""
+    from runh.cgroups import _fs
+
+    calls = []
+
+    class Bus:
+        def call(self, member, sig=None, body=()):
+            calls.append(member)
+            return ("/job/1",)
+
+        def wait_job(self, job, timeout):
+            return "done"
+
+        def close(self):
+            pass
+
+    d = tmp_path / "system.slice"
+    (d / "cron.service").mkdir(parents=True)
+    removed = []
+    monkeypatch.setattr(_fs, "remove", lambda paths, *a: removed.extend(paths))
+    m = systemd.SystemdManager(str(d), "system.slice", "-.slice")
+    m._conn = Bus()
+    assert not m.exists()
+    m.remove()
+    assert calls == ["ResetFailedUnit"] and removed == [] and (d / "cron.service").is_dir()
+    m = systemd.SystemdManager(str(d), "runh-x.scope", "system.slice", started=True)
+    m._conn = Bus()
+    assert m.exists()
+    m.remove()
+    assert calls[1:] == ["StopUnit", "ResetFailedUnit"] and removed == [str(d)]

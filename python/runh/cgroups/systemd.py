@@ -294,6 +294,12 @@ class SystemdManager(V2Manager):
         m.path = CGROUP_ROOT + top + ("" if parent == "/" else parent) + "/" + unit
         return m
 
+    def exists(self):
+        """Only a unit runh started is runh's cgroup: a config can name an existing slice
+        or scope (e.g. "-.slice:x:system.slice" is the path of system.slice itself), and
+        a create that fails on it must not kill, or remove cgroups in, that tree."""
+        return self.started and super().exists()
+
     def to_state(self):
         out = super().to_state()
         out["systemd"] = {"unit": self.unit, "slice": self.slice, "uid": self.uid,
@@ -422,4 +428,5 @@ class SystemdManager(V2Manager):
             self._wait(job, what)
         self._reset_failed()
         self.close()
-        super().remove()
+        if self.started:  # see exists(): never rmdir in a tree runh did not make
+            super().remove()
