@@ -335,7 +335,7 @@ def check_cri(env):
         ex = cri.call("ExecSync", pb((1, ctr), (2, "echo"), (2, "exec-ok"), (3, 60)))
         units = {"sandbox": f"cri-containerd-{pod}.scope", "container": f"cri-containerd-{ctr}.scope"}
         shown = {k: show(u, ["ActiveState", "Slice", "Delegate", "MemoryMax"]) for k, u in units.items()}
-        cri.call("StopContainer", pb((1, ctr), (2, 10)))
+        cri.call("StopContainer", pb((1, ctr), (2, 0)))  # no grace period: SIGKILL
         cri.call("RemoveContainer", pb((1, ctr)))
         cri.call("StopPodSandbox", pb((1, pod)))
         cri.call("RemovePodSandbox", pb((1, pod)))

@@ -25,6 +25,7 @@ unit's cgroup files, as runc does.
 from runh.cgroups import CGROUP_ROOT
 from runh.cgroups.base import blkio_to_io_weight, shares_to_weight, swap_to_v2
 from runh.cgroups.v2 import V2Manager
+from runh.errors import RunhError
 
 DEFAULT_PREFIX = "runh"
 ANNOTATION = "org.systemd.property."
@@ -299,6 +300,24 @@ class SystemdManager(V2Manager):
         or scope (e.g. "-.slice:x:system.slice" is the path of system.slice itself), and
         a create that fails on it must not kill, or remove cgroups in, that tree."""
         return self.started and super().exists()
+
+    # systemd removes a scope's cgroup by itself once its last process is gone, so the
+    # directory can vanish between two steps of kill or delete: its files then fail with
+    # ENODEV (or ENOENT), which means there is nothing left to do.
+    def kill_all(self, sig=9, skip=()):
+        try:
+            super().kill_all(sig, skip)
+        except (OSError, RunhError) as e:
+            if getattr(e, "errno", 0) not in (2, 19):
+                raise
+
+    def pids(self):
+        try:
+            return super().pids()
+        except OSError as e:
+            if e.errno not in (2, 19):
+                raise
+            return []
 
     def to_state(self):
         out = super().to_state()
