@@ -12,10 +12,17 @@ PYTEST_ARGS ?=
 
 # Debian packages: what `make run` needs, and what the tests and benchmarks add.
 APT_RUN  := python3-venv python3-dev busybox-static gcc
-# containerd, podman and conmon (and systemd, dbus) are for the systemd driver's checks in
-# the guest, which has no network and sees this machine's / (tests/systemd_checks.py).
+# containerd: the CRI tests and `runh bench -s cri` run Debian's containerd 1.6 (CRI plugin);
+# apparmor (apparmor_parser), selinux-policy-default and policycoreutils (load_policy): the
+# AppArmor and SELinux checks in the guest (tests/lsm_checks.py); criu, podman and conmon:
+# checkpoint/restore in the guest (tests/criu_checks.py); systemd and dbus (with containerd
+# and podman): the systemd driver's checks in the guest, which has no network and sees this
+# machine's / (tests/systemd_checks.py).
 APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time \
-            systemd dbus containerd podman conmon
+            apparmor containerd selinux-policy-default policycoreutils criu podman conmon systemd dbus
+# Python packages of the venv: runh's own, then the tests' (grpcio + grpcio-tools: the CRI
+# client, stubs generated from python/runh/bench/cri/api.proto at run time).
+PIP_DEPS := maturin click jsonschema pytest hypothesis matplotlib grpcio grpcio-tools
 
 .PHONY: run test build install demo bench apt-run apt-test
 
@@ -60,7 +67,11 @@ bench: build
 build: $(VENV)/.deps
 	flock /tmp/runh-build.lock $(VENV)/bin/maturin develop --release -q
 
-$(VENV)/.deps: | apt-run
+# The stamp names the package list, so that a venv made before a package was added gets it.
+$(VENV)/.deps: $(VENV)/.deps-$(shell echo '$(PIP_DEPS)' | cksum | cut -d' ' -f1)
+	touch $@
+$(VENV)/.deps-%: | apt-run
 	$(SYSPY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin click jsonschema pytest hypothesis matplotlib grpcio
+	$(VENV)/bin/pip install -q $(PIP_DEPS)
+	rm -f $(VENV)/.deps-*
 	touch $@

@@ -122,6 +122,20 @@ def stats(cid):
     return json.loads(out.splitlines()[0])["data"]
 
 
+def timed(limit, fn, *args):
+    """fn(*args) -> (ok, detail) under a SIGALRM time limit (the caller's handler raises
+    Timeout); a timeout or an exception is a failure with what happened as its detail."""
+    signal.alarm(limit)
+    try:
+        return fn(*args)
+    except Timeout:
+        return False, f"timed out after {limit}s"
+    except Exception:
+        return False, traceback.format_exc().replace("\n", " | ")
+    finally:
+        signal.alarm(0)
+
+
 def reap():
     """Collect exited children (container inits reparented to us)."""
     while True:
@@ -240,6 +254,23 @@ def check_kill_all(name, cid):
     return ok, f"pids before={n} rc={p.returncode} empty={gone} via cgroup.kill only={used} state={st}"
 
 
+def check_kill_all_stopped(name, cid):
+    """A container without its own PID namespace (a pod's): init exits, its child stays in
+    the cgroup; kill --all of the stopped container ends it (containerd's shim does this
+    for a shared-PID pod), and says nothing once the cgroup is empty."""
+    def no_pidns(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+    b = make_bundle(name, ["sh", "-c", "sleep 60 & exit 0"], edit=no_pidns)
+    rh("run", "-d", "--bundle", b, cid)
+    left = wait_for(lambda: state(cid)["status"] == "stopped" and cg_read(name, "cgroup.procs").split())
+    p = rh("kill", "--all", cid, "KILL", check=False)
+    gone = wait_for(lambda: not cg_read(name, "cgroup.procs").split(), 10)
+    again = rh("kill", "--all", cid, "KILL", check=False)
+    reap()
+    ok = bool(left) and p.returncode == 0 and gone and again.returncode == 0
+    return ok, f"left={left} rc={p.returncode} {p.stderr.strip()} empty={gone} again rc={again.returncode}"
+
+
 def check_devices(name, cid):
     """The eBPF device filter: /dev/kmsg, listed in linux.devices (so allowed rwm), opens
     for write; /dev/console, allowed "r" and "w" by two separate linux.resources.devices
@@ -321,9 +352,92 @@ def check_exec_cgroup(name, cid):
     return ok, f"inside {inside!r}; with a controller: {bad.stderr.strip()!r}"
 
 
+def _one_line(p):
+    return p.returncode != 0 and p.stderr.startswith("runh: ") and p.stderr.count("\n") == 1
+
+
+def check_path_escape(name, cid):
+    """A relative cgroupsPath with enough ".." to leave /sys/fs/cgroup is refused in one
+    line; nothing is made in the host dir it aims at, nor in the cgroup tree (issue 10.3,
+    the v2 half of test_state_security's test)."""
+    host = f"{WORK}/{name}-host"
+    os.makedirs(host, exist_ok=True)
+    b = make_bundle(name, ["true"], {"pids": {"limit": 20}},
+                    edit=lambda c: c["linux"].update(cgroupsPath="../" * 12 + host.lstrip("/") + "/sub"))
+    p = rh("create", "--bundle", b, cid, check=False)
+    ok = _one_line(p) and "leaves the cgroup hierarchy" in p.stderr and os.listdir(host) == []
+    return ok, f"{p.stderr.strip()!r}; host dir: {os.listdir(host)}"
+
+
+def check_foreign_cgroup(name, cid):
+    """A cgroup that already holds another's process is refused (runc 1.2), and the
+    process lives on (issue 10.10)."""
+    d = cg_dir(name)
+    os.mkdir(d)
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        with open(f"{d}/cgroup.procs", "w") as f:
+            f.write(str(stranger.pid))
+        b = make_bundle(name, ["true"])
+        p = rh("create", "--bundle", b, cid, check=False)
+        rh("delete", "--force", cid, check=False)
+        ok = _one_line(p) and "is not empty" in p.stderr and stranger.poll() is None
+        return ok, f"{p.stderr.strip()!r}; stranger alive: {stranger.poll() is None}"
+    finally:
+        stranger.kill()
+        stranger.wait()
+        wait_for(lambda: _rmdir(d))
+
+
+def _rmdir(d):
+    try:
+        os.rmdir(d)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def check_unified_core_files(name, cid):
+    """linux.resources.unified may not write cgroup.procs (it would move the host's
+    init into the container's cgroup), nor any cgroup.* file but the two limits."""
+    b = make_bundle(name, ["true"], {"unified": {"cgroup.procs": "1"}})
+    p = rh("create", "--bundle", b, cid, check=False)
+    return _one_line(p) and "invalid key 'cgroup.procs'" in p.stderr, p.stderr.strip()
+
+
+def check_killed_create(name, cid):
+    """A create killed at its createRuntime hook (the cgroup made, the init cloned into
+    it): state says stopped, and a plain delete removes the cgroup and the init (issue
+    10.7; the fault injection runs on the v1 host)."""
+    hook = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}]}
+    b = make_bundle(name, ["sleep", "100"], edit=lambda c: c.update(hooks=hook))
+    p = rh("create", "--bundle", b, cid, check=False)
+    made = os.path.isdir(cg_dir(name))
+    st = json.loads(rh("state", cid).stdout)["status"]
+    d = rh("delete", cid, check=False)
+    reap()
+    gone = wait_for(lambda: not os.path.isdir(cg_dir(name)), timeout=5)
+    ok = p.returncode == -9 and made and st == "stopped" and d.returncode == 0 and gone
+    return ok, f"create exit {p.returncode}, cgroup made {made}, state {st}, delete {d.stderr.strip()!r}"
+
+
+def check_parent_cgroups(name, cid):
+    """cgroupsPath /<top>/mid/leaf: delete removes mid and <top> too, which create made."""
+    b = make_bundle(name, ["true"], edit=lambda c: c["linux"].update(cgroupsPath=f"/runh-test-v2-{name}/mid/leaf"))
+    rh("create", "--bundle", b, cid)
+    made = os.path.isdir(f"{cg_dir(name)}/mid")
+    rh("start", cid)
+    wait_for(lambda: state(cid)["status"] == "stopped")
+    rh("delete", cid)
+    return made and not os.path.exists(cg_dir(name)), f"made {made}, left {os.path.exists(cg_dir(name))}"
+
+
 CHECKS = [check_memory_oom, check_pids_max, check_cpu_max, check_cpuset, check_freeze,
-          check_kill_all, check_devices, check_update_memory, check_stats_move,
-          check_features, check_exec_cgroup]
+          check_kill_all, check_kill_all_stopped, check_devices, check_update_memory, check_stats_move,
+          check_features, check_exec_cgroup, check_path_escape, check_foreign_cgroup,
+          check_unified_core_files, check_killed_create, check_parent_cgroups]
 
 
 def cleanup(name, cid):
@@ -356,15 +470,7 @@ def main(names):
             continue
         cid = cid_of(name)
         t0 = time.time()
-        signal.alarm(CHECK_TIMEOUT)
-        try:
-            ok, detail = fn(name, cid)
-        except Timeout:
-            ok, detail = False, f"timed out after {CHECK_TIMEOUT}s"
-        except Exception:
-            ok, detail = False, traceback.format_exc().replace("\n", " | ")
-        finally:
-            signal.alarm(0)
+        ok, detail = timed(CHECK_TIMEOUT, fn, name, cid)
         left = cleanup(name, cid)
         if left:
             ok, detail = False, f"{detail} LEFTOVERS: {left}"

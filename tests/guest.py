@@ -20,13 +20,34 @@ from conftest import REPO, vm_run_path
 _cache = {}
 
 
-def run_checks(script, timeout=400, env=None):
-    """Run `script` (a path relative to the repo, started with the venv's python) in one
-    guest boot; {name: (verdict, detail)} plus the raw output, cached per script."""
+def _with_kernel_args(vm, kernel_args):
+    """A copy of vm-run (under the repo's build/, written afresh each time) whose guest
+    kernel command line starts with `kernel_args`: vm-run's own is fixed and has no knob
+    for it. The one substitution is checked, so a changed vm-run fails loudly."""
+    with open(vm) as f:
+        text = f.read()
+    marker = '-append "console=ttyS0 '
+    if text.count(marker) != 1:
+        pytest.fail(f"{vm}: cannot add kernel arguments (no single {marker!r})")
+    path = os.path.join(REPO, "build", "vm-run-kernel-args")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text.replace(marker, f'-append "{kernel_args} console=ttyS0 '))
+    os.chmod(path, 0o755)
+    return path
+
+
+def run_checks(script, timeout=400, env=None, kernel_args=None):
+    """Run `script` (a path relative to the repo, started with the venv's python, with
+    any arguments) in one guest boot; {name: (verdict, detail)} plus the raw output,
+    cached per script. kernel_args: more on the guest's kernel command line (e.g. to
+    boot with SELinux)."""
     if script not in _cache:
         vm = vm_run_path()
         if vm is None:
             pytest.skip("no ../shared/vm/vm-run")
+        if kernel_args:
+            vm = _with_kernel_args(vm, kernel_args)
         py = os.path.join(REPO, ".venv", "bin", "python")
         cmd = f"timeout {timeout} {py} -u {script}"
         venv = dict(os.environ, VM_TIMEOUT=str(timeout + 100), **(env or {}))

@@ -160,6 +160,41 @@ def test_with_runh(tmp_path, short_tmp):
     check_clean(tmp, before)
 
 
+@pytest.mark.cri
+def test_cri_scenario(tmp_path, short_tmp):
+    """`-s cri`: a private containerd, one handler per runtime, pods interleaved; every
+    probe is a sample; containerd, its shims, pods and pod cgroups are gone afterwards."""
+    need("runc", "containerd", "containerd-shim-runc-v2")
+    pytest.importorskip("grpc_tools")
+    why = runh_works(short_tmp)
+    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
+    if why:
+        pytest.skip(why)
+    run_existed = os.path.exists("/run/containerd")
+    out = tmp_path / "out"
+    p, tmp = bench(short_tmp, "-r", f"runh={RUNH}", "-r", "runc", "-s", "cri", "-n", "2", "-w", "0",
+                   "--probes", "3", "-q", "--no-plot", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    sc = doc["scenarios"]["cri"]
+    assert sc["failures"] == {}, sc["failures"]
+    for rt in ("runh", "runc"):
+        assert sc["metrics"]["exec_sync"]["runtimes"][rt]["n"] == 2 * 3
+        st = sc["metrics"]["pod_start"]["runtimes"][rt]
+        assert st["n"] == 2 and st["median"] <= st["p99"] <= st["max"]
+        assert sc["metrics"]["teardown"]["runtimes"][rt]["n"] == 2
+    assert doc["meta"]["cri_probes_per_pod"] == 3
+    if environment.cgroup_mode() == "hybrid":
+        assert doc["meta"]["cgroup"]["private_namespace"] == "v1"
+    assert "exec_sync" in p.stdout and "p99" in p.stdout
+    assert os.listdir(tmp) == [], f"left in TMPDIR: {os.listdir(tmp)}"
+    assert bench_processes(tmp) == [] and bench_processes("/tmp/rhc") == []
+    left = [f"{top}/{d}" for top in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+            if os.path.isdir(top) for d in os.listdir(top) if re.match(r"rhb\d+-", d)]
+    assert left == []
+    assert os.path.exists("/run/containerd") == run_existed
+
+
 def test_bad_runtime_path_fails_cleanly(tmp_path, short_tmp):
     out = tmp_path / "out"
     p, tmp = bench(short_tmp, "-r", "/nonexistent/runtime", *SMALL, "-o", str(out), timeout=60)

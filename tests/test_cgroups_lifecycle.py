@@ -189,3 +189,63 @@ def test_update_of_device_rules_keeps_linux_devices(runh, ctx, make_bundle):
         assert "c 10:229 rwm" in listed and "c 1:11 rw" in listed and "c 1:3 rwm" in listed
     finally:
         runh("delete", "--force", cid)
+
+
+def _alive(pid):
+    """Running, not gone nor a zombie (the orphan is re-parented to pytest, a subreaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("rt", ["runh", "runc"])
+def test_kill_all_of_stopped_container_reaches_what_init_left(runh, ctx, make_bundle, rt):
+    """A container without its own PID namespace (a pod sharing one): its init exits and
+    leaves a child in the cgroup. `kill --all` of the now stopped container must signal
+    it and succeed, as runc does: containerd's shim calls exactly that when a shared-PID
+    pod's container exits, to kill its orphans (tests/test_cri.py)."""
+    import shutil
+    import subprocess
+    if rt == "runc" and not shutil.which("runc"):
+        pytest.skip("runc not installed")
+    binary = runh.path if rt == "runh" else shutil.which("runc")
+
+    def edit(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+        c["linux"]["cgroupsPath"] = f"/runh-test-{ctx.token}-{rt}"
+    b = make_bundle(args=sh(f"sleep 4{ctx.token[-4:]} & exit 0"), edit=edit)
+    cid = ctx.new_id()
+    argv = [binary, "--root", ctx.root]
+    orphan = None
+    try:
+        assert subprocess.run([*argv, "create", "--bundle", b, cid], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        assert subprocess.run([*argv, "start", cid]).returncode == 0
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            st = json.loads(subprocess.run([*argv, "state", cid], capture_output=True).stdout)
+            procs = []
+            for top in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+                f = f"{top}/runh-test-{ctx.token}-{rt}/cgroup.procs"
+                if os.path.exists(f):
+                    with open(f) as fh:
+                        procs = [int(p) for p in fh.read().split()]
+                    break
+            if st["status"] == "stopped" and procs:
+                orphan = procs[0]
+                break
+            time.sleep(0.02)
+        assert orphan, "init did not exit leaving its child in the cgroup"
+        r = subprocess.run([*argv, "kill", "--all", cid, "KILL"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        deadline = time.time() + 5
+        while _alive(orphan) and time.time() < deadline:
+            time.sleep(0.02)
+        assert not _alive(orphan), f"orphan {orphan} still alive after kill --all"
+        # Nothing left to signal: still no error.
+        r = subprocess.run([*argv, "kill", "--all", cid, "KILL"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    finally:
+        subprocess.run([*argv, "delete", "--force", cid], capture_output=True)

@@ -10,8 +10,9 @@ from guest import guest_result
 
 pytestmark = [pytest.mark.guest, pytest.mark.cgroupv2]
 
-CHECKS = ["memory_oom", "pids_max", "cpu_max", "cpuset", "freeze", "kill_all", "devices",
-          "update_memory", "stats_move", "features", "exec_cgroup"]
+CHECKS = ["memory_oom", "pids_max", "cpu_max", "cpuset", "freeze", "kill_all", "kill_all_stopped",
+          "devices", "update_memory", "stats_move", "features", "exec_cgroup", "path_escape", "foreign_cgroup",
+          "unified_core_files", "killed_create", "parent_cgroups"]
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -54,8 +54,8 @@ def test_root_readonly(run_in):
     assert "wrote" in r.stdout, r.stderr
 
 
-# The spec's values (defs-linux.json). "unbindable" is left out: the rootfs bind onto itself
-# then fails with EINVAL, in runc too. (runc 1.1.5 also takes rprivate/rslave/rshared.)
+# The spec's values (defs-linux.json); "unbindable" has its own test in test_parity.py.
+# (runc 1.1.5 also takes rprivate/rslave/rshared.)
 @pytest.mark.parametrize("prop", ["private", "slave", "shared"])
 def test_rootfs_propagation(run_in, prop):
     """Every value is accepted. The host's / is private here, and pivot_root needs a

@@ -409,6 +409,9 @@ def test_start_core_error_reported_once(containers, ltraced, ctx):
         assert ("RUNH_CORE_ERROR=" in handoffs[0]) == (mode == "native"), handoffs[0]
         with open(log) as f:
             entries = [(e["level"], e["msg"]) for e in map(json.loads, f)]
+        # (init exits just after it reported its exec error: under load, a moment later)
+        if box.observe()[0] == "running":
+            box.wait("stopped", timeout=3)
         got[mode] = (r.returncode, r.stdout, r.stderr.replace(box.cid, "{id}"), entries, box.observe()[0])
         box.remove()
     msg = 'exec "/out/prog": exec format error'
@@ -486,23 +489,29 @@ def _fake_state(root, cid, content):
     return sdir
 
 
-@pytest.mark.parametrize("how", ["missing", "invalid", "creating",
+@pytest.mark.parametrize("how", ["missing", "invalid", "creating", "create-died",
                                  *UNREADABLE])
 def test_state_errors(runh, ctx, ltraced, how):
     """No container, or none the launcher can read: Python's one error line in both modes
-    (runc's wording for the first two), or its "creating" state."""
+    (runc's wording for the first two), or its "creating" state while a create holds the
+    lock, "stopped" once that create is gone."""
     cid = {"invalid": "bad/../id"}.get(how, ctx.new_id())
     sdir = None
     if how not in ("missing", "invalid"):
         sdir = _fake_state(runh.root, cid, UNREADABLE.get(how))
+    lock = open(os.path.join(sdir, "lock"), "w") if how == "creating" else None
     try:
+        if lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as a create in progress holds it
         got = _both_modes(ltraced, ["state", cid], path="python")
     finally:
+        if lock:
+            lock.close()
         if sdir:
             shutil.rmtree(sdir)
     code, out, err = got["native"]
-    if how == "creating":
-        assert (code, json.loads(out)["status"]) == (0, "creating")
+    if how in ("creating", "create-died"):
+        assert (code, json.loads(out)["status"]) == (0, {"creating": "creating"}.get(how, "stopped"))
     else:
         assert code == 1 and err.startswith("runh: ") and err.count("\n") == 1, err
     assert got["native"] == got["python"]
@@ -514,11 +523,19 @@ def test_state_errors(runh, ctx, ltraced, how):
 
 @pytest.mark.parametrize("content", list(UNREADABLE))
 def test_delete_of_unreadable_state(runh, ctx, ltraced, content):
-    """Python's delete removes a state dir whose state.json it cannot read (there is no
-    process to signal); the launcher leaves it to Python."""
+    """A state.json that cannot be read says nothing of what is left of the container:
+    delete (and delete --force) refuse in one line and keep the state dir (so `list`
+    still shows it), in both modes (the launcher leaves it to Python). A dir with no
+    state.json and nothing but the lock is a create killed before its record: removed."""
     cid = ctx.new_id()
     sdir = _fake_state(runh.root, cid, UNREADABLE[content])
     try:
+        for argv in (["delete", cid], ["delete", "--force", cid]):
+            r = _call(ltraced, "native", argv, path="python")
+            assert (r.returncode, r.stdout) == (1, ""), r.stderr
+            assert r.stderr.startswith(f"runh: container {cid}: cannot read state.json") and r.stderr.count("\n") == 1
+            assert os.listdir(runh.root) == [cid]
+        os.unlink(os.path.join(sdir, "state.json"))
         r = _call(ltraced, "native", ["delete", cid], path="python")
         assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
         assert os.listdir(runh.root) == []

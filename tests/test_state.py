@@ -2,6 +2,7 @@
 with ordinary processes standing in for a container's init (no Rust core needed)."""
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -47,7 +48,9 @@ def test_proc_start_time_self_and_gone():
 
 @pytest.fixture
 def fake(tmp_path):
-    """A state dir whose 'init' is a sleep process we own; yields (root, id, proc)."""
+    """A state dir whose 'init' is a sleep process we own, "parked": the test listens on
+    its notify.sock (status "created" is a listening init, not the file); yields (root,
+    id, proc)."""
     root = str(tmp_path / "root")
     cid = "fake1"
     sdir = os.path.join(root, cid)
@@ -57,9 +60,12 @@ def fake(tmp_path):
     state = {"ociVersion": "1.3.0", "id": cid, "pid": proc.pid, "starttime": starttime,
              "bundle": "/b", "rootfs": "/b/rootfs", "created": "2024-01-01T00:00:00.000000000Z",
              "owner": "", "annotations": {"k": "v"}}
-    open(os.path.join(sdir, st.NOTIFY_SOCK), "w").close()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(os.path.join(sdir, st.NOTIFY_SOCK))
+    listener.listen(8)
     st.write_atomic(os.path.join(sdir, st.STATE_FILE), dumps(state))
     yield root, cid, proc
+    listener.close()
     if proc.poll() is None:
         proc.kill()
     proc.wait()
@@ -127,12 +133,21 @@ def test_force_delete_running(fake):
 
 
 def test_creating_status_and_list(fake, tmp_path):
+    """A dir without state.json is being created while its creator holds the lock, and
+    a create that died (lock free) otherwise: stopped, never to run."""
+    import fcntl
+
     root, cid, proc = fake
-    os.mkdir(os.path.join(root, "half"))  # dir without state.json: being created
-    assert Container.load("half", root).status() == "creating"
-    names = [(c.id, c.status()) for c in Container.list(root)]
-    assert names == [("fake1", "created"), ("half", "creating")]
-    os.rmdir(os.path.join(root, "half"))
+    half = os.path.join(root, "half")
+    os.mkdir(half)
+    with open(os.path.join(half, st.LOCK_FILE), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert Container.load("half", root).status() == "creating"
+        names = [(c.id, c.status()) for c in Container.list(root)]
+        assert names == [("fake1", "created"), ("half", "creating")]
+    assert Container.load("half", root).status() == "stopped"
+    Container("half", root).delete()
+    assert not os.path.exists(half)
 
 
 def test_lock_serialises(tmp_path):

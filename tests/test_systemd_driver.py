@@ -234,37 +234,114 @@ def test_podman_style_flag_on_a_cgroupfs_container(runh, ctx, make_bundle):
     assert r.returncode == 0 and os.listdir(runh.root) == []
 
 
-def test_a_unit_runh_did_not_start_is_left_alone(monkeypatch, tmp_path):
-    """A config can name an existing unit: "-.slice:x:system.slice" has the path of
-    system.slice itself. If the start fails (UnitExists), the create's clean-up must not
-    kill its processes, stop it, or rmdir anything below it; only a unit runh started is
-    stopped and removed."""
+class _Bus:
+    """A stand-in for runh.cgroups._dbus.Connection: records the calls, and knows one unit
+    (`units`: name -> Description)."""
+
+    def __init__(self, units=None):
+        self.calls, self.units = [], units or {}
+
+    def call(self, member, sig=None, body=(), **kw):
+        from runh.cgroups._dbus import DBusError
+
+        self.calls.append(member)
+        if member == "GetUnit":
+            if body[0] not in self.units:
+                raise DBusError("org.freedesktop.systemd1.NoSuchUnit", "no such unit")
+            return ("/org/freedesktop/systemd1/unit/" + body[0],)
+        return ("/job/1",)
+
+    def get(self, iface, prop, path=None):
+        self.calls.append("Get " + prop)
+        return self.units[path.rpartition("/")[2]]
+
+    def wait_job(self, job, timeout):
+        return "done"
+
+    def close(self):
+        pass
+
+
+def _removals(monkeypatch):
     from runh.cgroups import _fs
 
-    calls = []
-
-    class Bus:
-        def call(self, member, sig=None, body=()):
-            calls.append(member)
-            return ("/job/1",)
-
-        def wait_job(self, job, timeout):
-            return "done"
-
-        def close(self):
-            pass
-
-    d = tmp_path / "system.slice"
-    (d / "cron.service").mkdir(parents=True)
     removed = []
     monkeypatch.setattr(_fs, "remove", lambda paths, *a: removed.extend(paths))
-    m = systemd.SystemdManager(str(d), "system.slice", "-.slice")
-    m._conn = Bus()
-    assert not m.exists()
+    monkeypatch.setattr(_fs, "prune", lambda paths: removed.extend(paths))
+    return removed
+
+
+def test_a_unit_runh_did_not_start_is_left_alone(monkeypatch):
+    """A config can name an existing unit: "-.slice:x:system.slice" has the path of
+    system.slice itself. If the start fails (UnitExists) or runh is killed, the clean-up
+    must not stop or reset it, signal its cgroup as a whole, or rmdir anything: it does
+    not carry this container's Description. Only a unit runh started is stopped and
+    removed."""
+    removed = _removals(monkeypatch)
+    d = "/sys/fs/cgroup/runh-test-absent/system.slice"
+    m = systemd.SystemdManager(d, "system.slice", "-.slice", description="runh container c1 0123")
+    m._conn = bus = _Bus({"system.slice": "System Slice"})
+    assert not m.owns_all() and m.kill_all(9) is False
     m.remove()
-    assert calls == ["ResetFailedUnit"] and removed == [] and (d / "cron.service").is_dir()
-    m = systemd.SystemdManager(str(d), "runh-x.scope", "system.slice", started=True)
-    m._conn = Bus()
-    assert m.exists()
+    assert bus.calls == ["GetUnit", "Get Description"] and removed == []
+    m = systemd.SystemdManager(d, "runh-x.scope", "system.slice", started=True)
+    m._conn = bus = _Bus()
+    assert m.owns_all()
     m.remove()
-    assert calls[1:] == ["StopUnit", "ResetFailedUnit"] and removed == [str(d)]
+    assert bus.calls == ["StopUnit", "ResetFailedUnit"] and removed == [d]
+
+
+@pytest.mark.parametrize("units,ours", [
+    ({}, False),  # killed before StartTransientUnit, or the scope emptied and went away
+    ({"runh-c1.scope": "runh container c1 0123"}, True),  # killed before "started" was recorded
+    ({"runh-c1.scope": "runh container c1 4567"}, False),  # another create's unit of that name
+])
+def test_a_create_killed_before_its_unit_was_recorded_as_started(monkeypatch, units, ours):
+    """The record names the unit and its Description before StartTransientUnit is sent; a
+    runh SIGKILLed after the call but before it recorded "started" leaves a unit that
+    `delete --force` recognises by that Description, stops and clears, and a unit of the
+    same name that another create made is left alone. Nothing is asked of systemd until
+    the delete needs it."""
+    removed = _removals(monkeypatch)
+    d = "/sys/fs/cgroup/runh-test-absent/system.slice/runh-c1.scope"
+    saved = {"version": 2, "path": d, "owned": [],
+             "systemd": {"unit": "runh-c1.scope", "slice": "system.slice", "uid": 0, "started": False,
+                         "description": "runh container c1 0123"}}
+    from runh.cgroups import manager_from_state
+
+    m = manager_from_state(saved)
+    m._conn = bus = _Bus(units)
+    assert bus.calls == []
+    assert m.owns_all() is ours
+    m.remove()
+    look = ["GetUnit"] + (["Get Description"] if units else [])
+    assert bus.calls == look + (["StopUnit", "ResetFailedUnit"] if ours else [])
+    assert removed == ([d] if ours else [])
+
+
+def test_the_record_names_the_unit_before_it_is_started(monkeypatch):
+    """to_state() before create(): unit, slice and Description, not started, nothing
+    owned; after create(pid): started, the unit's directory owned; StartTransientUnit
+    carries the Description last (after the annotations' properties) and the pid."""
+    m = systemd.SystemdManager("/sys/fs/cgroup/system.slice/runh-c1.scope", "runh-c1.scope", "system.slice",
+                               properties=[("Description", ("s", "from an annotation"))],
+                               description="runh container c1 0123")
+    m.claim()
+    before = m.to_state()
+    assert before["owned"] == [] and before["systemd"] == {
+        "unit": "runh-c1.scope", "slice": "system.slice", "uid": 0, "started": False,
+        "description": "runh container c1 0123"}
+    sent = []
+
+    class Bus(_Bus):
+        def call(self, member, sig=None, body=(), **kw):
+            sent.append(body)
+            return super().call(member, sig, body)
+
+    m._conn = Bus()
+    m.create(4242)
+    props = dict(sent[0][2])
+    assert sent[0][0] == "runh-c1.scope" and props["PIDs"] == ("au", [4242])
+    assert [p for p in sent[0][2] if p[0] == "Description"][-1] == ("Description", ("s", "runh container c1 0123"))
+    after = m.to_state()
+    assert after["owned"] == [m.path] and after["systemd"]["started"] is True

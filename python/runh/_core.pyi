@@ -28,7 +28,7 @@ def create(
     root: str | None = None,
     seccomp_state: bytes | None = None,
     on_hooks: "Callable[[int], bytes] | None" = None,
-    on_cloned: "Callable[[int], None] | None" = None,
+    on_pid: "Callable[[int], None] | None" = None,
     fix_listen_pid: bool = False,
 ) -> int:
     """Create a container and return its init's pid once the init is set up and parked.
@@ -69,10 +69,12 @@ def create(
         (compact, status "creating") that init feeds to createContainer (run then) and
         startContainer (run after `start`, status "created"). An exception it raises is
         re-raised by create unchanged, after the init is killed.
-    on_cloned: called with the init's pid right after the clone, before cgroup_procs is
-        written and before init gets its plan (the systemd cgroup driver starts the
-        container's unit there, with that pid). An exception it raises is re-raised by
-        create unchanged, after the init is killed.
+    on_pid: called with the init's pid (with the GIL) right after clone, before anything
+        else is done with the child, and again if init forks into a pid namespace joined
+        by path: the caller records it in the state dir, so that a create killed at any
+        later instant leaves a process that `delete` finds (the systemd cgroup driver
+        then starts the container's scope with that pid). An exception it raises is
+        re-raised by create unchanged, after the child is killed.
 
     With process.args[0] resolved against the container's PATH inside the container, a
     missing program fails here with ExecError
@@ -113,6 +115,16 @@ def unknown_capabilities(names: list[str]) -> list[str]:
     are left out of every set) and warns "ignoring unknown or unavailable capabilities:
     [A B]", as runc 1.1.5 does."""
 
+def core_features() -> str:
+    """The `linux` members of `runh features` that the core decides, as JSON: today
+    {"memoryPolicy": {"modes": [...], "flags": [...]}, "netDevices": {"enabled": true}}:
+    the MPOL_* names that linux.memoryPolicy takes, and linux.netDevices."""
+
+def lsm_enabled() -> tuple[bool, bool]:
+    """(AppArmor enabled, SELinux enabled) in the running kernel: AppArmor's module
+    parameter reads Y; selinuxfs is mounted at /sys/fs/selinux and a policy is loaded.
+    `features` reports them; create and exec refuse a profile or label otherwise."""
+
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:
     (phase, CLOCK_MONOTONIC ns at its end), the core's own ("core: ...") and runh-init's
@@ -132,6 +144,7 @@ def exec(
     cgroup_dir: str | None = None,
     cgroup_procs: list[str] = [],
     seccomp_state: bytes | None = None,
+    frozen: bool = False,
 ) -> int:
     """Start a process in a running container; return its pid once it has exec'd.
 

@@ -16,8 +16,25 @@ from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, Contai
                          InvalidState, NotSupported, RunhError, SyscallError, UsageError)
 
 _SIGKILL = 9
+# What start's handshake gets from an init that is no longer parked: ENOENT, EPIPE,
+# ECONNRESET, ECONNREFUSED.
+_NOT_LISTENING = (2, 32, 104, 111)
 # runc's pid files are 0666 less the umask (and so are the native launcher's).
 PID_FILE_MODE = 0o666
+# The config a container was created with, in its state dir (see runh/state.py).
+CONFIG_SNAPSHOT = "config.json"
+
+
+# fds a process can have at most (the kernel's nr_open ceiling): --preserve-fds beyond it
+# names fds that cannot exist (and overflowed the core's int, a traceback).
+_MAX_FDS = 1 << 20
+
+
+def check_preserve_fds(n):
+    if n < 0:
+        raise UsageError("--preserve-fds must be >= 0")
+    if n > _MAX_FDS:
+        raise UsageError(f"--preserve-fds {n}: more fds than a process can have")
 
 
 def _core():
@@ -46,17 +63,6 @@ def _abspath(path):
     from runh.spec import normpath
 
     return normpath(path if path.startswith("/") else st.join(os.getcwd(), path))
-
-
-def _makedirs(path, mode=0o711):
-    try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:  # a parent is missing too: rare, let os do the walk
-        import os as _os
-
-        _os.makedirs(path, mode=mode, exist_ok=True)
 
 
 def _mark(phase):
@@ -111,6 +117,17 @@ def _descendants(pid):
     return sorted(out)
 
 
+def _signal_tree(pid, sig):
+    """Signal pid's descendants (not pid: the caller signals it through its pidfd),
+    children first, so that init does not reap them into orphans unsignalled."""
+    for p in reversed(_descendants(pid)):
+        if p != pid:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+
 class Container:
     """One container under a state root. Obtain with Container.load or Container.create."""
 
@@ -119,6 +136,7 @@ class Container:
         self.root = root
         self.dir = st.join(root, container_id)
         self._state = state
+        self._broken = None  # why state.json could not be read (list shows such a one)
 
     # --- lookup -------------------------------------------------------------------------
     @classmethod
@@ -140,8 +158,13 @@ class Container:
                 continue
             try:
                 out.append(cls.load(name, root))
-            except (ContainerNotFound, UsageError, InvalidState):
-                continue
+            except (ContainerNotFound, UsageError):
+                continue  # deleted meanwhile, or not a container's dir
+            except (InvalidState, ConfigError, OSError) as e:
+                # Shown, not hidden: what is left of it is still on the host.
+                c = cls(name, root)
+                c._broken = str(e)
+                out.append(c)
         return out
 
     @property
@@ -149,6 +172,8 @@ class Container:
         return (self._state or {}).get("pid", 0)
 
     def status(self):
+        if self._broken:
+            return st.UNKNOWN
         return st.status_of(self.dir, self._state)
 
     def state(self):
@@ -176,12 +201,12 @@ class Container:
                detach=True, systemd_cgroup=False, log=None, pidfd_socket=None):
         """Create the container: init is cloned, set up, and parked until start."""
         from runh.spec import load_config, rootfs_path
-        from runh.log import rfc3339
 
         c = cls(container_id, root)
         bundle = _abspath(bundle or os.getcwd())
         # Everything checkable is checked before anything exists on disk.
         raw, config = load_config(bundle)
+        original = raw  # the state dir's config.json: exec's defaults, without create's LISTEN_*
         rootfs = rootfs_path(bundle, config)
         _mark("config load+validate")
         process = config.get("process")
@@ -194,8 +219,7 @@ class Container:
                                "needs a pty proxy, which runh does not have yet")
         if console_socket and not process.get("terminal"):
             raise ConfigError("cannot use console socket if runh will not detach or allocate tty")
-        if preserve_fds < 0:
-            raise UsageError("--preserve-fds must be >= 0")
+        check_preserve_fds(preserve_fds)
         _warn_unknown_caps(process.get("capabilities"))
         listen = _listen_fds()
         if listen:
@@ -209,113 +233,224 @@ class Container:
             raw = dumps(config).encode()
             preserve_fds += listen
 
-        _makedirs(root)
+        _make_root(root)
         try:
-            os.mkdir(c.dir, 0o711)
+            os.mkdir(c.dir, st.DIR_MODE)
         except FileExistsError:
             raise ContainerExists(container_id) from None
-        pid = 0
-        cg = None
+        # The lock is taken through an fd of the dir just made: if a delete removed it
+        # before the lock was ours (it looks like a create that died), the open fails
+        # rather than lock a dir another create made meanwhile.
         try:
-            with st.Lock(c.dir):
+            dfd = os.open(c.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise InvalidState(f"container {container_id} was deleted while it was being created") from None
+        try:
+            with st.Lock(c.dir, dir_fd=dfd) as lk:
+                if lk is None:
+                    raise ContainerNotFound(container_id)
                 _mark("state dir+lock")
-                # The cgroup exists and holds its limits before init is cloned into it.
-                from runh import cgroups
-
-                linux = config.get("linux") or {}
-                cg = cgroups.manager_for(linux, container_id, systemd_cgroup, config.get("annotations"))
-                if os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
-                    cg = _rootless_cgroup(cg, linux)
-                cg_dir, cg_procs, on_cloned = None, [], None
-                if cg is not None:
-                    _record_cgroup(c.dir, cg)
-                    if cg.needs_pid:
-                        on_cloned = _placer(cg, linux, c.dir)
-                    else:
-                        cg.create()
-                        if systemd_cgroup:  # a slice unit: recorded again, as started
-                            _record_cgroup(c.dir, cg)
-                        cg.apply(linux.get("resources"), linux.get("devices"))
-                        cg_dir, cg_procs = cg.clone_target()
-                _mark("cgroup")
-                hooks, on_hooks = config.get("hooks"), None
-                if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
-                    from runh import hooks as hk
-
-                    if hk.wanted_at_create(hooks):
-                        on_hooks = hk.Create(hooks, {
-                            "ociVersion": config["ociVersion"], "id": container_id,
-                            "status": "creating", "bundle": bundle,
-                            "annotations": config.get("annotations") or {}})
-                pid = _core().create(raw, bundle, c.dir, no_pivot=no_pivot,
-                                     no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                                     console_socket=console_socket, pidfd_socket=pidfd_socket,
-                                     cgroup_dir=cg_dir,
-                                     cgroup_procs=cg_procs, root=root,
-                                     seccomp_state=_seccomp_state(config, container_id, bundle),
-                                     on_hooks=on_hooks, on_cloned=on_cloned,
-                                     fix_listen_pid=bool(listen))
-                _mark("core create returned")
-                starttime, _ = st.proc_start_time(pid)
-                state = {
-                    "ociVersion": config["ociVersion"],
-                    "id": container_id,
-                    "pid": pid,
-                    "starttime": starttime,
-                    "bundle": bundle,
-                    "rootfs": rootfs,
-                    "created": rfc3339(),
-                    "owner": "",
-                    "annotations": config.get("annotations") or {},
-                    "cgroup": cg.to_state() if cg is not None else None,
-                }
-                if hooks and hk.for_state(hooks):
-                    state["hooks"] = hk.for_state(hooks)  # poststart/poststop, run later
-                from runh.jsonio import dumps
-
-                st.write_atomic(st.join(c.dir, st.STATE_FILE), dumps(state))
-                c._state = state
-                if pid_file:
-                    # Atomic, so a caller polling for the file never reads a partial pid.
-                    st.write_atomic(_abspath(pid_file), str(pid), PID_FILE_MODE)
-                _mark("state.json+pid file")
-        except BaseException:
-            if pid > 0:
                 try:
-                    os.kill(pid, _SIGKILL)  # still our child: the pid cannot have been reused
-                    os.waitpid(pid, 0)
-                except (ProcessLookupError, ChildProcessError):
-                    pass
-            if cg is not None:
-                try:
-                    if cg.exists():
-                        cg.kill_all(_SIGKILL)
-                except RunhError:
-                    pass
-                try:
-                    cg.remove()
-                except RunhError:
-                    pass
-            _remove_dir(c.dir)
-            _release_root(c.root)
-            raise
+                    c._create_locked(config, raw, original, bundle, rootfs, pid_file, console_socket,
+                                           pidfd_socket, no_pivot, no_new_keyring, preserve_fds, listen,
+                                           systemd_cgroup)
+                except BaseException:
+                    c._undo_create()
+                    raise
+        finally:
+            os.close(dfd)
         return c
 
+    def _record(self, state):
+        """Write state.json (atomically) and keep it as this container's state."""
+        from runh.jsonio import dumps
+
+        st.write_atomic(st.join(self.dir, st.STATE_FILE), dumps(state))
+        self._state = state
+
+    def _create_locked(self, config, raw, original, bundle, rootfs, pid_file, console_socket,
+                       pidfd_socket, no_pivot, no_new_keyring, preserve_fds, listen, systemd_cgroup):
+        """create's work under the lock; returns the init's pid. Recorded before made:
+        each thing is in state.json before it exists (the cgroup before it is made; the
+        init as soon as it is cloned, by its cgroup or by its pid), so that wherever
+        this is cut short (a SIGKILL, a failure), `delete` finds all of it."""
+        from runh import cgroups
+        from runh.log import rfc3339
+
+        container_id = self.id
+        linux = config.get("linux") or {}
+        cg = cgroups.manager_for(linux, container_id, systemd_cgroup, config.get("annotations"))
+        if cg is not None:
+            cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
+        state = {
+            "ociVersion": config["ociVersion"],
+            "id": container_id,
+            "pid": 0,
+            "starttime": None,
+            "bundle": bundle,
+            "rootfs": rootfs,
+            "created": rfc3339(),
+            "owner": "",
+            "annotations": config.get("annotations") or {},
+            "cgroup": cg.to_state() if cg is not None else None,
+            "creating": True,
+        }
+        hooks, on_hooks = config.get("hooks"), None
+        if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
+            from runh import hooks as hk
+
+            if hk.for_state(hooks):
+                state["hooks"] = hk.for_state(hooks)  # poststart/poststop, run later
+            if hk.wanted_at_create(hooks):
+                on_hooks = hk.Create(hooks, {
+                    "ociVersion": config["ociVersion"], "id": container_id,
+                    "status": "creating", "bundle": bundle,
+                    "annotations": config.get("annotations") or {}})
+        self._record(state)
+        # What exec's processes get (seccomp, personality, the process defaults): the
+        # config as it was now, whatever becomes of the bundle.
+        st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
+        if cg is not None and os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
+            cg = _rootless_cgroup(cg, linux)
+            if cg is None:
+                state["cgroup"] = None
+                self._record(state)
+        if cg is not None and not cg.placed_by_pid:
+            # The cgroup exists and holds its limits before init is cloned into it.
+            cg.create()
+            cg.apply(linux.get("resources"), linux.get("devices"))
+            state["cgroup"] = cg.to_state()  # with linux.devices (update keeps them); written next
+            cg_dir, cg_procs = cg.clone_target()
+        else:
+            cg_dir, cg_procs = None, []
+        if linux.get("intelRdt") is not None:
+            # resctrl (runh.intelrdt): the core writes the pid to its tasks files.
+            from runh import intelrdt
+
+            def note(record):
+                state["intelRdt"] = record
+                self._record(state)
+
+            state["intelRdt"], tasks = intelrdt.prepare(linux["intelRdt"], container_id, note)
+            cg_procs = list(cg_procs) + tasks
+        _mark("cgroup")
+
+        place = cg is not None and cg.placed_by_pid
+
+        def on_pid(pid):
+            # Called by the core right after clone (and again if init forks into a pid
+            # namespace joined by path): from here on `delete` can find the process.
+            nonlocal place
+            state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
+            self._record(state)
+            if place:
+                # A systemd scope is started with the init in it (its name and
+                # Description are in the record already), then gets the limits written
+                # to its files. The fork into a pid namespace stays in the scope.
+                place = False
+                try:
+                    cg.create(pid)
+                    cg.apply(linux.get("resources"), linux.get("devices"))
+                finally:
+                    state["cgroup"] = cg.to_state()  # "started": written with the final record
+                _mark("systemd unit started")
+
+        # In a cgroup all its own, the init is recorded already: everything in that
+        # cgroup is the container's, and delete kills it all (a child still outside it,
+        # on v1 before its cgroup.procs write, reads EOF from a dead runh and exits). A
+        # pid record is one more state.json write (0.9 ms on ext4: the rename over an
+        # existing file flushes it; 0.06 ms on tmpfs, as /run is): only for a container
+        # without such a cgroup (rootless, or one it did not make) is it worth it, and
+        # with the systemd driver, whose unit is made there.
+        needs_pid = systemd_cgroup or cg is None or not cg.owns_all()
+        pid = _core().create(raw, bundle, self.dir, no_pivot=no_pivot,
+                             no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                             console_socket=console_socket, pidfd_socket=pidfd_socket,
+                             cgroup_dir=cg_dir,
+                             cgroup_procs=cg_procs, root=self.root,
+                             seccomp_state=_seccomp_state(config, container_id, bundle),
+                             on_hooks=on_hooks, on_pid=on_pid if needs_pid else None,
+                             fix_listen_pid=bool(listen))
+        _mark("core create returned")
+        state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
+        del state["creating"]
+        self._record(state)
+        if pid_file:
+            _write_pid_file(pid_file, pid)
+        _mark("state.json+pid file")
+        return pid
+
+    def _undo_create(self):
+        """A create that failed: remove what its record names, under its lock. What a
+        SIGKILL leaves is removed the same way by `delete` (_remove_recorded)."""
+        pid = (self._state or {}).get("pid")
+        try:
+            self._remove_recorded(force=True)
+        except BaseException:
+            pass  # the first error is the one to report; the record stays for `delete`
+        else:
+            _release_root(self.root)
+        if pid:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # our child, if the core had returned it
+            except ChildProcessError:
+                pass
+
+    def _remove_recorded(self, force):
+        """Kill the recorded init (if it is still that process) and whatever is in the
+        container's own cgroup, remove the cgroup directories it made, then the state
+        dir: state.json last, so that until then a killed delete can be run again."""
+        s = self._state or {}
+        fd = _pidfd(s.get("pid"), s.get("starttime")) if s.get("pid") else None
+        cg = self.cgroup()
+        if fd is not None:
+            import _signal
+
+            try:
+                if force and not (cg is not None and cg.kill_all(_SIGKILL)):
+                    _signal_tree(s["pid"], _SIGKILL)  # not the container's own cgroup (or none)
+                _signal.pidfd_send_signal(fd, _SIGKILL)
+                _wait_pidfd(fd)
+            except ProcessLookupError:
+                pass
+            finally:
+                os.close(fd)
+        _mark("init killed")
+        if cg is not None:
+            # Init is gone; anything left in the cgroup (e.g. a daemonized child without
+            # a pid namespace) dies with the container, then the cgroup is removed.
+            if cg.exists() and cg.pids():
+                cg.kill_all(_SIGKILL)  # nothing, if the cgroup is not the container's alone
+            # The directories this container made (none left: a no-op); a systemd unit
+            # is stopped and cleared even when systemd has removed its cgroup already.
+            cg.remove()
+        if s.get("intelRdt"):
+            from runh import intelrdt
+
+            intelrdt.remove(s["intelRdt"])
+        _mark("cgroup removed")
+        _remove_state_dir(self.dir)
+        _mark("state dir removed")
+
+    def config(self):
+        """The config.json the container was created with (its state dir's copy): exec'd
+        processes get its linux.seccomp, personality and process defaults, whatever has
+        become of the bundle since. A container made by a runh without the copy: the
+        bundle's."""
+        path = st.join(self.dir, CONFIG_SNAPSHOT)
+        if not st.exists(path):
+            path = st.join((self._state or {}).get("bundle", ""), "config.json")
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
+
     def cgroup(self):
-        """The container's cgroup manager (None for state written without one). Without
-        state.json (a create that died), the record create made before the cgroup."""
+        """The container's cgroup manager (None for state written without one)."""
         from runh.cgroups import manager_from_state
 
-        saved = (self._state or {}).get("cgroup")
-        if saved is None and not self._state:
-            try:
-                with open(st.join(self.dir, CGROUP_RECORD), "rb") as f:
-                    from runh.jsonio import loads
-
-                    saved = loads(f.read())
-            except (OSError, ValueError):
-                pass
-        return manager_from_state(saved)
+        return manager_from_state((self._state or {}).get("cgroup"))
 
     def start(self):
         """Release the parked init; it execs the container's process."""
@@ -323,13 +458,17 @@ class Container:
             if lk is None:
                 raise ContainerNotFound(self.id)
             self._state = st.read_state(self.root, self.id)
-            status = self.status()
-            if status != st.CREATED:
-                if status == st.STOPPED:
-                    raise InvalidState("cannot start a container that has stopped")
-                raise InvalidState(f"cannot start an already running container")
+            self._check_startable()
             _mark("lock+state read")
-            _core().start(self.dir)
+            try:
+                _core().start(self.dir)
+            except SyscallError as e:
+                # Refused, or reset with our byte unread: init had taken another start's
+                # byte already (one killed after sending it, whose start goes on). Not
+                # created any more: runc's words for what it is.
+                if e.errno in _NOT_LISTENING and not st.parked(self.dir):
+                    self._check_startable()
+                raise
             _mark("start handshake (init exec'd)")
             try:
                 os.unlink(st.join(self.dir, st.NOTIFY_SOCK))
@@ -340,6 +479,13 @@ class Container:
                 from runh import hooks as hk
 
                 hk.run_warn("poststart", later, hk.state_bytes(self.state()))
+
+    def _check_startable(self):
+        status = self.status()
+        if status != st.CREATED:
+            if status == st.STOPPED:
+                raise InvalidState("cannot start a container that has stopped")
+            raise InvalidState("cannot start an already running container")
 
     # --- exec -------------------------------------------------------------------------
     def exec(self, process, console_socket=None, pid_file=None, preserve_fds=0,
@@ -370,44 +516,32 @@ class Container:
             listen = _listen_fds()
             if listen:
                 process = _with_listen_env(process, listen)
-            try:
-                with open(st.join(s.get("bundle", ""), "config.json"), "rb") as f:
-                    config = f.read()  # for linux.seccomp, which exec'd processes get too
-            except OSError as e:
-                raise ConfigError(f"cannot read the container's config.json: {e.strerror}", e.errno) from None
+            config = self.config()
             cg = self.cgroup()
             if cgroup and cg is None:
                 raise ConfigError("--cgroup: the container has no cgroup")
             cg_dir, cg_procs = (cg.sub_target(cgroup) if cgroup else cg.clone_target()) if cg else (None, [])
-            joins = [cg_dir + "/cgroup.procs"] if cg_dir else list(cg_procs)
-            if status == st.PAUSED:
-                # A child cloned into the frozen cgroup would freeze before it could
-                # report: it joins once it has exec'd, and then freezes until resume.
-                cg_dir, cg_procs = None, []
+            # Paused (frozen=True): the process joins the frozen cgroup itself, after it has
+            # reported and before any step of its own, and exec returns then (exec.rs).
             pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
                                console_socket=console_socket, pidfd_socket=pidfd_socket,
                                preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
                                cgroup_dir=cg_dir, cgroup_procs=cg_procs,
-                               seccomp_state=_exec_seccomp_state(config, s, status))
-            if status == st.PAUSED:
-                from runh.cgroups import _fs
-
-                for f in joins:
-                    _fs.write(f.rpartition("/")[0], [("cgroup.procs", str(pid))])
+                               seccomp_state=_exec_seccomp_state(config, s, status),
+                               frozen=status == st.PAUSED)
         finally:
             os.close(fd)
         if pid_file:
-            path = _abspath(pid_file)
             try:
-                st.write_atomic(path, str(pid), PID_FILE_MODE)
-            except OSError as e:
+                _write_pid_file(pid_file, pid)
+            except SyscallError:
                 # Nobody would know the process's pid: it must not outlive the failure.
                 try:
                     os.kill(pid, _SIGKILL)
                     os.waitpid(pid, 0)
                 except OSError:
                     pass
-                raise SyscallError(f"write pid file {path}: {os.strerror(e.errno).lower()}", e.errno) from None
+                raise
         return pid
 
     # --- signals ------------------------------------------------------------------------
@@ -422,26 +556,26 @@ class Container:
         import _signal
 
         s = self._state or {}
-        if self.status() not in (st.CREATED, st.RUNNING, st.PAUSED):
+        status = self.status()
+        if all and status == st.STOPPED:
+            # As runc: --all of a stopped container signals what is left in its cgroup, and
+            # is no error when nothing is. Processes outlive init where the container shares
+            # a PID namespace (a pod's); containerd's shim kills them this way when init exits.
+            cg = self.cgroup()
+            if cg is not None and cg.exists():
+                cg.kill_all(sig)
+            return
+        if status not in (st.CREATED, st.RUNNING, st.PAUSED):
             raise ContainerNotRunning(self.id)
         fd = _pidfd(s["pid"], s.get("starttime"))
         if fd is None:
             raise ContainerNotRunning(self.id)
         try:
             cg = self.cgroup() if all else None
-            if cg is not None:
-                # Every process in the cgroup, also those that left init's process tree
-                # (cgroup.kill for SIGKILL on v2); init once, through its pidfd below.
-                cg.kill_all(sig, skip=(s["pid"],))
-            elif all:
-                # No cgroup recorded: signal the process tree (children first, so init
-                # does not reap them into orphans unsignalled).
-                for p in reversed(_descendants(s["pid"])):
-                    if p != s["pid"]:
-                        try:
-                            os.kill(p, sig)
-                        except ProcessLookupError:
-                            pass
+            # Every process in the cgroup, also those that left init's process tree
+            # (cgroup.kill for SIGKILL on v2); init once, through its pidfd below.
+            if all and not (cg is not None and cg.kill_all(sig, skip=(s["pid"],))):
+                _signal_tree(s["pid"], sig)  # no cgroup of the container's own
             _signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             raise ContainerNotRunning(self.id) from None
@@ -450,57 +584,31 @@ class Container:
 
     # --- delete -------------------------------------------------------------------------
     def delete(self, force=False):
+        """Remove the container: refused while it runs (unless force), and refused, with
+        the state dir kept, when its record is unreadable or missing: then nobody can
+        tell what of it is left, and reporting success would hide it."""
         with st.Lock(self.dir) as lk:
             if lk is None:
                 raise ContainerNotFound(self.id)
             try:
                 self._state = st.read_state(self.root, self.id)
-            except InvalidState:
-                self._state = {}  # unreadable state: nothing to signal, just remove it
-            status = self.status()
+            except InvalidState as e:
+                raise InvalidState(f"{e}; {_LOST}") from None
+            if self._state is None:
+                # No record, and nothing else (read_state): a create killed before it
+                # wrote one.
+                _remove_state_dir(self.dir)
+                _release_root(self.root)
+                return
+            status = self.status()  # a record still "creating" is a create that died: stopped
             _mark("lock+state read")
-            s = self._state or {}
             if status in (st.RUNNING, st.PAUSED) and not force:
                 raise InvalidState(f"cannot delete container {self.id} that is not stopped: {status}")
-            if status in (st.CREATED, st.RUNNING, st.PAUSED) or (status == st.CREATING and force):
-                fd = _pidfd(s.get("pid", 0), s.get("starttime")) if s.get("pid") else None
-                if fd is not None:
-                    import _signal
-
-                    try:
-                        cg = self.cgroup() if force else None
-                        if cg is not None:
-                            cg.kill_all(_SIGKILL)
-                        elif force:
-                            for p in reversed(_descendants(s["pid"])):
-                                if p != s["pid"]:
-                                    try:
-                                        os.kill(p, _SIGKILL)
-                                    except ProcessLookupError:
-                                        pass
-                        _signal.pidfd_send_signal(fd, _SIGKILL)
-                        _wait_pidfd(fd)
-                    except ProcessLookupError:
-                        pass
-                    finally:
-                        os.close(fd)
-            elif status == st.CREATING:
-                raise InvalidState(f"cannot delete container {self.id} that is being created")
-            _mark("init killed")
-            cg = self.cgroup()
-            if cg is not None:
-                # Init is gone; anything left in the cgroup (e.g. a daemonized child without
-                # a pid namespace) dies with the container, then the cgroup is removed (a
-                # systemd unit is stopped even when its cgroup is already gone).
-                if cg.exists() and cg.pids():
-                    cg.kill_all(_SIGKILL)
-                cg.remove()
+            s = self._state
             later = s.get("hooks")
             final = dict(self.state(), status=st.STOPPED, pid=0) if later else None
-            _mark("cgroup removed")
-            _remove_dir(self.dir)
+            self._remove_recorded(force=force or status == st.CREATED or bool(s.get("creating")))
             _release_root(self.root)
-            _mark("state dir removed")
             if later and later.get("poststop"):
                 from runh import hooks as hk
 
@@ -525,6 +633,17 @@ class Container:
                 return os.WEXITSTATUS(status)
             if os.WIFSIGNALED(status):
                 return 128 + os.WTERMSIG(status)
+
+
+def _write_pid_file(pid_file, pid):
+    """Atomic (a caller polling for the file never reads a partial pid), through a temp
+    file with a random name and O_EXCL|O_NOFOLLOW (state.write_atomic): the directory may
+    be shared with users who could plant a symlink at a predictable name."""
+    path = _abspath(pid_file)
+    try:
+        st.write_atomic(path, str(pid), PID_FILE_MODE)
+    except OSError as e:
+        raise SyscallError(f"write pid file {path}: {os.strerror(e.errno).lower()}", e.errno) from None
 
 
 def _seccomp_state(config, container_id, bundle):
@@ -578,30 +697,6 @@ def _with_listen_env(process, n):
     return dumps(p).encode()
 
 
-# Written before the cgroup (or systemd unit) is made, so that `delete --force` finds it
-# if this create dies before state.json exists; one small write (~30 us on tmpfs).
-CGROUP_RECORD = "cgroup.json"
-
-
-def _record_cgroup(sdir, cg):
-    from runh.jsonio import dumps
-
-    st.write_atomic(st.join(sdir, CGROUP_RECORD), dumps(cg.to_state()), 0o600)
-
-
-def _placer(cg, linux, sdir):
-    """on_cloned for the core: a systemd scope is started with the init's pid in it, right
-    after the clone (then recorded again, now as started: runh's to stop), and then gets
-    the limits written to its files."""
-
-    def place(pid):
-        cg.create(pid)
-        _record_cgroup(sdir, cg)
-        cg.apply(linux.get("resources"), linux.get("devices"))
-
-    return place
-
-
 def _rootless_cgroup(cg, linux):
     """An unprivileged caller gets a cgroup only where a delegated tree lets it make one
     (as runc's rootless mode): otherwise none, and limits it asked for are an error."""
@@ -619,6 +714,53 @@ def _rootless_cgroup(cg, linux):
         raise ConfigError("rootless container: linux.resources (" + ", ".join(sorted(res)) +
                           ") needs a cgroup, and no delegated cgroup is writable by this user")
     return None
+
+
+# delete's words when it cannot know what of a container is left.
+_LOST = ("cannot tell what of the container is left (its init, its cgroups), so it is not removed: "
+         "restore state.json, or remove the state dir by hand once those are gone")
+
+
+def _make_root(root):
+    """The state root, 0700 (runc and crun's mode: nobody else lists the container ids).
+    A root that an older runh made 0711 is tightened; any other existing directory is
+    left as its owner made it (--root may name a shared one: the state dirs in it are
+    0700 themselves)."""
+    try:
+        os.mkdir(root, st.DIR_MODE)
+        return
+    except FileExistsError:
+        s = os.stat(root)
+        if s.st_uid == os.geteuid() and s.st_mode & 0o7777 == 0o711:
+            os.chmod(root, st.DIR_MODE)
+    except FileNotFoundError:  # a parent is missing too: rare, let os do the walk
+        import os as _os
+
+        _os.makedirs(root, mode=st.DIR_MODE, exist_ok=True)
+
+
+def _remove_state_dir(path):
+    """Remove a state dir: everything but state.json and the lock first, then state.json,
+    then the lock, then the dir. A delete killed part way leaves the record, and the
+    next delete finishes the job; a dir without state.json is never one with more than
+    the lock in it (state.nothing_made)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    last = [n for n in (st.STATE_FILE, st.LOCK_FILE) if n in names]
+    for name in [n for n in names if n not in last] + last:
+        sub = st.join(path, name)
+        try:
+            os.unlink(sub)
+        except IsADirectoryError:
+            _remove_dir(sub)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def _remove_dir(path):

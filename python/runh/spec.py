@@ -9,6 +9,40 @@ from runh.state import isdir, join
 from runh.errors import ConfigError
 
 CONFIG_FILE = "config.json"
+# The most runh reads of a config.json or process.json. Real ones are KBs (a pod's, with
+# its env, mounts and a seccomp profile: 10-40 KB); execve caps argv+env at ~2 MB. Without
+# a cap, config.json as a symlink to /dev/zero (or a huge file) read until memory ran out.
+JSON_MAX = 4 << 20
+
+
+def read_json_file(path, what, limit=JSON_MAX):
+    """The bytes of a regular file of at most `limit` bytes, read through one fd (fstat
+    of what was opened, so no swap between check and read); ConfigError (one line)
+    otherwise. O_NONBLOCK: a FIFO would block the open itself."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}", e.errno) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:
+            raise ConfigError(f"{what} {path} is not a regular file")
+        if st.st_size > limit:
+            raise ConfigError(f"{what} {path} is {st.st_size} bytes, more than runh reads ({limit})")
+        chunks, n = [], 0
+        while True:
+            b = os.read(fd, limit + 1 - n)
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+            if n > limit:  # grew since fstat
+                raise ConfigError(f"{what} {path} is more than runh reads ({limit} bytes)")
+        return b"".join(chunks)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}", e.errno) from None
+    finally:
+        os.close(fd)
 
 
 def load_config(bundle):
@@ -18,12 +52,12 @@ def load_config(bundle):
     Python needs (root.path, process.terminal, annotations, ociVersion)."""
     path = join(bundle, CONFIG_FILE)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        os.stat(path)
     except FileNotFoundError:
         raise ConfigError(f"JSON specification file {CONFIG_FILE} not found in bundle {bundle}", 2) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}", e.errno) from None
+    except OSError:
+        pass  # read_json_file words it
+    raw = read_json_file(path, CONFIG_FILE)
     from runh.jsonio import loads
 
     try:
@@ -39,10 +73,25 @@ def validate(config):
     from runh.schema._validate import validate as fast
 
     if fast(config):
+        _check_process(config.get("process"))
         return
     from runh.schema import explain
 
     raise ConfigError(explain(config) or "config.json: does not match the runtime-spec schema")
+
+
+def _check_process(p):
+    """What the schema leaves open and runc refuses (as runh's exec does, in the core):
+    a cwd that is not absolute (it would be taken relative to wherever init stands), and
+    an env entry without "=" (no variable)."""
+    if not isinstance(p, dict):
+        return
+    cwd = p.get("cwd")
+    if isinstance(cwd, str) and not cwd.startswith("/"):
+        raise ConfigError(f"config.json: process.cwd: {cwd!r} is not an absolute path")
+    for i, e in enumerate(p.get("env") or ()):
+        if isinstance(e, str) and "=" not in e:
+            raise ConfigError(f"config.json: process.env[{i}]: {e!r} is not KEY=VALUE")
 
 
 def rootfs_path(bundle, config):

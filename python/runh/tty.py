@@ -232,7 +232,7 @@ def foreground_exec(c, process, command, o, forward):
     from runh.cli.exec_ import build_process, sub_cgroups
 
     if process is None:
-        process = build_process(c._state.get("bundle", "") if c._state else "", o, command)
+        process = build_process(c, o, command)
     # With --process, the file decides (runc ignores -t then), and with a pty the window
     # size is the pty's business: SIGWINCH is not passed on.
     terminal = _terminal(process) if o["process"] else bool(o["tty"])

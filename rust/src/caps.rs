@@ -100,6 +100,12 @@ impl Sets {
             ambient: mask("ambient", &c.ambient)?,
         })
     }
+
+    /// The sets a process runs with. An absent `process.capabilities` means no
+    /// capability at all, as with runc: never the runtime's own full set.
+    pub fn of_process(p: &crate::spec::Process) -> Result<Sets> {
+        p.capabilities.as_ref().map_or(Ok(Sets::default()), Sets::from_spec)
+    }
 }
 
 /// The highest capability this kernel knows (/proc/sys/kernel/cap_last_cap); names above

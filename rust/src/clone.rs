@@ -17,7 +17,7 @@ use crate::namespaces;
 use crate::spec::Spec;
 use crate::sync::{self, Msg, Plan};
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub const NOTIFY_SOCK: &str = "notify.sock";
 
@@ -47,43 +47,76 @@ pub struct CreateOptions<'a> {
     /// state JSON (status "creating") for init's createContainer/startContainer hooks.
     /// None: init does not stop there (no such hooks in the config).
     pub on_hooks: Option<&'a (dyn Fn(i32) -> Result<Vec<u8>> + Sync)>,
-    /// Called with the init's pid right after the clone, before the cgroup.procs writes
-    /// and the Plan: the systemd cgroup driver starts the container's unit with this pid
-    /// (systemd moves the process into it) and writes the limits there, while init waits
-    /// for its Plan. A cgroup namespace is then unshared by init, after the move.
-    pub on_cloned: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
+    /// Called with the init's pid as soon as it exists (right after clone, and again when
+    /// init forks into a pid namespace joined by path), before anything else is done with
+    /// it: the caller records it, so that a runh killed at any later instant leaves a
+    /// process `delete` can find. An error tears the child down.
+    pub on_pid: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
 }
 
-/// fds owned by create (and exec); closed on every path.
-#[derive(Default)]
-pub(crate) struct Fds(Vec<RawFd>);
+use crate::fd::owned;
 
-impl Fds {
-    pub(crate) fn keep(&mut self, fd: RawFd) -> RawFd {
-        self.0.push(fd);
-        fd
+/// The sync socketpair (parent's end, child's end), both CLOEXEC.
+pub(crate) fn sync_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut sv = [0; 2];
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
+        return Err(Error::last_os("create the sync socketpair"));
     }
-    /// The sync socketpair (parent's end, child's end), both CLOEXEC and owned here.
-    pub(crate) fn sync_pair(&mut self) -> Result<(RawFd, RawFd)> {
-        let mut sv = [0; 2];
-        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
-            return Err(Error::last_os("create the sync socketpair"));
-        }
-        Ok((self.keep(sv[0]), self.keep(sv[1])))
+    Ok(unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) })
+}
+
+/// The fds a clone child passes into runh-init: CLOEXEC copies placed at or above `base`
+/// (fds below it are the container's: stdio and the preserved ones), made inheritable by
+/// the child alone. The parent's copies close when this is dropped, right after clone.
+pub(crate) struct Passed {
+    base: RawFd,
+    fds: Vec<OwnedFd>,
+    /// Their numbers, for the child (which may not allocate) and for the plan.
+    pub(crate) raw: Vec<RawFd>,
+}
+
+impl Passed {
+    pub(crate) fn new(preserve_fds: i32) -> Passed {
+        Passed { base: 3 + preserve_fds.max(0), fds: Vec::new(), raw: Vec::new() }
     }
-    /// Close one of ours early (e.g. the child's ends once it has them).
-    pub(crate) fn close(&mut self, fd: RawFd) {
-        if fd >= 0 && self.0.contains(&fd) {
-            unsafe { libc::close(fd) };
-            self.0.retain(|f| *f != fd);
-        }
+    /// A copy of `fd` for the child; returns its number there.
+    pub(crate) fn add(&mut self, fd: BorrowedFd) -> Result<RawFd> {
+        let d = owned(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, self.base) }, || "dup an fd for runh-init".into())?;
+        let n = d.as_raw_fd();
+        self.fds.push(d);
+        self.raw.push(n);
+        Ok(n)
+    }
+    pub(crate) fn add_opt(&mut self, fd: Option<&OwnedFd>) -> Result<Option<RawFd>> {
+        fd.map(|f| self.add(f.as_fd())).transpose()
     }
 }
 
-impl Drop for Fds {
-    fn drop(&mut self) {
-        for fd in &self.0 {
-            unsafe { libc::close(*fd) };
+/// A child of this process, reaped at most once. After `reap` its pid may be anyone's,
+/// so `kill` does nothing then: an error path never signals a reused pid.
+pub(crate) struct Child {
+    pub(crate) pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Child {
+    pub(crate) fn new(pid: libc::pid_t) -> Child {
+        Child { pid, reaped: false }
+    }
+    /// waitpid once; the status (0 if it was reaped before).
+    pub(crate) fn reap(&mut self) -> i32 {
+        if self.reaped {
+            return 0;
+        }
+        self.reaped = true;
+        reap(self.pid)
+    }
+    /// SIGKILL and reap, unless already reaped (an unreaped child, even a zombie, still
+    /// holds its pid).
+    pub(crate) fn kill(&mut self) {
+        if !self.reaped {
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            self.reap();
         }
     }
 }
@@ -106,19 +139,14 @@ fn sockaddr(path: &str, what: &str) -> Result<(libc::sockaddr_un, libc::socklen_
     Ok((addr, len as libc::socklen_t))
 }
 
-fn unix_socket(kind: libc::c_int) -> Result<RawFd> {
-    let fd = unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        Err(Error::last_os("create unix socket"))
-    } else {
-        Ok(fd)
-    }
+fn unix_socket(kind: libc::c_int) -> Result<OwnedFd> {
+    owned(unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) }, || "create unix socket".into())
 }
 
-fn connect(fd: RawFd, path: &str, what: &str) -> Result<()> {
+fn connect(fd: BorrowedFd, path: &str, what: &str) -> Result<()> {
     let (addr, len) = sockaddr(path, what)?;
     loop {
-        if unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) } == 0 {
+        if unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) } == 0 {
             return Ok(());
         }
         let e = Error::last_os(format!("connect to {what} {path}"));
@@ -128,40 +156,37 @@ fn connect(fd: RawFd, path: &str, what: &str) -> Result<()> {
     }
 }
 
-/// A new CLOEXEC stream socket connected to `path` (closed again on failure).
-pub(crate) fn connect_unix(path: &str, what: &str) -> Result<RawFd> {
+/// A new CLOEXEC stream socket connected to `path`.
+pub(crate) fn connect_unix(path: &str, what: &str) -> Result<OwnedFd> {
     let fd = unix_socket(libc::SOCK_STREAM)?;
-    if let Err(e) = connect(fd, path, what) {
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
+    connect(fd.as_fd(), path, what)?;
     Ok(fd)
+}
+
+/// A directory opened to clone into (CLONE_INTO_CGROUP).
+pub(crate) fn open_dir(dir: &str, what: &str) -> Result<OwnedFd> {
+    let c = cstr(dir)?;
+    owned(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) }, || format!("open {what} {dir}"))
 }
 
 /// `--pidfd-socket` (runc 1.2): a pidfd of the new process goes to the AF_UNIX socket at
 /// this path, so the caller holds the process itself, with no pid-reuse race. The socket
 /// is connected before the process is started (a bad path fails with nothing to undo);
 /// the pidfd is sent once the process exists.
-pub(crate) fn connect_pidfd_socket(path: Option<&str>, fds: &mut Fds) -> Result<Option<RawFd>> {
-    path.map(|p| connect_unix(p, "pidfd socket").map(|fd| fds.keep(fd))).transpose()
+pub(crate) fn connect_pidfd_socket(path: Option<&str>) -> Result<Option<OwnedFd>> {
+    path.map(|p| connect_unix(p, "pidfd socket")).transpose()
 }
 
-/// Send a pidfd of `pid` on a socket from `connect_pidfd_socket`; on failure the process
+/// Send a pidfd of `child` on a socket from `connect_pidfd_socket`; on failure the process
 /// is killed and reaped (nobody would hold it).
-pub(crate) fn send_pidfd(sock: Option<RawFd>, pid: i32) -> Result<()> {
+pub(crate) fn send_pidfd(sock: Option<&OwnedFd>, child: &mut Child) -> Result<()> {
     let Some(sock) = sock else { return Ok(()) };
-    let r = (|| {
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
-        if pidfd < 0 {
-            return Err(Error::last_os("pidfd_open"));
-        }
-        let r = crate::tty::send_fd(sock, pidfd, b"pidfd").map_err(|e| Error::from_errno(e.errno, "send the pidfd to the pidfd socket"));
-        unsafe { libc::close(pidfd) };
-        r
-    })();
+    let r = owned(unsafe { libc::syscall(libc::SYS_pidfd_open, child.pid, 0) } as libc::c_int, || "pidfd_open".into()).and_then(|pidfd| {
+        crate::tty::send_fd(sock.as_raw_fd(), pidfd.as_raw_fd(), b"pidfd")
+            .map_err(|e| Error::from_errno(e.errno, "send the pidfd to the pidfd socket"))
+    });
     if r.is_err() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        reap(pid);
+        child.kill();
     }
     r
 }
@@ -184,9 +209,13 @@ fn precheck(spec: &Spec, ns: &namespaces::Plan, opts: &CreateOptions) -> Result<
     if spec.domainname.as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
         return Err(Error::config("unable to set domainname without a private UTS namespace"));
     }
-    if !ns.has(libc::CLONE_NEWNS) {
-        return Err(Error::config("a mount namespace is required (linux.namespaces has no \"mount\")"));
+    if !ns.private_mount_ns()? {
+        // Runs in runh's mount namespace (runtime-spec: an unlisted type is inherited).
+        crate::rootfs::check_shared(spec)?;
     }
+    crate::sysctl::precheck(spec, ns)?;
+    crate::network::precheck(spec, ns)?;
+    crate::lsm::precheck(spec)?;
     if p.terminal && opts.console_socket.is_none() {
         return Err(Error::config("process.terminal is true but no console socket was given"));
     }
@@ -227,15 +256,19 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Everything the child uses, prepared before clone (by create and by exec).
-pub(crate) struct ChildPlan {
+pub(crate) struct ChildPlan<'a> {
     pub(crate) memfd: RawFd,
-    /// fds the child passes into init: CLOEXEC is cleared on them in the child only.
-    pub(crate) pass: [RawFd; 4],
+    /// fds the child passes into init (`Passed::raw`): CLOEXEC is cleared in the child only.
+    pub(crate) pass: &'a [RawFd],
     pub(crate) argv: [*const libc::c_char; 3],
     pub(crate) envp: [*const libc::c_char; 1],
     pub(crate) sync_fd: RawFd,
     /// A new user namespace: wait for the parent's `IdsMapped`, then become its root.
     pub(crate) wait_ids: bool,
+    /// The parent's end of the sync socket (-1: none), closed first in the child: its
+    /// copy would keep the socket open, and a child waiting for `IdsMapped` from a parent
+    /// that was killed would wait forever instead of reading EOF.
+    pub(crate) parent_end: RawFd,
 }
 
 /// Report a failure on the sync socket in the protocol's encoding, from a stack buffer.
@@ -254,6 +287,9 @@ unsafe fn child_fail(sync_fd: RawFd, ctx: &[u8]) -> ! {
 /// In the child after clone: no allocation, no locks, only async-signal-safe calls.
 fn child(c: &ChildPlan) -> ! {
     unsafe {
+        if c.parent_end >= 0 {
+            libc::close(c.parent_end);
+        }
         if c.wait_ids {
             // Until the maps exist our uid is unmapped here, and an exec by an unmapped
             // uid drops every capability: wait, then become the namespace's root (raw
@@ -270,7 +306,7 @@ fn child(c: &ChildPlan) -> ! {
                 child_fail(c.sync_fd, b"setresuid 0 in the user namespace");
             }
         }
-        for fd in c.pass {
+        for &fd in c.pass {
             if fd >= 0 {
                 libc::fcntl(fd, libc::F_SETFD, 0);
             }
@@ -366,19 +402,16 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     };
     crate::timing::mark("core: seccomp compile/cache");
 
-    let mut fds = Fds::default();
-    let (parent_sync, child_sync) = fds.sync_pair()?;
-
     let notify_path = format!("{}/{}", opts.state_dir.trim_end_matches('/'), NOTIFY_SOCK);
-    let notify = fds.keep(unix_socket(libc::SOCK_STREAM)?);
+    let notify = unix_socket(libc::SOCK_STREAM)?;
     let (addr, len) = sockaddr(&notify_path, "socket path")?;
-    if unsafe { libc::bind(notify, &addr as *const _ as *const libc::sockaddr, len) } < 0 {
+    if unsafe { libc::bind(notify.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) } < 0 {
         return Err(Error::last_os(format!("bind {notify_path}")));
     }
     let notify_cpath = cstr(&notify_path)?;
-    let result = connect_pidfd_socket(opts.pidfd_socket, &mut fds).and_then(|pidfd_socket| {
-        let pid = create_bound(opts, &spec, &ns, rootfs, seccomp, &mut fds, parent_sync, child_sync, notify)?;
-        send_pidfd(pidfd_socket, pid).map(|_| pid)
+    let result = connect_pidfd_socket(opts.pidfd_socket).and_then(|pidfd_socket| {
+        let mut init = create_bound(opts, &spec, &ns, rootfs, seccomp, notify)?;
+        send_pidfd(pidfd_socket.as_ref(), &mut init).map(|_| init.pid)
     });
     if result.is_err() {
         unsafe { libc::unlink(notify_cpath.as_ptr()) };
@@ -386,29 +419,18 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 fn create_bound(
     opts: &CreateOptions,
     spec: &Spec,
     ns: &namespaces::Plan,
     rootfs: String,
     seccomp: Option<crate::seccomp::Compiled>,
-    fds: &mut Fds,
-    parent_sync: RawFd,
-    child_sync: RawFd,
-    notify: RawFd,
-) -> Result<i32> {
-    if unsafe { libc::listen(notify, 1) } < 0 {
+    notify: OwnedFd,
+) -> Result<Child> {
+    if unsafe { libc::listen(notify.as_raw_fd(), 1) } < 0 {
         return Err(Error::last_os("listen on notify.sock"));
     }
-    let console = match opts.console_socket {
-        Some(path) => {
-            let fd = fds.keep(unix_socket(libc::SOCK_STREAM)?);
-            connect(fd, path, "console socket")?;
-            Some(fd)
-        }
-        None => None,
-    };
+    let console = opts.console_socket.map(|path| connect_unix(path, "console socket")).transpose()?;
     // SCMP_ACT_NOTIFY: connect to the agent now, from the host (see seccomp/notify.rs).
     let seccomp_json = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref());
     let str_field = |k: &str| seccomp_json.and_then(|v| v.get(k)).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
@@ -416,58 +438,35 @@ fn create_bound(
         Some(c) if c.uses_notify => {
             let path = str_field("listenerPath")
                 .ok_or_else(|| Error::config("linux.seccomp.listenerPath is required when SCMP_ACT_NOTIFY is used"))?;
-            let fd = fds.keep(unix_socket(libc::SOCK_STREAM)?);
-            connect(fd, path, "seccomp listenerPath")?;
-            Some(fd)
+            Some(connect_unix(path, "seccomp listenerPath")?)
         }
         _ => None,
     };
     crate::timing::mark("core: sockets");
-    let memfd = fds.keep(crate::memfd::init_fd()?);
+    let memfd = crate::memfd::init_fd()?;
     crate::timing::mark("core: init memfd");
 
-    // fds 0..3+preserve_fds belong to the container; ours go above them, as
-    // CLOEXEC copies in the parent that the child alone makes inheritable.
-    let base = 3 + opts.preserve_fds.max(0);
-    let dup_high = |fd: RawFd| -> Result<RawFd> {
-        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
-        if d < 0 {
-            Err(Error::last_os("dup fd for init"))
-        } else {
-            Ok(d)
-        }
-    };
-    let init_sync = fds.keep(dup_high(child_sync)?);
-    let init_notify = fds.keep(dup_high(notify)?);
-    let init_console = match console {
-        Some(fd) => fds.keep(dup_high(fd)?),
-        None => -1,
-    };
-    let init_listener = match listener {
-        Some(fd) => fds.keep(dup_high(fd)?),
-        None => -1,
-    };
-    let cgroup_fd = match opts.cgroup_dir {
-        Some(dir) => {
-            let c = cstr(dir)?;
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(Error::last_os(format!("open cgroup {dir}")));
-            }
-            Some(fds.keep(fd))
-        }
-        None => None,
-    };
+    let (parent_sync, child_sync) = sync_pair()?;
+    let mut passed = Passed::new(opts.preserve_fds);
+    let init_sync = passed.add(child_sync.as_fd())?;
+    drop(child_sync);
+    let init_notify = passed.add(notify.as_fd())?;
+    drop(notify);
+    let init_console = passed.add_opt(console.as_ref())?;
+    let init_listener = passed.add_opt(listener.as_ref())?;
+    let cgroup_fd = opts.cgroup_dir.map(|dir| open_dir(dir, "cgroup")).transpose()?;
 
     let arg0 = c"runh-init";
     let arg1 = CString::new(init_sync.to_string()).unwrap();
+    let wait_ids = crate::userns::new_userns(spec);
     let cp = ChildPlan {
-        memfd,
-        pass: [init_sync, init_notify, init_console, init_listener],
+        memfd: memfd.as_raw_fd(),
+        pass: &passed.raw,
         argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
         sync_fd: init_sync,
-        wait_ids: crate::userns::new_userns(spec),
+        wait_ids,
+        parent_end: parent_sync.as_raw_fd(),
     };
     // A cgroup namespace made by clone is rooted where the child starts: only right when
     // it starts in the container's cgroup. Otherwise init unshares it after placement.
@@ -487,20 +486,21 @@ fn create_bound(
     if ns.init_forks(new_time) {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let current = std::cell::Cell::new(0);
-    let (pid, into_cgroup) = spawn(flags, cgroup_fd, &cp, "clone the container init")?;
+    // Until it execs runh-init the child's exe is the host's runh (or interpreter). It is
+    // then pid 1 of a new, empty pid namespace, or in runh's own: nothing of a container
+    // can see it. A pid namespace joined by path is entered by runh-init later, after the
+    // exec from the sealed memfd and non-dumpable (namespaces::fork_into_pid_namespace).
+    let (pid, into_cgroup) = spawn(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd()), &cp, "clone the container init")?;
     crate::timing::mark("core: clone3");
+    // The child has its copies: close ours, so that init's exit reads as EOF.
+    drop(passed);
+    let mut first = Child::new(pid);
+    // The container's init: the clone child, or its fork (`Msg::Pid`).
+    let mut forked: Option<Child> = None;
 
-    let setup = (|| -> Result<i32> {
-        // Close the child's ends now, so that init's exit reads as EOF.
-        for fd in [child_sync, init_sync, init_notify, init_console, init_listener] {
-            if fd >= 0 {
-                unsafe { libc::close(fd) };
-                fds.0.retain(|f| *f != fd);
-            }
-        }
-        if let Some(placed) = opts.on_cloned {
-            placed(pid)?;
+    let setup = (|| -> Result<()> {
+        if let Some(f) = opts.on_pid {
+            f(pid)?;
         }
         let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
         if let (Some(dir), false) = (opts.cgroup_dir, into_cgroup) {
@@ -510,12 +510,13 @@ fn create_bound(
             std::fs::write(f, pid.to_string())
                 .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("add init to {f}")))?;
         }
-        if cp.wait_ids {
+        if wait_ids {
             crate::userns::write_maps(pid, spec)?;
-            sync::send(parent_sync, &Msg::IdsMapped)?;
+            sync::send(parent_sync.as_raw_fd(), &Msg::IdsMapped)?;
         }
         // After the maps: an idmapped mount may use the container's user namespace.
         let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
+        move_net_devices(spec, ns, pid)?;
         let plan = Plan {
             rootfs,
             bundle: opts.bundle.to_string(),
@@ -523,14 +524,14 @@ fn create_bound(
             no_new_keyring: opts.no_new_keyring,
             preserve_fds: opts.preserve_fds.max(0),
             notify_fd: init_notify,
-            console_fd: console.map(|_| init_console),
+            console_fd: init_console,
             unshare_cgroupns: wants_cgroupns && (!into_cgroup || ns.joins_user()),
             config_len: 0,
             hooks_sync: opts.on_hooks.is_some(),
             fix_listen_pid: opts.fix_listen_pid,
             seccomp_len: seccomp.as_ref().map_or(0, |c| c.program.len()),
             seccomp_flags: seccomp.as_ref().map_or(0, |c| c.flags),
-            seccomp_listener_fd: listener.map(|_| init_listener),
+            seccomp_listener_fd: init_listener,
             seccomp_state: match listener {
                 Some(_) => Some(crate::seccomp::notify::process_state(
                     opts.seccomp_state.unwrap_or(b"{}"),
@@ -539,67 +540,103 @@ fn create_bound(
                 )?),
                 None => None,
             },
+            cgroup2_bind: cgroup2_bind(spec, pid),
         };
-        sync::send_plan(parent_sync, &plan, opts.config)?;
+        let sync_fd = parent_sync.as_raw_fd();
+        sync::send_plan(sync_fd, &plan, opts.config)?;
         crate::timing::mark("core: plan sent");
-        if let Some(c) = &seccomp {
-            sync::send_seccomp(parent_sync, &c.program)?;
-        }
-        crate::idmap::send(parent_sync, &idmapped)?;
+        sync::send_seccomp(sync_fd, seccomp.as_ref().map_or(&[][..], |c| &c.program))?;
+        crate::idmap::send(sync_fd, &idmapped)?;
         drop(idmapped);
-        let mut init_pid = pid;
         loop {
-            match sync::recv(parent_sync)? {
+            let init_pid = forked.as_ref().map_or(pid, |c| c.pid);
+            match sync::recv(sync_fd)? {
                 Some(Msg::Ready) => {
                     crate::timing::mark("core: ready received");
-                    return Ok(init_pid);
+                    return Ok(());
                 }
                 Some(Msg::Times(t)) => crate::timing::add_init(&t),
                 Some(Msg::Hooks) => {
                     let run = opts.on_hooks.ok_or_else(|| Error::sync("init stopped for hooks that were not asked for"))?;
                     let state = run(init_pid)?;
-                    sync::send(parent_sync, &Msg::HooksDone(state))?;
+                    sync::send(sync_fd, &Msg::HooksDone(state))?;
                 }
-                Some(Msg::Pid(p)) => {
+                Some(Msg::MountSource(i)) => {
+                    // A bind source init may not open: ours, by index (mounts.rs).
+                    match crate::mounts::host_source(spec, opts.bundle, i, init_pid) {
+                        Ok(fd) => crate::tty::send_fd(sync_fd, fd.as_raw_fd(), b"mount source")?,
+                        Err(e) => sync::send(sync_fd, &Msg::from_error(&e))?,
+                    }
+                }
+                Some(Msg::Pid(p)) if forked.is_none() => {
                     // init forked into a pid namespace joined by path; the first child
-                    // exits at once and its pid is no longer the container's.
-                    reap(pid);
-                    init_pid = p;
-                    current.set(p);
+                    // exits at once. Reaped here, so its pid is never signalled again
+                    // (`Child`), and the new one is recorded before anything else.
+                    first.reap();
+                    forked = Some(Child::new(p));
+                    if let Some(f) = opts.on_pid {
+                        f(p)?;
+                    }
                 }
                 Some(other) => return Err(other.into_error("ready")),
                 None => {
-                    let st = if init_pid == pid { describe_status(reap(pid)) } else { "gone".into() };
+                    let st = if forked.is_none() { describe_status(first.reap()) } else { "gone".into() };
                     return Err(Error::sync(format!("container init exited during setup ({st})")));
                 }
             }
         }
     })();
-    if setup.is_err() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        reap(pid);
-        if current.get() > 0 {
-            // The forked init (our child again, through the subreaper).
-            unsafe { libc::kill(current.get(), libc::SIGKILL) };
-            reap(current.get());
+    match setup {
+        Ok(()) => Ok(forked.unwrap_or(first)),
+        Err(mut e) => {
+            first.kill();
+            if let Some(mut c) = forked {
+                c.kill(); // our child again, through the subreaper
+            }
+            if e.kind == Kind::Syscall && e.context.is_empty() {
+                e.context = "container init".into();
+            }
+            Err(e)
         }
-        let _ = spec; // spec is only needed for precheck; kept borrowed for clarity
     }
-    setup.map_err(|mut e| {
-        if e.kind == Kind::Syscall && e.context.is_empty() {
-            e.context = "container init".into();
-        }
-        e
-    })
+}
+
+/// linux.netDevices into the container's network namespace, once it exists: the one
+/// clone made, or the one init will join by path (network.rs; the precheck refused the
+/// case where init itself makes it later).
+fn move_net_devices(spec: &Spec, ns: &namespaces::Plan, pid: libc::pid_t) -> Result<()> {
+    if spec.linux.as_ref().and_then(|l| l.net_devices.as_ref()).is_none() {
+        return Ok(());
+    }
+    let path = match ns.join.iter().find(|(f, _)| *f == libc::CLONE_NEWNET) {
+        Some((_, p)) => p.clone(),
+        None => format!("/proc/{pid}/ns/net"),
+    };
+    let c = cstr(&path)?;
+    let fd = owned(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open the network namespace {path}"))?;
+    crate::network::move_devices(spec, fd.as_raw_fd())
+}
+
+/// Where a "cgroup" mount binds from when the kernel refuses a cgroup2 mount (mounts.rs):
+/// the container's own cgroup, read here, in runh's cgroup namespace, from the placed
+/// child. Init cannot find it itself: in a cgroup namespace of its own it reads "0::/",
+/// which would be the whole host hierarchy. None off cgroup v2, or with no such mount.
+fn cgroup2_bind(spec: &Spec, pid: libc::pid_t) -> Option<String> {
+    if !spec.mounts.iter().any(|m| m.kind.as_deref() == Some("cgroup")) || !crate::mounts::host_is_cgroup2() {
+        return None;
+    }
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(format!("/sys/fs/cgroup{}", path.trim_end_matches('/')))
 }
 
 /// Release a parked init: returns once it has exec'd the container's process.
 pub fn start(state_dir: &str) -> Result<()> {
     crate::timing::reset();
     let path = format!("{}/{}", state_dir.trim_end_matches('/'), NOTIFY_SOCK);
-    let fd = unix_socket(libc::SOCK_STREAM)?;
-    let fds = Fds(vec![fd]);
-    connect(fd, &path, "container init at")?;
+    let conn = unix_socket(libc::SOCK_STREAM)?;
+    let fd = conn.as_raw_fd();
+    connect(conn.as_fd(), &path, "container init at")?;
     crate::timing::mark("core: connected to init");
     let go = [1u8];
     if unsafe { libc::send(fd, go.as_ptr().cast(), 1, libc::MSG_NOSIGNAL) } < 0 {
@@ -622,7 +659,7 @@ pub fn start(state_dir: &str) -> Result<()> {
         buf.extend_from_slice(&chunk[..n as usize]);
     }
     crate::timing::mark("core: EOF (init exec'd)");
-    drop(fds);
+    drop(conn);
     // init closed its listening socket on accept: nothing will listen on this path
     // again, whatever the outcome, so a second start fails with ENOENT.
     if let Ok(c) = CString::new(path) {

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, RawFd};
 /// One node to create; `path` is absolute in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node<'a> {
-    pub path: &'a str,
+    pub path: std::borrow::Cow<'a, str>,
     /// S_IFCHR, S_IFBLK or S_IFIFO.
     pub kind: libc::mode_t,
     pub major: u32,
@@ -40,14 +40,11 @@ pub fn node_of(d: &Device) -> Result<Node<'_>> {
         "p" => libc::S_IFIFO,
         other => return Err(Error::config(format!("device {}: unknown type {other:?}", d.path))),
     };
-    if !d.path.starts_with("/dev/") {
-        return Err(Error::config(format!("device path {:?} is not under /dev", d.path)));
-    }
     let num = |v: i64, what: &str| {
         u32::try_from(v).map_err(|_| Error::config(format!("device {}: bad {what} number {v}", d.path)))
     };
     Ok(Node {
-        path: &d.path,
+        path: normal_path(&d.path)?,
         kind,
         major: num(d.major, "major")?,
         minor: num(d.minor, "minor")?,
@@ -58,45 +55,64 @@ pub fn node_of(d: &Device) -> Result<Node<'_>> {
     })
 }
 
+/// A device path as the container sees it, normalised: absolute, without empty or "."
+/// components or a trailing slash ("/dev/fuse/" is /dev/fuse). Any place in the rootfs
+/// will do (the runtime-spec: "MAY be anywhere in the container filesystem", as runc and
+/// crun create them): every node is made through inroot, so ".." and symlinks stay
+/// inside the rootfs whatever the path says.
+fn normal_path(path: &str) -> Result<std::borrow::Cow<'_, str>> {
+    if !path.starts_with('/') {
+        return Err(Error::config(format!("device path {path:?} is not absolute")));
+    }
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    if parts.is_empty() || parts.last() == Some(&"..") {
+        return Err(Error::config(format!("device path {path:?} names no file")));
+    }
+    let clean = format!("/{}", parts.join("/"));
+    Ok(if clean == path { std::borrow::Cow::Borrowed(path) } else { std::borrow::Cow::Owned(clean) })
+}
+
 /// The default devices (unless linux.devices names the same path) then linux.devices.
 pub fn nodes(spec: &Spec) -> Result<Vec<Node<'_>>> {
     let extra: &[Device] = spec.linux.as_ref().map_or(&[], |l| &l.devices);
     let mut out = Vec::with_capacity(DEFAULT_DEVICES.len() + extra.len());
+    let extra: Vec<Node> = extra.iter().map(node_of).collect::<Result<_>>()?;
     for &(path, major, minor) in DEFAULT_DEVICES {
         if extra.iter().any(|d| d.path == path) {
             continue;
         }
-        out.push(Node { path, kind: libc::S_IFCHR, major, minor, mode: 0o666, uid: None, gid: None });
+        out.push(Node { path: path.into(), kind: libc::S_IFCHR, major, minor, mode: 0o666, uid: None, gid: None });
     }
-    for d in extra {
-        out.push(node_of(d)?);
-    }
+    out.extend(extra);
     Ok(out)
 }
 
-fn split_last(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
-    }
+/// How the nodes are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Make {
+    /// mknod, and where that is refused (EPERM) a bind of the host's node.
+    Mknod,
+    /// Binds of the host's nodes right away (mknod is known to fail: a user namespace).
+    Bind,
+    /// mknod only: no mount may be made (the container shares runh's mount namespace).
+    MknodOnly,
 }
 
-/// Create every node of `spec` in the rootfs `root`. `bind_only` skips mknod (known to
-/// fail, e.g. a user namespace) and binds the host's nodes right away.
-pub fn create_devices(root: RawFd, spec: &Spec, bind_only: bool) -> Result<()> {
+/// Create every node of `spec` in the rootfs `root`.
+pub fn create_devices(root: RawFd, spec: &Spec, how: Make) -> Result<()> {
     let list = nodes(spec)?;
     // umask(0) once rather than a fchmodat per node: the modes are the config's exactly.
     let old = unsafe { libc::umask(0) };
-    let r = list.iter().try_for_each(|n| create_node(root, n, bind_only));
+    let r = list.iter().try_for_each(|n| create_node(root, n, how));
     unsafe { libc::umask(old) };
     r
 }
 
-pub fn create_node(root: RawFd, n: &Node, bind_only: bool) -> Result<()> {
-    let (parent, name) = split_last(n.path);
+pub fn create_node(root: RawFd, n: &Node, how: Make) -> Result<()> {
+    let (parent, name) = crate::inroot::split_last(&n.path);
     let dir = ensure_in_root(root, parent, Create::Dir)?;
     let cname = cstr(name)?;
-    if !bind_only {
+    if how != Make::Bind {
         let dev = libc::makedev(n.major, n.minor);
         if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } == 0 {
             if n.uid.is_some() || n.gid.is_some() {
@@ -110,19 +126,55 @@ pub fn create_node(root: RawFd, n: &Node, bind_only: bool) -> Result<()> {
         }
         let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         match e {
-            // Already there (e.g. /dev is not a fresh tmpfs): keep it, as runc does.
-            libc::EEXIST => return Ok(()),
-            libc::EPERM => {}
+            // Already there (e.g. /dev is not a fresh tmpfs): kept if it is this device,
+            // an error otherwise (the runtime-spec's MUST; runc keeps whatever is there).
+            libc::EEXIST => return check_existing(root, n),
+            libc::EPERM if how == Make::Mknod => {}
             _ => return Err(Error::from_errno(e, format!("mknod {}", n.path))),
         }
     }
     bind_host_node(root, n)
 }
 
-/// Bind the host's node at the same path onto an empty file in the rootfs.
+fn is_node(st: &libc::stat, n: &Node) -> bool {
+    st.st_mode & libc::S_IFMT == n.kind && (n.kind == libc::S_IFIFO || st.st_rdev == libc::makedev(n.major, n.minor))
+}
+
+fn stat_fd(fd: RawFd) -> Option<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
+}
+
+/// What is already at the node's path (followed inside the rootfs) must be that device.
+fn check_existing(root: RawFd, n: &Node) -> Result<()> {
+    let fd = crate::inroot::open_in_root(root, &n.path, libc::O_PATH).map_err(|e| Error::from_errno(e, format!("open device {}", n.path)))?;
+    match stat_fd(fd.as_raw_fd()) {
+        Some(st) if is_node(&st, n) => Ok(()),
+        _ => Err(Error::from_errno(libc::EEXIST, format!("device {}: a file that is not this device is already there", n.path))),
+    }
+}
+
+/// The host's node of this device: at the same path if that is this very device, else
+/// udev's /dev/char/M:m or /dev/block/M:m. Never just "the host file at this path": a
+/// config could name any host file as a device path, and it would be bound into the
+/// container.
+fn host_node(n: &Node) -> Result<std::os::fd::OwnedFd> {
+    let sys = if n.kind == libc::S_IFBLK { "block" } else { "char" };
+    let udev = format!("/dev/{sys}/{}:{}", n.major, n.minor);
+    for p in [n.path.as_ref(), udev.as_str()] {
+        if let Ok(fd) = crate::mounts::open_host(p, 0) {
+            if stat_fd(fd.as_raw_fd()).is_some_and(|st| is_node(&st, n)) {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(Error::from_errno(libc::ENOENT, format!("device {}: mknod is not permitted and the host has no such device {}:{} to bind", n.path, n.major, n.minor)))
+}
+
+/// Bind the host's node (`host_node`) onto an empty file in the rootfs.
 fn bind_host_node(root: RawFd, n: &Node) -> Result<()> {
-    let dest = ensure_in_root(root, n.path, Create::File)?;
-    let host = crate::mounts::open_host(n.path, 0)?;
+    let host = host_node(n)?;
+    let dest = ensure_in_root(root, &n.path, Create::File)?;
     sys_mount(Some(&fd_path(host.as_raw_fd())), &fd_path(dest.as_raw_fd()), None, libc::MS_BIND, None, || {
         format!("mount {} to {}", n.path, n.path)
     })
@@ -181,7 +233,13 @@ mod tests {
         assert_eq!(node_of(&dev("p", "/dev/fifo")).unwrap().kind, libc::S_IFIFO);
         assert_eq!(node_of(&dev("c", "/dev/fuse")).unwrap().mode, 0o640);
         assert!(node_of(&dev("x", "/dev/fuse")).is_err());
-        assert!(node_of(&dev("c", "/etc/passwd")).is_err());
+        // Anywhere in the rootfs, normalised; never relative or empty.
+        assert_eq!(node_of(&dev("c", "/opt/dev/fuse")).unwrap().path, "/opt/dev/fuse");
+        assert_eq!(node_of(&dev("c", "/dev//fuse/")).unwrap().path, "/dev/fuse");
+        assert_eq!(node_of(&dev("c", "/dev/./fuse")).unwrap().path, "/dev/fuse");
+        assert!(node_of(&dev("c", "dev/fuse")).is_err());
+        assert!(node_of(&dev("c", "/")).is_err());
+        assert!(node_of(&dev("c", "/dev/..")).is_err());
         let mut d = dev("c", "/dev/x");
         d.major = -1;
         assert!(node_of(&d).is_err());
@@ -192,7 +250,7 @@ mod tests {
         let mut spec = Spec::default();
         assert_eq!(nodes(&spec).unwrap().len(), 6);
         let mut l = crate::spec::Linux::default();
-        l.devices.push(dev("c", "/dev/null"));
+        l.devices.push(dev("c", "/dev/null/"));
         l.devices.push(dev("c", "/dev/fuse"));
         spec.linux = Some(l);
         let n = nodes(&spec).unwrap();

@@ -71,22 +71,20 @@ fn close(fd: libc::c_int) {
 /// Run one hook to completion; `kind` names it in errors.
 pub fn run(h: &Hook, state: &[u8], kind: &str) -> Result<()> {
     let name = h.path.to_string_lossy().into_owned();
-    // The state is written before the fork: it is small (well under the 64 KiB pipe
-    // buffer, grown if not), so the write never blocks on a hook that does not read it.
-    let stdin = pipe()?;
-    if state.len() > 65536 {
-        unsafe { libc::fcntl(stdin[1], libc::F_SETPIPE_SZ, state.len() as libc::c_int) };
+    // The state goes over a socket, not a pipe: written as the hook reads it (in
+    // wait_with_output), so a state of any size (a 1 MiB annotation) never blocks on a
+    // full pipe, and MSG_NOSIGNAL makes a hook that exits unread an EPIPE, not a SIGPIPE.
+    let mut sv = [0; 2];
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
+        return Err(Error::last_os(format!("{kind} hook {name}: create its stdin")));
     }
-    let n = unsafe { libc::write(stdin[1], state.as_ptr().cast(), state.len()) };
-    close(stdin[1]);
-    if n != state.len() as isize {
-        close(stdin[0]);
-        return Err(Error::last_os(format!("{kind} hook {name}: write the state")));
-    }
+    let stdin = [sv[1], sv[0]]; // [the hook's end, ours]
+    unsafe { libc::fcntl(stdin[1], libc::F_SETFL, libc::O_NONBLOCK) };
     let out = match pipe() {
         Ok(p) => p,
         Err(e) => {
             close(stdin[0]);
+            close(stdin[1]);
             return Err(e);
         }
     };
@@ -111,9 +109,10 @@ pub fn run(h: &Hook, state: &[u8], kind: &str) -> Result<()> {
     close(out[1]);
     if pid < 0 {
         close(out[0]);
+        close(stdin[1]);
         return Err(Error::last_os(format!("{kind} hook {name}: fork")));
     }
-    let (status, output, timed_out) = wait_with_output(pid, out[0], h.timeout);
+    let (status, output, timed_out) = wait_with_output(pid, out[0], h.timeout, stdin[1], state);
     close(out[0]);
     let output = String::from_utf8_lossy(&output).trim().to_string();
     let with_output = |s: String| if output.is_empty() { s } else { format!("{s}: {output}") };
@@ -131,18 +130,42 @@ pub fn run(h: &Hook, state: &[u8], kind: &str) -> Result<()> {
     Err(Error::config(with_output(format!("error running {kind} hook {name}: {how}"))))
 }
 
-/// Collect the hook's output until it exits (or its timeout passes: then SIGKILL).
-/// Returns (wait status, output, timed out).
-fn wait_with_output(pid: libc::pid_t, out: libc::c_int, timeout: Option<u32>) -> (i32, Vec<u8>, bool) {
+/// Feed the hook `state` on `stdin` (non-blocking, closed once all is written or the
+/// hook stops reading) and collect its output until it exits (or its timeout passes:
+/// then SIGKILL). Returns (wait status, output, timed out).
+fn wait_with_output(pid: libc::pid_t, out: libc::c_int, timeout: Option<u32>, stdin: libc::c_int, state: &[u8]) -> (i32, Vec<u8>, bool) {
+    let mut stdin = Some(stdin);
+    let mut pending = state;
+    let feed = |stdin: &mut Option<libc::c_int>, pending: &mut &[u8]| {
+        if let Some(fd) = *stdin {
+            while !pending.is_empty() {
+                let n = unsafe { libc::send(fd, pending.as_ptr().cast(), pending.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+                if n > 0 {
+                    *pending = &pending[n as usize..];
+                } else if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                    return;
+                } else {
+                    break; // the hook closed its stdin: the rest is not wanted
+                }
+            }
+            close(fd);
+            *stdin = None;
+        }
+    };
+    feed(&mut stdin, &mut pending);
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
     let deadline = timeout.map(|t| now_ms() + t as i64 * 1000);
     let mut output = Vec::new();
     let mut out_open = true;
     let mut timed_out = false;
     loop {
-        let mut fds = [libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: if out_open { out } else { -1 }, events: libc::POLLIN, revents: 0 }];
+        let mut fds = [
+            libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: if out_open { out } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: stdin.unwrap_or(-1), events: libc::POLLOUT, revents: 0 },
+        ];
         let wait = deadline.map_or(-1, |d| (d - now_ms()).max(0) as libc::c_int);
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, wait) };
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, wait) };
         if r == 0 && deadline.is_some() {
             timed_out = true;
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -153,6 +176,9 @@ fn wait_with_output(pid: libc::pid_t, out: libc::c_int, timeout: Option<u32>) ->
                 continue;
             }
             break;
+        }
+        if fds[2].revents != 0 {
+            feed(&mut stdin, &mut pending);
         }
         if fds[1].revents != 0 {
             let mut buf = [0u8; 4096];
@@ -170,6 +196,9 @@ fn wait_with_output(pid: libc::pid_t, out: libc::c_int, timeout: Option<u32>) ->
     }
     if pidfd >= 0 {
         close(pidfd);
+    }
+    if let Some(fd) = stdin {
+        close(fd);
     }
     let mut status = 0;
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {

@@ -8,6 +8,8 @@
 //! over the sync socket (SCM_RIGHTS, one message per mount, in config order, after the
 //! plan); init attaches it with move_mount onto the destination, resolved inside the
 //! rootfs as every other mount (mounts.rs), and applies the remaining options there.
+//! The copy is taken in the container's mount namespace (mounts::in_mount_ns_of), where
+//! the mounts under the source are locked, and stay locked in the copy.
 //!
 //! The user namespace that carries the mapping: the container's own when the mount's
 //! mappings are the container's (or the mount gives none: `idmap` alone means "the
@@ -27,13 +29,7 @@ const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 /// The payload of each fd message on the sync socket.
 const PAYLOAD: &[u8] = b"idmap";
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use crate::mounts::MountAttr;
 
 fn has_opt(m: &Mount, name: &str) -> bool {
     m.options.iter().any(|o| o == name)
@@ -151,15 +147,7 @@ fn throwaway_userns(uids: &[IdMapping], gids: &[IdMapping]) -> Result<OwnedFd> {
 /// itself recursive only for `ridmap`, as runc).
 fn detached(src: &str, recursive_tree: bool, recursive_idmap: bool, userns: RawFd) -> Result<OwnedFd> {
     let c = CString::new(src).map_err(|_| Error::config(format!("path {src:?} contains a NUL byte")))?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if recursive_tree {
-        flags |= AT_RECURSIVE;
-    }
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(Error::last_os(format!("open_tree {src}")));
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = clone_tree(&c, recursive_tree)?;
     let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns as u64 };
     let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive_idmap {
@@ -174,6 +162,20 @@ fn detached(src: &str, recursive_tree: bool, recursive_idmap: bool, userns: RawF
         return Err(Error::from_errno(e.errno, format!("{}{hint}", e.context)));
     }
     Ok(fd)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of a host path: a detached copy of the mount there (with
+/// the mounts below it when `recursive`), to attach elsewhere with `attach`.
+pub(crate) fn clone_tree(src: &std::ffi::CStr, recursive: bool) -> Result<OwnedFd> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, src.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Error::last_os(format!("open_tree {}", src.to_string_lossy())));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Parent side, once the container's user namespace (if any) has its maps: one detached
@@ -217,7 +219,10 @@ pub fn prepare(spec: &Spec, bundle: &str, init_pid: i32) -> Result<Vec<OwnedFd>>
             }
         };
         let src = crate::mounts::bind_source(m, bundle);
-        let fd = detached(&src, has_opt(m, "rbind"), has_opt(m, "ridmap"), userns).map_err(|e| Error::from_errno(e.errno, format!("{}: {}", name(m), e.context)))?;
+        // In the container's mount namespace, so that an rbind's submounts stay locked
+        // (the container could otherwise unmount one to see what it covers; mounts.rs).
+        let fd = crate::mounts::in_mount_ns_of(init_pid, || detached(&src, has_opt(m, "rbind"), has_opt(m, "ridmap"), userns))
+            .map_err(|e| Error::from_errno(e.errno, format!("{}: {}", name(m), e.context)))?;
         out.push(fd);
     }
     Ok(out)
@@ -236,10 +241,9 @@ pub fn recv(sync_fd: RawFd, spec: &mut Spec) -> Result<()> {
     for i in wanted(spec) {
         let (fd, payload) = crate::tty::recv_fd(sync_fd).map_err(|e| Error::sync(format!("receive idmapped mount: {}", e.context)))?;
         if payload != PAYLOAD {
-            unsafe { libc::close(fd) };
             return Err(Error::sync("expected an idmapped mount on the sync socket"));
         }
-        spec.mounts[i].idmapped_fd = Some(fd);
+        spec.mounts[i].idmapped_fd = Some(std::os::fd::IntoRawFd::into_raw_fd(fd));
     }
     Ok(())
 }
@@ -250,7 +254,7 @@ pub fn attach(fd: RawFd, dest: RawFd, what: &str) -> Result<()> {
         libc::syscall(libc::SYS_move_mount, fd, c"".as_ptr(), dest, c"".as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
     };
     if r < 0 {
-        return Err(Error::last_os(format!("{what} (move_mount of the idmapped mount)")));
+        return Err(Error::last_os(format!("{what} (move_mount)")));
     }
     Ok(())
 }

@@ -11,13 +11,17 @@ pub mod cgroups;
 pub mod clone;
 pub mod devices;
 pub mod error;
+pub mod fd;
 pub mod hooks;
 pub mod idmap;
+pub mod inroot;
+pub mod lsm;
 pub mod exec;
 #[cfg(feature = "host")]
 pub mod memfd;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod process;
 pub mod procattr;
 #[cfg(feature = "python")]
@@ -26,6 +30,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;
+pub mod sysctl;
 pub mod timing;
 pub mod tty;
 pub mod userns;

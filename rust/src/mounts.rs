@@ -27,6 +27,53 @@ pub struct MountOptions {
     pub propagation: Vec<libc::c_ulong>,
     /// Everything that is not a flag, comma-joined, for the filesystem (mode=755,size=...).
     pub data: String,
+    /// runc's recursive options (`rro`, `rnosuid`, ...): MOUNT_ATTR_* set and cleared on
+    /// the mount and every mount below it, by one mount_setattr(AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clr: u64,
+}
+
+// mount_setattr(2)'s attributes (linux/mount.h).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR__ATIME: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// (name, clears instead of sets, MOUNT_ATTR_*): runc's recursive options (runc 1.1+).
+const REC_ATTR_NAMES: &[(&str, bool, u64)] = &[
+    ("rro", false, MOUNT_ATTR_RDONLY),
+    ("rrw", true, MOUNT_ATTR_RDONLY),
+    ("rnosuid", false, MOUNT_ATTR_NOSUID),
+    ("rsuid", true, MOUNT_ATTR_NOSUID),
+    ("rnodev", false, MOUNT_ATTR_NODEV),
+    ("rdev", true, MOUNT_ATTR_NODEV),
+    ("rnoexec", false, MOUNT_ATTR_NOEXEC),
+    ("rexec", true, MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", false, MOUNT_ATTR_NODIRATIME),
+    ("rdiratime", true, MOUNT_ATTR_NODIRATIME),
+    ("rrelatime", false, MOUNT_ATTR_RELATIME),
+    ("rnorelatime", true, MOUNT_ATTR_RELATIME),
+    ("rnoatime", false, MOUNT_ATTR_NOATIME),
+    ("ratime", true, MOUNT_ATTR_NOATIME),
+    ("rstrictatime", false, MOUNT_ATTR_STRICTATIME),
+    ("rnostrictatime", true, MOUNT_ATTR_STRICTATIME),
+    ("rnosymfollow", false, MOUNT_ATTR_NOSYMFOLLOW),
+    ("rsymfollow", true, MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// Every mount option name runh takes (for `runh features`, which lists exactly these).
+pub fn option_names() -> impl Iterator<Item = &'static str> {
+    FLAG_NAMES.iter().map(|(n, _, _)| *n)
+        .chain(PROPAGATION_NAMES.iter().map(|(n, _)| *n))
+        .chain(REC_ATTR_NAMES.iter().map(|(n, _, _)| *n))
+        .chain(["idmap", "ridmap"])
 }
 
 /// (name, clears the flag instead of setting it, flag); runc's names.
@@ -75,7 +122,7 @@ const PROPAGATION_NAMES: &[(&str, libc::c_ulong)] = &[
 
 /// runc extensions that change how the mount is done, not just its flags; runh does not
 /// do them yet, and passing them on as data would fail later with a bare EINVAL.
-const UNSUPPORTED: &[&str] = &["tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow"];
+const UNSUPPORTED: &[&str] = &["tmpcopyup"];
 
 /// Propagation by its runtime-spec name (linux.rootfsPropagation uses the same names).
 pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
@@ -96,6 +143,26 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions> {
             out.propagation.push(flag);
         } else if opt == "idmap" || opt == "ridmap" {
             // How the mount is made (idmap.rs), not a flag or data.
+        } else if let Some((_, clear, attr)) = REC_ATTR_NAMES.iter().find(|(n, _, _)| *n == opt) {
+            // Later options win, as for the flags above.
+            let atime = attr & MOUNT_ATTR__ATIME == *attr;
+            if *clear {
+                out.rec_clr |= attr;
+                out.rec_set &= !attr;
+            } else {
+                if atime {
+                    // One access-time setting at a time: a later one replaces an earlier
+                    // one (runc sets both bits, and the kernel refuses that, EINVAL).
+                    out.rec_set &= !MOUNT_ATTR__ATIME;
+                }
+                out.rec_set |= attr;
+                out.rec_clr &= !attr;
+            }
+            if atime {
+                // mount_setattr(2): an access-time setting replaces the whole field, so
+                // MOUNT_ATTR__ATIME must be in attr_clr (relatime is the field's 0).
+                out.rec_clr |= MOUNT_ATTR__ATIME;
+            }
         } else if UNSUPPORTED.contains(&opt) {
             return Err(Error::config(format!("mount option {opt:?} is not supported by runh")));
         } else {
@@ -167,105 +234,7 @@ pub(crate) fn open_host_rw(path: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// openat2 with RESOLVE_IN_ROOT: `path` is looked up as if `root` were "/", so "..",
-/// absolute symlinks and relative symlinks all stay inside the rootfs. Magic links
-/// (/proc/self/fd/...) are refused: they would jump out regardless of the root.
-/// Returns the raw errno on failure so callers can tell ENOENT apart.
-pub fn open_in_root(root: RawFd, path: &str, flags: libc::c_int) -> std::result::Result<OwnedFd, i32> {
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let c = CString::new(rel).map_err(|_| libc::EINVAL)?;
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
-    };
-    if fd < 0 {
-        return Err(errno());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// What to create at a destination that does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Create {
-    Dir,
-    File,
-}
-
-/// Split "a/b/c" into ("a/b", "c"), ignoring trailing slashes.
-fn split_last(path: &str) -> (&str, &str) {
-    let p = path.trim_end_matches('/');
-    match p.rfind('/') {
-        Some(i) => (&p[..i], &p[i + 1..]),
-        None => ("", p),
-    }
-}
-
-/// Open `path` inside the rootfs (O_PATH), creating it and its missing parents (0755
-/// dirs; an empty 0644 file for `Create::File`) inside the rootfs first if needed.
-/// Existing paths cost a single openat2; only missing ones walk up. A dangling symlink
-/// on the way (say /var/run -> /run with no /run yet) has its target created, read
-/// relative to the rootfs, as runc does.
-pub fn ensure_in_root(root: RawFd, path: &str, create: Create) -> Result<OwnedFd> {
-    ensure_depth(root, path, create, 0)
-}
-
-/// Linux's own limit on symlinks followed in one lookup.
-const MAX_SYMLINKS: u32 = 40;
-
-fn ensure_depth(root: RawFd, path: &str, create: Create, depth: u32) -> Result<OwnedFd> {
-    let open_err = |e| Error::from_errno(e, format!("open {path} in rootfs"));
-    match open_in_root(root, path, libc::O_PATH) {
-        Ok(fd) => return Ok(fd),
-        Err(libc::ENOENT) if depth < MAX_SYMLINKS => {}
-        Err(e) => return Err(open_err(e)),
-    }
-    let (parent, last) = split_last(path.trim_start_matches('/'));
-    if last.is_empty() {
-        return Err(open_err(libc::ENOENT));
-    }
-    let pfd = ensure_depth(root, parent, Create::Dir, depth)?;
-    let name = cstr(last)?;
-    let ret = match create {
-        Create::Dir => unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) },
-        Create::File => {
-            let fd = unsafe {
-                libc::openat(
-                    pfd.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd >= 0 {
-                unsafe { libc::close(fd) };
-            }
-            fd
-        }
-    };
-    if ret < 0 && errno() != libc::EEXIST {
-        return Err(Error::last_os(format!("create {path} in rootfs")));
-    }
-    match open_in_root(root, path, libc::O_PATH) {
-        Ok(fd) => Ok(fd),
-        // EEXIST then ENOENT: `last` is a dangling symlink. Create what it names, still
-        // inside the root (RESOLVE_IN_ROOT reads absolute targets from the rootfs).
-        Err(libc::ENOENT) => {
-            let mut buf = [0u8; libc::PATH_MAX as usize];
-            let n = unsafe { libc::readlinkat(pfd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return Err(open_err(libc::ENOENT));
-            }
-            let target = std::str::from_utf8(&buf[..n as usize]).map_err(|_| open_err(libc::EINVAL))?;
-            let next = if target.starts_with('/') { target.to_string() } else { format!("{parent}/{target}") };
-            ensure_depth(root, &next, create, depth + 1)?;
-            open_in_root(root, path, libc::O_PATH).map_err(open_err)
-        }
-        Err(e) => Err(open_err(e)),
-    }
-}
+pub use crate::inroot::{ensure_in_root, open_in_root, Create};
 
 // ---------------------------------------------------------------------------------------
 // Doing a mount entry.
@@ -283,6 +252,15 @@ pub struct MountContext<'a> {
     pub new_netns: bool,
     /// The container has its own cgroup namespace (cgroup filesystems can be mounted).
     pub new_cgroupns: bool,
+    /// The container's cgroup v2 directory on the host (sync::Plan::cgroup2_bind).
+    pub cgroup2_bind: Option<&'a str>,
+    /// Asks runh for the source of `mounts[i]` when init cannot open it itself
+    /// (`bind_entry`); None where there is no runh to ask (tests).
+    pub host_source: Option<&'a dyn Fn(u32) -> Result<OwnedFd>>,
+    /// The config's mounts, to find an entry's index for `host_source`.
+    pub mounts: &'a [Mount],
+    /// linux.mountLabel: the SELinux context of the filesystems mounted (lsm.rs).
+    pub mount_label: Option<&'a str>,
 }
 
 fn mount_name(m: &Mount) -> String {
@@ -308,9 +286,10 @@ pub fn mount_entry(m: &Mount, ctx: &MountContext) -> Result<()> {
                 // Without its own network namespace the kernel refuses a new sysfs; runc
                 // then binds the host's /sys (recursively) instead.
                 Err(e) if e.errno == libc::EPERM && !ctx.new_netns => {
+                    // Still of kind sysfs: the same plain-directory rule and check.
                     let bind = Mount {
                         destination: m.destination.clone(),
-                        kind: Some("bind".into()),
+                        kind: Some("sysfs".into()),
                         source: Some("/sys".into()),
                         options: vec![],
                         ..Default::default()
@@ -365,23 +344,89 @@ pub(crate) fn real_path(fd: RawFd) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// procfs and sysfs, and only they, must land on a plain directory and be checked after
+/// (inroot::plain_dir): the filesystem magic they must show, None for other mounts.
+fn kernel_fs(m: &Mount) -> Option<i64> {
+    match m.kind.as_deref() {
+        Some("proc") => Some(PROC_SUPER_MAGIC),
+        Some("sysfs") => Some(SYSFS_MAGIC),
+        _ => None,
+    }
+}
+
+/// The destination of a mount entry, inside the rootfs (created if missing).
+fn destination(m: &Mount, ctx: &MountContext, create: Create) -> Result<OwnedFd> {
+    destination_existed(m, ctx, create).map(|(fd, _)| fd)
+}
+
+/// `destination`, and whether it was there before.
+fn destination_existed(m: &Mount, ctx: &MountContext, create: Create) -> Result<(OwnedFd, bool)> {
+    let (dest, existed) = match kernel_fs(m) {
+        Some(_) => (crate::inroot::plain_dir(ctx.root, &m.destination, || mount_name(m))?, true),
+        None => crate::inroot::ensure_in_root_existed(ctx.root, &m.destination, create)?,
+    };
+    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    Ok((dest, existed))
+}
+
+/// A tmpfs over an existing directory keeps that directory's mode unless the options
+/// give `mode=` (runc: the mode goes first in the data, so an explicit one wins; runc
+/// 1.1.5 instead chmods after the mount, over an explicit mode too). One fstat, only
+/// for a tmpfs without `mode=`.
+fn tmpfs_data(opts: &MountOptions, dest: RawFd, existed: bool) -> Result<String> {
+    if !existed || opts.data.split(',').any(|o| o.starts_with("mode=")) {
+        return Ok(opts.data.clone());
+    }
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(dest, &mut st) } != 0 {
+        return Err(Error::last_os("stat the directory under a tmpfs"));
+    }
+    let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+    Ok(if opts.data.is_empty() { mode } else { format!("{mode},{}", opts.data) })
+}
+
+/// After a procfs or sysfs mount: it is there, on the plain directory, and is what was
+/// asked (runc checks the same after mounting /proc).
+fn check_kernel_fs(m: &Mount, ctx: &MountContext) -> Result<()> {
+    match kernel_fs(m) {
+        Some(magic) => crate::inroot::check_mounted(ctx.root, &m.destination, magic, || mount_name(m)),
+        None => Ok(()),
+    }
+}
+
 /// A filesystem mount (proc, tmpfs, devpts, mqueue, sysfs, ...) onto a directory.
 fn plain_mount(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
-    let dest = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
-    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    let (dest, existed) = destination_existed(m, ctx, Create::Dir)?;
     let target = fd_path(dest.as_raw_fd());
     let kind = m.kind.as_deref().unwrap_or("");
     let source = cstr(m.source.as_deref().filter(|s| !s.is_empty()).unwrap_or(kind))?;
     let fstype = cstr(kind)?;
-    let data = if opts.data.is_empty() { None } else { Some(cstr(&opts.data)?) };
+    let base = if kind == "tmpfs" { tmpfs_data(opts, dest.as_raw_fd(), existed)? } else { opts.data.clone() };
+    // linux.mountLabel as runc applies it: context= on every filesystem but procfs,
+    // sysfs and cgroup2 (labelled by the policy; a shared superblock refuses context=)
+    // and mqueue (which takes no context=: its root is labelled after the mount instead).
+    let label = ctx.mount_label.filter(|_| !matches!(kind, "proc" | "sysfs" | "cgroup2" | "mqueue"));
+    let data = crate::lsm::with_context(&base, label);
+    let data = if data.is_empty() { None } else { Some(cstr(&data)?) };
     sys_mount(Some(&source), &target, Some(&fstype), opts.flags, data.as_deref(), || mount_name(m))?;
+    check_kernel_fs(m, ctx)?;
+    if let (Some(l), "mqueue") = (ctx.mount_label, kind) {
+        let top = ensure_in_root(ctx.root, &m.destination, Create::Dir)?;
+        crate::lsm::set_file_label(&fd_path(top.as_raw_fd()), l)?;
+    }
     apply_propagation(m, opts, ctx)
 }
 
 /// Propagation flags each need their own call, on the new mount (re-opened: the fd we
-/// mounted onto still refers to what lies under it).
+/// mounted onto still refers to what lies under it); then the recursive attributes, one
+/// mount_setattr(AT_RECURSIVE) for the mount and all below it (runc 1.1 applies them to
+/// bind mounts only; runh to every kind, so that `rro` on a tmpfs means read-only too).
 fn apply_propagation(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
-    if opts.propagation.is_empty() {
+    let rec = opts.rec_set | opts.rec_clr != 0;
+    if opts.propagation.is_empty() && !rec {
         return Ok(());
     }
     let fd = open_in_root(ctx.root, &m.destination, libc::O_PATH)
@@ -389,6 +434,39 @@ fn apply_propagation(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Resu
     let target = fd_path(fd.as_raw_fd());
     for &p in &opts.propagation {
         sys_mount(None, &target, None, p, None, || format!("set propagation of {}", m.destination))?;
+    }
+    if rec {
+        setattr(fd.as_raw_fd(), opts.rec_set, opts.rec_clr, true).map_err(|e| {
+            let hint = if e.errno == libc::ENOSYS { " (recursive mount options need Linux 5.12 or later)" } else { "" };
+            Error::from_errno(e.errno, format!("{}: set its recursive options{hint}", mount_name(m)))
+        })?;
+    }
+    Ok(())
+}
+
+/// mount_setattr(2)'s argument.
+#[repr(C)]
+pub(crate) struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr on the mount whose root `fd` is (an O_PATH fd), recursively or not.
+/// Through the fd itself (AT_EMPTY_PATH): no /proc needed, unlike mount(2) on
+/// /proc/self/fd/N, so it works in a rootfs without a /proc mount.
+pub(crate) fn setattr(fd: RawFd, set: u64, clr: u64, recursive: bool) -> Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd, c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if r < 0 {
+        return Err(Error::last_os("mount_setattr"));
     }
     Ok(())
 }
@@ -423,13 +501,74 @@ pub(crate) fn fs_flags(fd: RawFd) -> libc::c_ulong {
     map.iter().filter(|(st_f, _)| st.f_flag & *st_f != 0).fold(0, |acc, (_, ms)| acc | ms)
 }
 
-/// A bind mount of a host file or directory.
+/// A bind mount of a host file or directory. A source that init may not reach (in a
+/// user namespace, its root is not the host's: a directory on the way that only host
+/// root may search) is opened by runh instead, with host privileges, as runc and crun
+/// do: runh sends it as a detached mount (`host_source`), attached like an idmapped one.
+/// Asked only after init's own open failed, so other binds cost nothing more.
 fn bind_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()> {
     let src_path = bind_source(m, ctx.bundle);
-    let src = open_host(&src_path, 0).map_err(|e| Error::from_errno(e.errno, format!("{}: open source", mount_name(m))))?;
+    let src = match open_host(&src_path, 0) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let index = ctx.mounts.iter().position(|x| std::ptr::eq(x, m));
+            let (Some(ask), Some(i), libc::EACCES | libc::EPERM) = (ctx.host_source, index, e.errno) else {
+                return Err(Error::from_errno(e.errno, format!("{}: open source", mount_name(m))));
+            };
+            let tree = ask(i as u32).map_err(|e| Error { context: format!("{}: open source (by runh): {}", mount_name(m), e.context), ..e })?;
+            return attach_bind(m, opts, ctx, tree.as_raw_fd(), |dest| crate::idmap::attach(tree.as_raw_fd(), dest, &mount_name(m)));
+        }
+    };
     let bind_flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
     attach_bind(m, opts, ctx, src.as_raw_fd(), |dest| {
         sys_mount(Some(&fd_path(src.as_raw_fd())), &fd_path(dest), None, bind_flags, None, || mount_name(m))
+    })
+}
+
+/// runh's side of `host_source`: the source of `mounts[index]`, which must be a plain
+/// bind (the index is all init says: the path is runh's own reading of the config), as
+/// a detached copy (recursive for rbind) made with runh's privileges, in the mount
+/// namespace of `init_pid` (still the host's view: init has not pivoted yet).
+///
+/// Why in the container's mount namespace, as runc does: there the mounts are the
+/// namespace's locked copies (MNT_LOCKED), and a copy of them stays locked, so the
+/// container cannot unmount a mount inside the bind to see what it covers. A copy taken
+/// in runh's own namespace carries no lock (tests/test_parity.py
+/// test_bind_source_opened_by_runh_keeps_submounts_locked). Paid only by a source init
+/// could not open (`in_mount_ns_of`).
+#[cfg(feature = "host")]
+pub fn host_source(spec: &crate::spec::Spec, bundle: &str, index: u32, init_pid: libc::pid_t) -> Result<OwnedFd> {
+    let m = spec.mounts.get(index as usize).ok_or_else(|| Error::sync(format!("init asked for the source of mounts[{index}], which does not exist")))?;
+    let opts = parse_options(&m.options)?;
+    if !(m.kind.as_deref() == Some("bind") || opts.flags & libc::MS_BIND != 0) || crate::idmap::is_idmapped(m) {
+        return Err(Error::sync(format!("init asked for the source of {}, which is not a plain bind", mount_name(m))));
+    }
+    let src = cstr(&bind_source(m, bundle))?;
+    in_mount_ns_of(init_pid, || crate::idmap::clone_tree(&src, opts.flags & libc::MS_REC != 0))
+}
+
+/// Run `f` on a thread of its own in the mount namespace of `pid` (the container's, made
+/// by clone), with runh's credentials: for the detached copies of a host path that runh
+/// hands to init (`host_source`, idmapped mounts), so that the mounts below the path are
+/// that namespace's locked copies. The thread unshares its fs_struct first (setns into a
+/// mount namespace needs one of its own) and ends with `f`. About 0.1 ms.
+pub fn in_mount_ns_of<T: Send>(pid: libc::pid_t, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let ns = cstr(&format!("/proc/{pid}/ns/mnt"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(Error::last_os("unshare(CLONE_FS) to enter the container's mount namespace"));
+            }
+            let fd = crate::fd::owned(unsafe { libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || {
+                "open the container's mount namespace".into()
+            })?;
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                return Err(Error::last_os("enter the container's mount namespace"));
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::sync("the mount namespace thread panicked")))
     })
 }
 
@@ -457,9 +596,9 @@ fn attach_bind(
         return Err(Error::last_os(format!("{}: stat source", mount_name(m))));
     }
     let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
-    let dest = ensure_in_root(ctx.root, &m.destination, create)?;
-    check_proc_dest(m, dest.as_raw_fd(), ctx)?;
+    let dest = destination(m, ctx, create)?;
     attach(dest.as_raw_fd())?;
+    check_kernel_fs(m, ctx)?;
     let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     if extra != 0 {
         let top = open_in_root(ctx.root, &m.destination, libc::O_PATH)
@@ -489,7 +628,7 @@ pub(crate) fn remount_bind(fd: RawFd, flags: libc::c_ulong, what: impl Fn() -> S
 /// The magic number of cgroup2 in statfs.f_type.
 const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
 
-fn host_is_cgroup2() -> bool {
+pub(crate) fn host_is_cgroup2() -> bool {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let p = b"/sys/fs/cgroup\0";
     unsafe { libc::statfs(p.as_ptr() as *const libc::c_char, &mut st) == 0 && st.f_type as libc::c_long == CGROUP2_SUPER_MAGIC }
@@ -567,9 +706,11 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
         o.data.clear();
         return match plain_mount(&cg2, &o, ctx) {
             Err(e) if e.errno == libc::EPERM || e.errno == libc::EBUSY => {
-                let own = read_to_string("/proc/self/cgroup")?;
-                let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
-                let bind = Mount { source: Some(format!("/sys/fs/cgroup{}", path.trim_end_matches('/'))), ..m.clone() };
+                // The container's own cgroup, as the parent found it. Never from our
+                // /proc/self/cgroup: in a cgroup namespace that reads "0::/", the host's
+                // whole hierarchy.
+                let Some(source) = ctx.cgroup2_bind else { return Err(e) };
+                let bind = Mount { source: Some(source.to_string()), ..m.clone() };
                 let mut bo = o.clone();
                 bo.flags |= libc::MS_BIND | libc::MS_REC;
                 bind_entry(&bind, &bo, ctx)
@@ -585,7 +726,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
         options: vec![],
         ..Default::default()
     };
-    let topts = MountOptions { flags: DEFAULT_MOUNT_FLAGS, propagation: opts.propagation.clone(), data: "mode=755".into() };
+    let topts = MountOptions { flags: DEFAULT_MOUNT_FLAGS, propagation: opts.propagation.clone(), data: "mode=755".into(), ..Default::default() };
     plain_mount(&tmpfs, &topts, ctx)?;
 
     let mountinfo = read_to_string("/proc/self/mountinfo")?;
@@ -604,7 +745,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
                 source: Some("cgroup".into()),
                 ..Default::default()
             };
-            let so = MountOptions { flags: opts.flags, propagation: opts.propagation.clone(), data: h.controllers.join(",") };
+            let so = MountOptions { flags: opts.flags, propagation: opts.propagation.clone(), data: h.controllers.join(","), ..Default::default() };
             plain_mount(&sub, &so, ctx)?;
         } else {
             let own = own_cgroup(&proc_cgroup, &h.controllers).unwrap_or("/");
@@ -615,7 +756,7 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
                 source: Some(format!("{}{}", h.mountpoint, rel.trim_end_matches('/'))),
                 ..Default::default()
             };
-            let so = MountOptions { flags: opts.flags | libc::MS_BIND | libc::MS_REC, propagation: opts.propagation.clone(), data: String::new() };
+            let so = MountOptions { flags: opts.flags | libc::MS_BIND | libc::MS_REC, propagation: opts.propagation.clone(), data: String::new(), ..Default::default() };
             bind_entry(&sub, &so, ctx)?;
         }
         // cpu,cpuacct -> symlinks cpu and cpuacct, so both names work in the container.
@@ -634,7 +775,9 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
         let top = open_in_root(ctx.root, base, libc::O_PATH).map_err(|e| Error::from_errno(e, format!("open {base} in rootfs")))?;
         remount_bind(top.as_raw_fd(), DEFAULT_MOUNT_FLAGS | libc::MS_RDONLY, || format!("remount {base} read-only"))?;
     }
-    Ok(())
+    // Recursive options: on the tmpfs and every hierarchy under it, in one call.
+    let rec = MountOptions { rec_set: opts.rec_set, rec_clr: opts.rec_clr, ..Default::default() };
+    apply_propagation(m, &rec, ctx)
 }
 
 #[cfg(test)]
@@ -692,10 +835,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn recursive_options() {
+        let p = parse_options(&o(&["rbind", "rro", "rnosuid", "rnodev", "rnosymfollow"])).unwrap();
+        assert_eq!(p.flags, libc::MS_BIND | libc::MS_REC);
+        assert!(p.data.is_empty());
+        assert_eq!(p.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSYMFOLLOW);
+        assert_eq!(p.rec_clr, 0);
+        // Clearing forms, later wins.
+        let p = parse_options(&o(&["rro", "rrw", "rnoexec", "rexec", "rdev"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODEV));
+        // Access time: the whole field is cleared, one value set, the last one.
+        let p = parse_options(&o(&["rnoatime", "rstrictatime"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME));
+        let p = parse_options(&o(&["rnoatime", "rrelatime"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME));
+        let p = parse_options(&o(&["rnodiratime"])).unwrap();
+        assert_eq!((p.rec_set, p.rec_clr), (MOUNT_ATTR_NODIRATIME, 0));
+        assert_eq!(option_names().filter(|n| n.starts_with('r') && REC_ATTR_NAMES.iter().any(|r| r.0 == *n)).count(), 18);
+    }
+
+    #[test]
     fn split() {
-        assert_eq!(split_last("a/b/c"), ("a/b", "c"));
-        assert_eq!(split_last("a"), ("", "a"));
-        assert_eq!(split_last("a/b/"), ("a", "b"));
+        assert_eq!(crate::inroot::split_last("a/b/c"), ("a/b", "c"));
+        assert_eq!(crate::inroot::split_last("a"), ("", "a"));
+        assert_eq!(crate::inroot::split_last("a/b/"), ("a", "b"));
     }
 
     #[test]
@@ -818,7 +981,7 @@ pub(crate) mod tests {
         in_mount_ns(move || {
             let rfd = root_fd(&r);
             let real = real_path(rfd.as_raw_fd()).map_err(|e| e.to_string())?;
-            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false };
+            let ctx = MountContext { rootfs: &real, root: rfd.as_raw_fd(), bundle: &bundle, new_netns: true, new_cgroupns: false, cgroup2_bind: None, host_source: None, mounts: &[], mount_label: None };
             let e = |e: Error| e.to_string();
             mount_entry(&mnt("/tmp", "tmpfs", "tmpfs", &["nosuid", "mode=1777", "size=1m"]), &ctx).map_err(e)?;
             if statvfs_flags(&format!("{r}/tmp")) & libc::ST_NOSUID == 0 {

@@ -94,31 +94,70 @@ impl Plan {
         self.join.iter().any(|(f, _)| *f == libc::CLONE_NEWPID)
     }
 
+    /// Whether the container gets a mount namespace of its own: one that clone makes, or
+    /// one joined by path that is not runh's own (joining runh's own is sharing it, as
+    /// leaving "mount" out is). For runh's checks before clone; init decides on the very
+    /// namespace file it joins (`join_all`).
+    pub fn private_mount_ns(&self) -> Result<bool> {
+        self.private_ns(libc::CLONE_NEWNS, "mnt")
+    }
+
+    /// The same for the network namespace (linux.netDevices needs one to move into).
+    pub fn private_net_ns(&self) -> Result<bool> {
+        self.private_ns(libc::CLONE_NEWNET, "net")
+    }
+
+    fn private_ns(&self, flag: libc::c_int, name: &str) -> Result<bool> {
+        if self.clone_flags & flag as u64 != 0 {
+            return Ok(true);
+        }
+        match self.join.iter().find(|(f, _)| *f == flag) {
+            None => Ok(false),
+            Some((_, p)) => Ok(ns_id(p)? != ns_id(&format!("/proc/self/ns/{name}"))?),
+        }
+    }
+
     /// Open every path first (they are host paths, resolved before any setns changes the
-    /// view), then setns in order.
-    pub fn join_all(&self) -> Result<()> {
+    /// view), then setns in order. A mount namespace joined by path that is the caller's
+    /// own is not joined (a no-op at best): returns whether a mount namespace other than
+    /// the caller's was joined.
+    pub fn join_all(&self) -> Result<bool> {
         let mut fds = Vec::with_capacity(self.join.len());
         for (f, p) in &self.join {
             let c = CString::new(p.as_str()).map_err(|_| Error::config("namespace path contains a NUL byte"))?;
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                let e = Error::last_os(format!("open namespace {p}"));
-                fds.iter().for_each(|(_, fd, _)| unsafe {
-                    libc::close(*fd);
-                });
-                return Err(e);
-            }
+            let fd = crate::fd::owned(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open namespace {p}"))?;
             fds.push((*f, fd, p));
         }
-        let mut result = Ok(());
+        let mut other_mount_ns = false;
         for (f, fd, p) in &fds {
-            if result.is_ok() && unsafe { libc::setns(*fd, *f) } < 0 {
-                result = Err(Error::last_os(format!("join namespace {p}")));
+            if *f == libc::CLONE_NEWNS {
+                if fd_id(fd.as_raw_fd())? == ns_id("/proc/self/ns/mnt")? {
+                    continue;
+                }
+                other_mount_ns = true;
             }
-            unsafe { libc::close(*fd) };
+            if unsafe { libc::setns(fd.as_raw_fd(), *f) } < 0 {
+                return Err(Error::last_os(format!("join namespace {p}")));
+            }
         }
-        result
+        Ok(other_mount_ns)
     }
+}
+
+use std::os::fd::AsRawFd;
+
+/// A namespace file's identity (st_dev, st_ino).
+fn ns_id(path: &str) -> Result<(u64, u64)> {
+    let md = std::fs::metadata(path).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::ENOENT), format!("stat namespace {path}")))?;
+    Ok((std::os::unix::fs::MetadataExt::dev(&md), std::os::unix::fs::MetadataExt::ino(&md)))
+}
+
+fn fd_id(fd: std::os::fd::RawFd) -> Result<(u64, u64)> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(Error::last_os("stat a namespace"));
+    }
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 #[cfg(test)]
@@ -171,15 +210,31 @@ mod tests {
 /// setns(CLONE_NEWPID) and unshare(CLONE_NEWPID) only place future children in the pid
 /// namespace: fork once, paid only in those cases (about 0.1 ms here). The first process
 /// tells runh the new pid (in runh's pid namespace) over the sync socket and leaves; this
-/// returns in the child. `what` names the namespace in the error.
+/// returns in the child, once that `Msg::Pid` is sent, so that runh always learns the pid
+/// before anything the child says. `what` names the namespace in the error.
 pub fn fork_into_pid_namespace(sync_fd: std::os::unix::io::RawFd, what: &str) -> Result<()> {
+    let mut p = [0; 2];
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(Error::last_os(format!("pipe before the fork into {what}")));
+    }
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Error::last_os(format!("fork into {what}")));
+        let e = Error::last_os(format!("fork into {what}"));
+        unsafe {
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+        return Err(e);
     }
     if pid > 0 {
         let _ = crate::sync::send(sync_fd, &crate::sync::Msg::Pid(pid));
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(0) }; // closes the pipe: the child goes on
+    }
+    unsafe {
+        libc::close(p[1]);
+        let mut b = [0u8; 1];
+        while libc::read(p[0], b.as_mut_ptr().cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+        libc::close(p[0]);
     }
     Ok(())
 }

@@ -94,11 +94,22 @@ pub fn look_path(name: &str, path_var: &str) -> Result<String> {
 
 /// chdir to process.cwd, then make sure it lies inside the container's root
 /// (CVE-2024-21626: a cwd reached through a leaked host fd resolves outside the root, and
-/// getcwd then reports it as unreachable, ENOENT in glibc).
-pub fn enter_cwd(cwd: &str) -> Result<()> {
+/// getcwd then reports it as unreachable, ENOENT in glibc). With `create` (the init's,
+/// not exec's: runc does the same) a cwd missing from the rootfs is made first, 0755 with
+/// its parents, resolved inside the root ("/" is the container's by then); only when the
+/// chdir has failed, so an existing cwd costs nothing more.
+pub fn enter_cwd(cwd: &str, create: bool) -> Result<()> {
     let cwd = if cwd.is_empty() { "/" } else { cwd };
     let c = cstring(cwd, "process.cwd")?;
-    check(unsafe { libc::chdir(c.as_ptr()) }, || format!("chdir to cwd ({cwd:?}) set in config.json"))?;
+    let what = || format!("chdir to cwd ({cwd:?}) set in config.json");
+    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+        let e = Error::last_os(what());
+        if !(create && e.errno == libc::ENOENT) {
+            return Err(e);
+        }
+        make_cwd(cwd)?;
+        check(unsafe { libc::chdir(c.as_ptr()) }, what)?;
+    }
     match std::env::current_dir() {
         Ok(p) if p.as_os_str().as_bytes().starts_with(b"/") => Ok(()),
         Ok(p) => Err(Error::from_errno(libc::ENOENT, format!("current working directory {p:?} is outside of the container root"))),
@@ -107,6 +118,14 @@ pub fn enter_cwd(cwd: &str) -> Result<()> {
             "current working directory is outside of the container root",
         )),
     }
+}
+
+/// process.cwd created if missing, inside the container's root ("/" by now).
+pub fn make_cwd(cwd: &str) -> Result<()> {
+    let root = crate::fd::owned(unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }, || "open /".into())?;
+    crate::inroot::ensure_in_root(std::os::fd::AsRawFd::as_raw_fd(&root), cwd, crate::inroot::Create::Dir)
+        .map(drop)
+        .map_err(|e| Error::from_errno(e.errno, format!("create cwd ({cwd:?}) set in config.json: {}", e.context)))
 }
 
 /// setrlimit's resource type differs between glibc and musl (init may be built with either).
@@ -203,10 +222,13 @@ pub fn cloexec_from(first: u32) -> Result<()> {
 /// What the last steps before execve change, for the init after `start` and for exec.
 pub struct Final<'a> {
     pub attrs: &'a crate::procattr::Attrs,
-    pub caps: Option<&'a crate::caps::Sets>,
+    /// Always applied: an absent process.capabilities is the empty set (caps::Sets::of_process).
+    pub caps: &'a crate::caps::Sets,
     pub user: &'a User,
     pub no_new_privileges: bool,
     pub preserve_fds: i32,
+    /// The AppArmor profile and SELinux label the execve transitions to (lsm.rs).
+    pub lsm: &'a crate::lsm::ExecAttrs,
 }
 
 /// The last steps before execve, in one order for init and exec: privileged scheduling
@@ -216,22 +238,24 @@ pub struct Final<'a> {
 /// order, so the profile must allow setuid/setgroups/capset/prctl, as Docker's does);
 /// with it, last, after the fd sweep, so only execve (and sendmsg/close for a listener)
 /// run under the filter and profiles need not allow runh's own setup calls.
+/// The LSM exec attributes are written as late as they can be: just before the first of
+/// seccomp (a filter need not allow their open and write) and no_new_privs (under it
+/// AppArmor refuses a transition asked for by a confined task). They take effect only at
+/// the execve, so nothing of runh's runs confined either way.
 pub fn finish(f: &Final, load_seccomp: impl FnOnce() -> Result<()>) -> Result<()> {
     f.attrs.apply_privileged()?;
     let mut load_seccomp = Some(load_seccomp);
     if !f.no_new_privileges {
+        f.lsm.apply()?;
         (load_seccomp.take().unwrap())()?;
     }
-    if let Some(c) = f.caps {
-        crate::caps::drop_bounding(c)?;
-    }
+    crate::caps::drop_bounding(f.caps)?;
     set_user(f.user)?;
-    if let Some(c) = f.caps {
-        crate::caps::apply(c)?;
-    }
+    crate::caps::apply(f.caps)?;
     clear_keepcaps();
     set_umask(f.user);
     if f.no_new_privileges {
+        f.lsm.apply()?;
         set_no_new_privs()?;
     }
     f.attrs.apply_final()?;

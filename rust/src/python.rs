@@ -19,7 +19,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
                     preserve_fds=0, console_socket=None, pidfd_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    root=None, seccomp_state=None, on_hooks=None, on_cloned=None, fix_listen_pid=false))]
+                    root=None, seccomp_state=None, on_hooks=None, on_pid=None, fix_listen_pid=false))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     py: Python<'_>,
@@ -36,32 +36,30 @@ fn create(
     root: Option<&str>,
     seccomp_state: Option<&[u8]>,
     on_hooks: Option<PyObject>,
-    on_cloned: Option<PyObject>,
+    on_pid: Option<PyObject>,
     fix_listen_pid: bool,
 ) -> PyResult<i32> {
-    // on_hooks(pid) -> bytes runs the runtime hooks (runh/hooks.py) with the GIL taken
-    // back; its exception is re-raised as it is once init has been torn down.
+    // on_hooks(pid) -> bytes runs the runtime hooks (runh/hooks.py) and on_pid(pid)
+    // records the init (runh.Container's state.json), each with the GIL taken back; an
+    // exception is re-raised as it is once init has been torn down.
     let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let pid_cb = on_pid.as_ref().map(|f| {
+        let failed = &failed;
+        move |pid: i32| -> crate::error::Result<()> {
+            Python::with_gil(|py| {
+                f.call1(py, (pid,)).map(|_| ()).map_err(|e| {
+                    let msg = e.to_string();
+                    *failed.lock().unwrap() = Some(e);
+                    Error::sync(msg)
+                })
+            })
+        }
+    });
     let hooks_cb = on_hooks.as_ref().map(|f| {
         let failed = &failed;
         move |pid: i32| -> crate::error::Result<Vec<u8>> {
             Python::with_gil(|py| match f.call1(py, (pid,)).and_then(|r| r.extract::<Vec<u8>>(py)) {
                 Ok(b) => Ok(b),
-                Err(e) => {
-                    let msg = e.to_string();
-                    *failed.lock().unwrap() = Some(e);
-                    Err(Error::sync(msg))
-                }
-            })
-        }
-    });
-    // on_cloned(pid) places the just-cloned init (the systemd driver); its exception is
-    // re-raised as it is, like on_hooks'.
-    let cloned_cb = on_cloned.as_ref().map(|f| {
-        let failed = &failed;
-        move |pid: i32| -> crate::error::Result<()> {
-            Python::with_gil(|py| match f.call1(py, (pid,)) {
-                Ok(_) => Ok(()),
                 Err(e) => {
                     let msg = e.to_string();
                     *failed.lock().unwrap() = Some(e);
@@ -85,7 +83,7 @@ fn create(
         root,
         seccomp_state,
         on_hooks: hooks_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<Vec<u8>> + Sync)),
-        on_cloned: cloned_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<()> + Sync)),
+        on_pid: pid_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<()> + Sync)),
     };
     // The GIL is released while init sets up (ms of kernel work, in another process).
     py.allow_threads(|| clone::create(&opts)).map_err(|e| failed.lock().unwrap().take().unwrap_or_else(|| to_py(py, e)))
@@ -99,7 +97,7 @@ fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (process, pidfd, init_pid, *, config=None, root=None, console_socket=None, pidfd_socket=None,
                     preserve_fds=0, fix_listen_pid=false, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    seccomp_state=None))]
+                    seccomp_state=None, frozen=false))]
 #[allow(clippy::too_many_arguments)]
 fn exec(
     py: Python<'_>,
@@ -115,6 +113,7 @@ fn exec(
     cgroup_dir: Option<&str>,
     cgroup_procs: Vec<String>,
     seccomp_state: Option<&[u8]>,
+    frozen: bool,
 ) -> PyResult<i32> {
     let opts = crate::exec::ExecOptions {
         process,
@@ -129,6 +128,7 @@ fn exec(
         cgroup_dir,
         cgroup_procs: &cgroup_procs,
         seccomp_state,
+        frozen,
     };
     py.allow_threads(|| crate::exec::exec(&opts)).map_err(|e| to_py(py, e))
 }
@@ -170,6 +170,26 @@ fn unknown_capabilities(names: Vec<String>) -> Vec<String> {
     crate::caps::unknown(&crate::spec::Capabilities { bounding: names, ..Default::default() })
 }
 
+/// The parts of `runh features` that the core decides, as JSON: the `linux` members for
+/// what the core implements beyond namespaces, capabilities, cgroups and seccomp.
+#[pyfunction]
+fn core_features() -> String {
+    let (modes, flags) = crate::procattr::mempolicy_names();
+    serde_json::json!({
+        "memoryPolicy": {"modes": modes, "flags": flags},
+        // network.rs: moved by runh at create.
+        "netDevices": {"enabled": true},
+    })
+    .to_string()
+}
+
+/// Whether AppArmor and SELinux are enabled in the running kernel (lsm.rs): `features`
+/// reports them, and create and exec refuse a profile or label the host cannot enforce.
+#[pyfunction]
+fn lsm_enabled() -> (bool, bool) {
+    (crate::lsm::apparmor_enabled(), crate::lsm::selinux_enabled())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -177,6 +197,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exec_process, m)?)?;
     m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;
+    m.add_function(wrap_pyfunction!(core_features, m)?)?;
+    m.add_function(wrap_pyfunction!(lsm_enabled, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     crate::cgroups::py::register(m)?;
     crate::seccomp::py::register(m)?;

@@ -14,6 +14,13 @@ pub struct RootfsOptions<'a> {
     pub bundle: &'a str,
     /// --no-pivot: MS_MOVE the rootfs onto / and chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// sync::Plan::cgroup2_bind.
+    pub cgroup2_bind: Option<&'a str>,
+    /// The container has a mount namespace of its own (namespaces::Plan); without one,
+    /// nothing is mounted (`prepare_shared`).
+    pub private_mount: bool,
+    /// mounts::MountContext::host_source.
+    pub host_source: Option<&'a dyn Fn(u32) -> Result<std::os::fd::OwnedFd>>,
 }
 
 fn has_ns(spec: &Spec, kind: &str) -> bool {
@@ -54,19 +61,18 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
 /// `prepare`, calling `before_pivot` once every mount is in place and before pivot_root
 /// (the runtime-spec's point for the createRuntime/createContainer hooks).
 pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    if !opts.private_mount {
+        return prepare_shared(spec, opts, before_pivot);
+    }
     let prop = root_propagation(spec)?;
     // Until pivot_root, nothing we mount may propagate back to the host: rslave by
     // default (host mounts still appear in the container), or what the config asks.
-    sys_mount(None, ROOT, None, prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC), None, || {
-        "make / private to the container (rootfsPropagation)".into()
-    })?;
-    let rootfs_owned;
-    let rootfs = if opts.rootfs.starts_with('/') {
-        opts.rootfs
-    } else {
-        rootfs_owned = format!("{}/{}", opts.bundle.trim_end_matches('/'), opts.rootfs);
-        &rootfs_owned
-    };
+    // Unbindable is the exception: an unbindable rootfs cannot be bound onto itself
+    // (EINVAL, runc 1.1.5 and crun 1.8.1 fail there), so it starts rslave and / is made
+    // unbindable at the very end (finalize).
+    let initial = prop.filter(|p| p & libc::MS_UNBINDABLE == 0).unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    sys_mount(None, ROOT, None, initial, None, || "make / private to the container (rootfsPropagation)".into())?;
+    let rootfs = &abs_rootfs(opts);
     if prop.is_some_and(|p| p & libc::MS_SHARED != 0) {
         // pivot_root refuses a shared parent mount; only then is mountinfo worth reading.
         make_parent_private(rootfs)?;
@@ -84,13 +90,18 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
         bundle: opts.bundle,
         new_netns: has_ns(spec, "network"),
         new_cgroupns: has_ns(spec, "cgroup"),
+        cgroup2_bind: opts.cgroup2_bind,
+        host_source: opts.host_source,
+        mounts: &spec.mounts,
+        mount_label: crate::lsm::mount_label(spec),
     };
     for m in &spec.mounts {
         mounts::mount_entry(m, &ctx)?;
     }
     let setup_dev = needs_dev_setup(spec);
     if setup_dev {
-        devices::create_devices(root.as_raw_fd(), spec, has_ns(spec, "user"))?;
+        let how = if has_ns(spec, "user") { devices::Make::Bind } else { devices::Make::Mknod };
+        devices::create_devices(root.as_raw_fd(), spec, how)?;
         devices::create_symlinks(root.as_raw_fd())?;
     }
     if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
@@ -103,10 +114,73 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
     } else {
         pivot_root(rootfs)?;
     }
-    if let Some(p) = prop {
+    if let Some(p) = prop.filter(|p| p & libc::MS_UNBINDABLE == 0) {
         // Now "/" is the container's own root, so this cannot touch the host.
         sys_mount(None, ROOT, None, p, None, || "apply rootfsPropagation to /".into())?;
     }
+    if setup_dev {
+        reopen_dev_null()?;
+    }
+    Ok(())
+}
+
+fn abs_rootfs(opts: &RootfsOptions) -> String {
+    if opts.rootfs.starts_with('/') {
+        opts.rootfs.to_string()
+    } else {
+        format!("{}/{}", opts.bundle.trim_end_matches('/'), opts.rootfs)
+    }
+}
+
+/// What a container without a mount namespace of its own cannot have: each would be a
+/// mount, or a change to one, in runh's mount namespace, the host's (runc 1.1.5 and crun
+/// 1.8.1 make the mounts there, where they outlive the container). runh checks this
+/// before clone, and init again on the namespace it really joined.
+pub fn check_shared(spec: &Spec) -> Result<()> {
+    let why = "the container has no mount namespace of its own (add {\"type\": \"mount\"} to linux.namespaces)";
+    let linux = spec.linux.as_ref();
+    let refused = if !spec.mounts.is_empty() {
+        Some("mounts")
+    } else if linux.is_some_and(|l| !l.masked_paths.is_empty() || !l.readonly_paths.is_empty()) {
+        Some("linux.maskedPaths and linux.readonlyPaths")
+    } else if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        Some("root.readonly")
+    } else if linux.and_then(|l| l.rootfs_propagation.as_deref()).is_some_and(|p| !p.is_empty()) {
+        Some("linux.rootfsPropagation")
+    } else if linux.is_some_and(|l| !l.sysctl.is_empty()) {
+        // Written through the container's /proc/sys, which only a mount makes.
+        Some("linux.sysctl")
+    } else {
+        None
+    };
+    match refused {
+        Some(field) => Err(Error::config(format!("{field}: cannot be set up: {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// No mount namespace of its own: the container shares runh's, so nothing is mounted
+/// or remounted; the rootfs is used as it is. Missing /dev nodes are made in it by
+/// mknod alone (never a bind from the host), the /dev links too, then chroot (pivot_root
+/// would move the root of every process of runh's mount namespace).
+fn prepare_shared(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    check_shared(spec)?;
+    let rootfs = abs_rootfs(opts);
+    let root = mounts::open_host(&rootfs, libc::O_DIRECTORY)?;
+    let setup_dev = needs_dev_setup(spec);
+    if setup_dev {
+        devices::create_devices(root.as_raw_fd(), spec, devices::Make::MknodOnly)?;
+        devices::create_symlinks(root.as_raw_fd())?;
+    }
+    if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
+        return Err(Error::last_os(format!("chdir {rootfs}")));
+    }
+    drop(root);
+    before_pivot()?;
+    if unsafe { libc::chroot(DOT.as_ptr()) } != 0 {
+        return Err(Error::last_os(format!("chroot {rootfs}")));
+    }
+    chdir_root()?;
     if setup_dev {
         reopen_dev_null()?;
     }
@@ -191,8 +265,11 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     for p in readonly {
         readonly_path(root, p)?;
     }
+    // Opened (and checked) once, on the first masked file: see inroot::dev_null.
+    let mut null = None;
+    let label = crate::lsm::mount_label(spec);
     for p in masked {
-        mask_path(root, p)?;
+        mask_path(root, p, &mut null, label)?;
     }
     // A /dev mount with "ro" was made writable so that the nodes could be created.
     if let Some(dev) = spec.mounts.iter().rev().find(|m| clean(&m.destination) == "/dev") {
@@ -202,6 +279,11 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     }
     if spec.root.as_ref().is_some_and(|r| r.readonly) {
         remount_ro(root, "/")?;
+    }
+    if let Some(p) = root_propagation(spec)?.filter(|p| p & libc::MS_UNBINDABLE != 0) {
+        // Last: the read-only paths above are binds of a path onto itself, which an
+        // unbindable mount refuses (EINVAL).
+        sys_mount(None, ROOT, None, p, None, || "apply rootfsPropagation to /".into())?;
     }
     Ok(())
 }
@@ -221,15 +303,21 @@ fn is_dir(fd: RawFd) -> bool {
     unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR }
 }
 
-/// Directories get an empty read-only tmpfs, anything else the container's /dev/null.
-fn mask_path(root: RawFd, path: &str) -> Result<()> {
+/// Directories get an empty read-only tmpfs, anything else the container's /dev/null,
+/// bound from its checked fd (`null`, opened on first use).
+/// The tmpfs carries linux.mountLabel, as runc's.
+fn mask_path(root: RawFd, path: &str, null: &mut Option<std::os::fd::OwnedFd>, label: Option<&str>) -> Result<()> {
     let Some(fd) = open_existing(root, path)? else { return Ok(()) };
     let target = mounts::fd_path(fd.as_raw_fd());
     if is_dir(fd.as_raw_fd()) {
-        sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, None, || format!("mask {path}"))
-    } else {
-        sys_mount(Some(c"/dev/null"), &target, None, libc::MS_BIND, None, || format!("mask {path}"))
+        let data = label.map(|l| mounts::cstr(&crate::lsm::with_context("", Some(l)))).transpose()?;
+        return sys_mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), libc::MS_RDONLY, data.as_deref(), || format!("mask {path}"));
     }
+    let null = match null {
+        Some(n) => n,
+        None => null.insert(crate::inroot::dev_null(root)?),
+    };
+    sys_mount(Some(&mounts::fd_path(null.as_raw_fd())), &target, None, libc::MS_BIND, None, || format!("mask {path}"))
 }
 
 /// Bind the path onto itself, then remount that bind read-only keeping its other flags.
@@ -241,11 +329,19 @@ fn readonly_path(root: RawFd, path: &str) -> Result<()> {
     remount_ro(root, path)
 }
 
+/// Make the mount at `path` read-only, its other flags kept: mount_setattr on the fd, so
+/// no /proc is needed (a read-only rootfs whose config mounts no /proc). Before Linux
+/// 5.12, a bind remount through /proc/self/fd.
 fn remount_ro(root: RawFd, path: &str) -> Result<()> {
     let fd = mounts::open_in_root(root, path, libc::O_PATH)
         .map_err(|e| Error::from_errno(e, format!("open {path}")))?;
-    let keep = mounts::fs_flags(fd.as_raw_fd());
-    mounts::remount_bind(fd.as_raw_fd(), keep | libc::MS_RDONLY, || format!("remount {path} read-only"))
+    match mounts::setattr(fd.as_raw_fd(), mounts::MOUNT_ATTR_RDONLY, 0, false) {
+        Err(e) if e.errno == libc::ENOSYS => {
+            let keep = mounts::fs_flags(fd.as_raw_fd());
+            mounts::remount_bind(fd.as_raw_fd(), keep | libc::MS_RDONLY, || format!("remount {path} read-only"))
+        }
+        r => r.map_err(|e| Error::from_errno(e.errno, format!("remount {path} read-only"))),
+    }
 }
 
 #[cfg(test)]
@@ -353,7 +449,7 @@ mod tests {
         let spec: Spec = serde_json::from_str(CONFIG).unwrap();
         let bundle = t.0.clone();
         in_mount_ns(move || {
-            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot };
+            let opts = RootfsOptions { rootfs: "rootfs", bundle: &bundle, no_pivot, cgroup2_bind: None, private_mount: true, host_source: None };
             prepare(&spec, &opts).map_err(|e| format!("prepare: {e}"))?;
             finalize(&spec).map_err(|e| format!("finalize: {e}"))?;
             check_inside()

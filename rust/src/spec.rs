@@ -131,6 +131,10 @@ pub struct Linux {
     pub readonly_paths: Vec<String>,
     pub mount_label: Option<String>,
     pub personality: Option<serde_json::Value>,
+    /// Checked and applied by procattr.rs.
+    pub memory_policy: Option<serde_json::Value>,
+    /// Host interfaces to move in (network.rs).
+    pub net_devices: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

@@ -2,7 +2,9 @@
 //! SOCK_SEQPACKET socketpair: every send is one message, so no framing is needed, and a
 //! closed peer reads as EOF (the parent learns that init died without polling a pid).
 //!
-//! parent → init: `Plan` (options, JSON, small) then the config.json bytes in chunks.
+//! parent → init: `Plan` (options, JSON) then the config.json bytes (`Config`).
+//! Any message longer than 64 KiB is sent as pieces and joined by `recv`; a datagram
+//! that does not fit the receive buffer is an error, never silently cut.
 //! init → parent: `Ready` (set up and parked), `Pid` (only when init had to fork to enter
 //!                a pid namespace by path), or `Error` — sent from every failure path.
 //!
@@ -47,11 +49,18 @@ pub struct Plan {
     /// process's environment to its own pid, which the process keeps across execve.
     #[serde(default)]
     pub fix_listen_pid: bool,
+    /// The container's cgroup v2 directory on the host, computed by the parent (where
+    /// the paths mean the host's), for a "cgroup" mount that has to bind it.
+    #[serde(default)]
+    pub cgroup2_bind: Option<String>,
 }
 
-// Largest payload per message: well below the default socket buffer (208 KiB), so a
-// SEQPACKET send never fails with EMSGSIZE whatever the config size.
+// Largest datagram: well below the default socket buffer (208 KiB), so a SEQPACKET
+// send never fails with EMSGSIZE; longer messages go in pieces (`send_raw`).
 const CHUNK: usize = 64 * 1024;
+// A bound on a joined message, so a runaway peer cannot make the other side allocate
+// without end (a config is far below it).
+const MAX_MESSAGE: usize = 256 << 20;
 
 const TAG_PLAN: u8 = 1;
 const TAG_CONFIG: u8 = 2;
@@ -63,8 +72,13 @@ const TAG_SECCOMP: u8 = 6;
 const TAG_IDS_MAPPED: u8 = 20;
 const TAG_HOOKS: u8 = 21;
 const TAG_HOOKS_DONE: u8 = 22;
+// Bind mount sources opened by runh (mounts.rs).
+const TAG_MOUNT_SOURCE: u8 = 23;
 // Phase timing (timing.rs), numbered apart from the others.
 const TAG_TIMES: u8 = 30;
+// Transport: the pieces of one message longer than CHUNK (`send_raw`, `recv`).
+const TAG_PART: u8 = 40;
+const TAG_PART_END: u8 = 41;
 /// The tag byte of `Msg::IdsMapped`, read raw by the clone child before it execs init.
 pub const IDS_MAPPED: u8 = TAG_IDS_MAPPED;
 
@@ -81,6 +95,9 @@ pub enum Msg {
     Hooks,
     /// parent → init: runtime hooks done; the state JSON for the container hooks.
     HooksDone(Vec<u8>),
+    /// init → parent: open the source of `mounts[i]` (a bind) with runh's privileges;
+    /// the answer is its detached mount as an fd (`mounts::host_source`), or `Error`.
+    MountSource(u32),
     /// init → parent, just before `Ready`: CLOCK_MONOTONIC ns at the end of each setup
     /// phase, in `timing::INIT_PHASES` order (0 = phase not reached).
     Times(Vec<u64>),
@@ -134,6 +151,10 @@ impl Msg {
                 out.push(TAG_PID);
                 out.extend_from_slice(&p.to_le_bytes());
             }
+            Msg::MountSource(i) => {
+                out.push(TAG_MOUNT_SOURCE);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
             Msg::Times(t) => {
                 out.push(TAG_TIMES);
                 for v in t {
@@ -165,6 +186,7 @@ impl Msg {
                 Msg::Times(rest.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
             }
             TAG_PID if rest.len() == 4 => Msg::Pid(i32::from_le_bytes(rest.try_into().unwrap())),
+            TAG_MOUNT_SOURCE if rest.len() == 4 => Msg::MountSource(u32::from_le_bytes(rest.try_into().unwrap())),
             TAG_ERROR if rest.len() >= 5 => Msg::Error {
                 kind: code_kind(rest[0]),
                 errno: i32::from_le_bytes(rest[1..5].try_into().unwrap()),
@@ -188,11 +210,33 @@ impl Msg {
 }
 
 /// Send one message. MSG_NOSIGNAL: a vanished peer must give EPIPE, not kill init.
+/// A message longer than one chunk goes as pieces (see `send_raw`), whatever its kind:
+/// every variable-length message (the config, the process, the seccomp program and
+/// state, the hooks' state with its annotations) can be any size.
 pub fn send(fd: RawFd, msg: &Msg) -> Result<()> {
     send_raw(fd, &msg.encode())
 }
 
+/// One encoded message: as is when it fits in a chunk, else as `TAG_PART` pieces and a
+/// last `TAG_PART_END` one, which `recv` joins before decoding. A SEQPACKET send of more
+/// than the socket buffer fails with EMSGSIZE, and a receive into a smaller buffer
+/// truncates; pieces of 64 KiB avoid both.
 pub fn send_raw(fd: RawFd, buf: &[u8]) -> Result<()> {
+    if buf.len() <= CHUNK {
+        return send_one(fd, buf);
+    }
+    let mut pieces = buf.chunks(CHUNK).peekable();
+    let mut piece = Vec::with_capacity(CHUNK + 1);
+    while let Some(p) = pieces.next() {
+        piece.clear();
+        piece.push(if pieces.peek().is_some() { TAG_PART } else { TAG_PART_END });
+        piece.extend_from_slice(p);
+        send_one(fd, &piece)?;
+    }
+    Ok(())
+}
+
+fn send_one(fd: RawFd, buf: &[u8]) -> Result<()> {
     loop {
         let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
         if n >= 0 {
@@ -205,16 +249,41 @@ pub fn send_raw(fd: RawFd, buf: &[u8]) -> Result<()> {
     }
 }
 
-/// Receive one message; `None` at EOF (the peer closed or exited).
+/// Receive one message (its pieces joined); `None` at EOF (the peer closed or exited).
 pub fn recv(fd: RawFd) -> Result<Option<Msg>> {
     let mut buf = vec![0u8; CHUNK + 64];
+    let mut whole: Vec<u8> = Vec::new();
     loop {
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n > 0 {
-            return Msg::decode(&buf[..n as usize]).map(Some);
+        let n = recv_one(fd, &mut buf)?;
+        let piece = &buf[..n];
+        match piece.first() {
+            None if whole.is_empty() => return Ok(None),
+            None => return Err(Error::sync("the peer closed the sync socket in the middle of a message")),
+            Some(&TAG_PART) | Some(&TAG_PART_END) => {
+                if whole.len() + n > MAX_MESSAGE {
+                    return Err(Error::sync(format!("sync message longer than {MAX_MESSAGE} bytes")));
+                }
+                whole.extend_from_slice(&piece[1..]);
+                if piece[0] == TAG_PART_END {
+                    return Msg::decode(&whole).map(Some);
+                }
+            }
+            Some(_) if whole.is_empty() => return Msg::decode(piece).map(Some),
+            Some(_) => return Err(Error::sync("a sync message arrived inside a long one")),
         }
-        if n == 0 {
-            return Ok(None);
+    }
+}
+
+/// One datagram into `buf`; its length (0 at EOF). MSG_TRUNC makes the kernel report the
+/// datagram's real length, so a message that did not fit is an error, never cut short.
+fn recv_one(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
+    loop {
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
+        if n >= 0 {
+            if n as usize > buf.len() {
+                return Err(Error::sync(format!("sync message of {n} bytes truncated to {}", buf.len())));
+            }
+            return Ok(n as usize);
         }
         let e = Error::last_os("receive sync message");
         if e.errno != libc::EINTR {
@@ -223,37 +292,35 @@ pub fn recv(fd: RawFd) -> Result<Option<Msg>> {
     }
 }
 
-/// Parent side: the plan, then the config in chunks.
+/// Parent side: the plan, then the config.
 pub fn send_plan(fd: RawFd, plan: &Plan, config: &[u8]) -> Result<()> {
     let mut plan = plan.clone();
     plan.config_len = config.len();
     let json = serde_json::to_vec(&plan).map_err(|e| Error::sync(format!("encode plan: {e}")))?;
     send(fd, &Msg::Plan(json))?;
-    for chunk in config.chunks(CHUNK) {
-        send_raw(fd, &[&[TAG_CONFIG][..], chunk].concat())?;
-    }
-    Ok(())
+    send_raw(fd, &[&[TAG_CONFIG][..], config].concat())
 }
 
-/// Parent side, after the plan: the compiled seccomp program (`plan.seccomp_len` bytes).
+/// Parent side, after the plan: the compiled seccomp program (`plan.seccomp_len` bytes),
+/// nothing when there is none.
 pub fn send_seccomp(fd: RawFd, program: &[u8]) -> Result<()> {
-    for chunk in program.chunks(CHUNK) {
-        send_raw(fd, &[&[TAG_SECCOMP][..], chunk].concat())?;
+    if program.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    send_raw(fd, &[&[TAG_SECCOMP][..], program].concat())
 }
 
 /// Init side, after `recv_plan`: the seccomp program, empty when `len` is 0.
 pub fn recv_seccomp(fd: RawFd, len: usize) -> Result<Vec<u8>> {
-    let mut program = Vec::with_capacity(len);
-    while program.len() < len {
-        match recv(fd)? {
-            Some(Msg::Seccomp(b)) => program.extend_from_slice(&b),
-            Some(other) => return Err(other.into_error("seccomp program")),
-            None => return Err(Error::sync("parent closed the sync socket while sending the seccomp program")),
-        }
+    if len == 0 {
+        return Ok(Vec::new());
     }
-    Ok(program)
+    match recv(fd)? {
+        Some(Msg::Seccomp(b)) if b.len() == len => Ok(b),
+        Some(Msg::Seccomp(b)) => Err(Error::sync(format!("seccomp program of {} bytes, {len} announced", b.len()))),
+        Some(other) => Err(other.into_error("seccomp program")),
+        None => Err(Error::sync("parent closed the sync socket before sending the seccomp program")),
+    }
 }
 
 /// config.json bytes as the core's Spec (both sides parse it: the parent for the clone
@@ -269,15 +336,12 @@ pub fn recv_plan(fd: RawFd) -> Result<(Plan, Vec<u8>)> {
         Some(other) => return Err(other.into_error("plan")),
         None => return Err(Error::sync("parent closed the sync socket before sending the plan")),
     };
-    let mut config = Vec::with_capacity(plan.config_len);
-    while config.len() < plan.config_len {
-        match recv(fd)? {
-            Some(Msg::Config(b)) => config.extend_from_slice(&b),
-            Some(other) => return Err(other.into_error("config")),
-            None => return Err(Error::sync("parent closed the sync socket while sending the config")),
-        }
+    match recv(fd)? {
+        Some(Msg::Config(c)) if c.len() == plan.config_len => Ok((plan, c)),
+        Some(Msg::Config(c)) => Err(Error::sync(format!("config of {} bytes, {} announced", c.len(), plan.config_len))),
+        Some(other) => Err(other.into_error("config")),
+        None => Err(Error::sync("parent closed the sync socket before sending the config")),
     }
-    Ok((plan, config))
 }
 
 #[cfg(test)]
@@ -295,6 +359,7 @@ mod tests {
             Msg::IdsMapped,
             Msg::Hooks,
             Msg::HooksDone(b"{}".to_vec()),
+            Msg::MountSource(7),
             Msg::Error { kind: Kind::Exec, errno: 2, context: "exec: \"x\": not found".into() },
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
@@ -316,6 +381,43 @@ mod tests {
         assert_eq!(p.rootfs, "/r");
         assert_eq!(p.notify_fd, 9);
         assert_eq!(c, config);
+        unsafe {
+            libc::close(sv[0]);
+            libc::close(sv[1]);
+        }
+    }
+
+    fn pair() -> [RawFd; 2] {
+        let mut sv = [0; 2];
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }, 0);
+        sv
+    }
+
+    #[test]
+    fn long_messages_arrive_whole() {
+        // 1 MiB of state (a hook's, with a large annotation) in every variable-length kind.
+        let sv = pair();
+        let big: Vec<u8> = (0..(1usize << 20) + 7).map(|i| (i % 253) as u8).collect();
+        let msgs = vec![Msg::HooksDone(big.clone()), Msg::Plan(big.clone()), Msg::Config(big.clone()), Msg::Seccomp(big), Msg::Ready];
+        let sent = msgs.clone();
+        let t = std::thread::spawn(move || sent.iter().for_each(|m| send(sv[0], m).unwrap()));
+        for m in msgs {
+            assert_eq!(recv(sv[1]).unwrap(), Some(m));
+        }
+        t.join().unwrap();
+        unsafe { libc::close(sv[0]) };
+        assert_eq!(recv(sv[1]).unwrap(), None);
+        unsafe { libc::close(sv[1]) };
+    }
+
+    #[test]
+    fn oversized_datagram_is_an_error() {
+        let sv = pair();
+        let mut raw = vec![TAG_HOOKS_DONE];
+        raw.extend(std::iter::repeat(b'x').take(CHUNK + 100));
+        send_one(sv[0], &raw).unwrap();
+        let e = recv(sv[1]).unwrap_err();
+        assert!(e.context.contains("truncated"), "{e}");
         unsafe {
             libc::close(sv[0]);
             libc::close(sv[1]);

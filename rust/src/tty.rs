@@ -2,7 +2,7 @@
 //! caller's console socket, the slave made init's controlling terminal and stdio.
 use crate::error::{check, Error, Result};
 use crate::spec::ConsoleSize;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 const TIOCSPTLCK: libc::c_ulong = 0x4004_5431;
 const TIOCGPTN: libc::c_ulong = 0x8004_5430;
@@ -43,21 +43,32 @@ pub fn setup_console(console_fd: RawFd, size: Option<ConsoleSize>) -> Result<()>
     r
 }
 
+/// Control-message room, aligned as a `cmsghdr` must be: a byte buffer cast to one is
+/// misaligned (undefined behaviour). 64 bytes hold one header and up to 12 fds, so that
+/// a sender that adds fds is seen (and its fds closed) rather than cut short.
+#[repr(C)]
+union Cmsg {
+    _align: libc::cmsghdr,
+    buf: [u8; 64],
+}
+
+const ONE_FD: usize = std::mem::size_of::<RawFd>();
+
 /// One message with one SCM_RIGHTS fd and a short payload.
 pub fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
     unsafe {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        let mut cbuf = vec![0u8; space];
+        let mut c = Cmsg { buf: [0; 64] };
+        let space = libc::CMSG_SPACE(ONE_FD as u32) as usize;
         let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() };
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_control = c.buf.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(ONE_FD as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
         if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
             return Err(Error::last_os("send the pty master to the console socket"));
@@ -66,29 +77,54 @@ pub fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Receive one fd sent by `send_fd` (tests, and any caller acting as the console socket).
-pub fn recv_fd(sock: RawFd) -> Result<(RawFd, Vec<u8>)> {
-    unsafe {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        let mut cbuf = vec![0u8; space];
-        let mut data = vec![0u8; 4096];
+/// Receive one fd sent by `send_fd` (idmapped mounts, tests, any caller acting as the
+/// console socket). Exactly one fd must come, whole: truncated control data (MSG_CTRUNC)
+/// or more than one fd is an error, and every fd received is closed then.
+pub fn recv_fd(sock: RawFd) -> Result<(OwnedFd, Vec<u8>)> {
+    match recv_fd_opt(sock)? {
+        (Some(fd), data) => Ok((fd, data)),
+        (None, _) => Err(Error::sync("expected one fd in the message, got 0")),
+    }
+}
+
+/// `recv_fd`, where a message without any fd is the answer too (an error the sender
+/// sent in place of the fd): its payload, and None.
+pub fn recv_fd_opt(sock: RawFd) -> Result<(Option<OwnedFd>, Vec<u8>)> {
+    let mut got: Vec<OwnedFd> = Vec::new();
+    let mut data = vec![0u8; 4096];
+    let flags = unsafe {
+        let mut c = Cmsg { buf: [0; 64] };
         let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
+        msg.msg_control = c.buf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of::<Cmsg>() as _;
         let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             return Err(Error::last_os("receive fd"));
         }
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-            return Err(Error::sync("no fd in the message"));
-        }
         data.truncate(n as usize);
-        Ok((std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>()), data))
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let first = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..bytes / ONE_FD {
+                    got.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(first.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        msg.msg_flags
+    };
+    if flags & libc::MSG_CTRUNC != 0 {
+        return Err(Error::sync("the fd message was truncated (MSG_CTRUNC)"));
     }
+    if got.len() > 1 {
+        return Err(Error::sync(format!("expected one fd in the message, got {}", got.len())));
+    }
+    Ok((got.pop(), data))
 }
 
 #[cfg(test)]
@@ -103,10 +139,32 @@ mod tests {
         use std::os::fd::AsRawFd;
         send_fd(sv[0], f.as_raw_fd(), b"/dev/pts/7").unwrap();
         let (fd, payload) = recv_fd(sv[1]).unwrap();
-        assert!(fd > 2);
+        assert!(fd.as_raw_fd() > 2);
         assert_eq!(payload, b"/dev/pts/7");
+        drop(fd);
+        // Two fds in one message: refused, and neither is left open.
+        let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
         unsafe {
-            libc::close(fd);
+            let mut c = Cmsg { buf: [0; 64] };
+            let mut iov = libc::iovec { iov_base: b"x".as_ptr() as *mut _, iov_len: 1 };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = c.buf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(2 * ONE_FD as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(2 * ONE_FD as u32) as _;
+            let d = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            std::ptr::write_unaligned(d, f.as_raw_fd());
+            std::ptr::write_unaligned(d.add(1), f.as_raw_fd());
+            assert!(libc::sendmsg(sv[0], &msg, 0) > 0);
+        }
+        let e = recv_fd(sv[1]).unwrap_err();
+        assert!(e.context.contains("got 2"), "{e}");
+        assert_eq!(std::fs::read_dir("/proc/self/fd").unwrap().count(), before);
+        unsafe {
             libc::close(sv[0]);
             libc::close(sv[1]);
         }

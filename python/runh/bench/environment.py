@@ -14,6 +14,12 @@ import sys
 NS_ENV = "RUNH_BENCH_CGROUP2_NS"  # set in the re-run; its value is the host's mode
 DEFAULT_RUNTIMES = ("runh", "runc", "crun", "youki")
 NS_SCRIPT = 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"'
+# The other way round, for the cri scenario: containerd gives every pod cpu shares and
+# device rules, which the controller-less cgroup2 tree of a hybrid host cannot hold (and
+# crun's device filter there needs RLIMIT_MEMLOCK). Hiding the cgroup2 mount leaves pure
+# cgroup v1 with every controller, which all runtimes (crun too) and the shim accept.
+NS_V1_SCRIPT = 'umount -l /sys/fs/cgroup/unified && exec "$@"'
+NS_KIND_ENV = "RUNH_BENCH_NS_KIND"  # "cgroup2" or "v1": which of the two the re-run is in
 
 
 def cgroup_mode(mountinfo="/proc/self/mountinfo"):
@@ -36,23 +42,26 @@ def cgroup_mode(mountinfo="/proc/self/mountinfo"):
     return "hybrid" if has_v2 else "v1"
 
 
-def wrapper_argv(argv):
-    """argv run inside a private mount namespace with a fresh cgroup2 /sys/fs/cgroup."""
+def wrapper_argv(argv, kind="cgroup2"):
+    """argv run inside a private mount namespace with a fresh cgroup2 /sys/fs/cgroup, or
+    (kind "v1") without the hybrid host's cgroup2 mount."""
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    return [unshare, "-m", "--propagation", "private", "sh", "-c", NS_SCRIPT, "sh", *argv]
+    script = NS_V1_SCRIPT if kind == "v1" else NS_SCRIPT
+    return [unshare, "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
 
 
-def rerun_in_namespace(args, mode):
-    """Run this benchmark again inside the cgroup2 namespace; return its exit status."""
+def rerun_in_namespace(args, mode, kind="cgroup2"):
+    """Run this benchmark again inside the namespace (wrapper_argv); return its exit status."""
     import signal
     import subprocess
-    argv = wrapper_argv([sys.executable, "-m", "runh.bench", *args])
+    argv = wrapper_argv([sys.executable, "-m", "runh.bench", *args], kind)
     if argv is None:
         return None
     env = dict(os.environ)
     env[NS_ENV] = mode
+    env[NS_KIND_ENV] = kind
     # The re-run may be started from a checkout (benches/startup.py) rather than an
     # installed package: give it the directory that holds this `runh` package.
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

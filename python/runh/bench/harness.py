@@ -18,6 +18,11 @@ PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_TIMEOUT = 30.0
 
 
+class ScenarioFailed(Exception):
+    """A scenario step failed outside a runtime call (e.g. a CRI call through containerd):
+    the runtime is reported FAILED for that scenario, as for RuntimeFailed."""
+
+
 class RuntimeFailed(Exception):
     """A runtime call exited non-zero, was killed, or timed out; carries its stderr tail."""
 

@@ -22,6 +22,7 @@ def summarize(samples):
         "n": len(vals),
         "median": percentile(vals, 0.5),
         "p95": percentile(vals, 0.95),
+        "p99": percentile(vals, 0.99),
         "min": vals[0],
         "max": vals[-1],
         "mean": sum(vals) / len(vals),
@@ -81,7 +82,7 @@ def table(doc):
     for name, rt in meta["runtimes"].items():
         state = (rt["version"] or "") if rt["status"] == "ok" else f"{rt['status'].upper()}: {rt['error']}"
         lines.append(f"  {name:<8} {rt['path'] or '-'}  {state}")
-    hdr = f"  {'metric':<22} {'runtime':<9} {'median':>8} {'p95':>8} {'min':>8} {'max':>8} {'vs ' + base:>9}"
+    hdr = f"  {'metric':<22} {'runtime':<9} {'median':>8} {'p95':>8} {'p99':>8} {'min':>8} {'max':>8} {'vs ' + base:>9}"
     for sname, sc in doc["scenarios"].items():
         lines.append("")
         lines.append(f"{sname}: {sc['description']}")
@@ -99,6 +100,7 @@ def table(doc):
                 ratio = st.get("ratio")
                 r = f"{ratio:.2f}x" if ratio is not None else "-"
                 lines.append(f"  {label:<22} {rt_name:<9} {_fmt(st['median'], unit):>8} {_fmt(st['p95'], unit):>8}"
+                             f" {_fmt(st.get('p99'), unit):>8}"
                              f" {_fmt(st['min'], unit):>8} {_fmt(st['max'], unit):>8} {r:>9}")
                 label = ""
     lines.append("")
@@ -118,6 +120,7 @@ PLOTTED = (
     ("run", "wall"), ("lifecycle", "total"), ("lifecycle", "create"), ("lifecycle", "start"),
     ("lifecycle", "delete"), ("exec", "wall"), ("concurrent", "per_container"),
     ("run-seccomp", "wall"), ("run", "peak_rss"), ("lifecycle", "init_vmrss"),
+    ("cri", "exec_sync"), ("cri", "pod_start"), ("cri", "teardown"),
 )
 
 

@@ -13,6 +13,10 @@ from . import environment, harness, report, scenarios
 from .bundle import Bundles, BundleError
 
 
+# What a scenario step may raise for one runtime: reported as FAILED, the others go on.
+FAILURES = (harness.RuntimeFailed, harness.ScenarioFailed, OSError, ValueError, TimeoutError)
+
+
 class UsageFailure(Exception):
     """Bad options or nothing to measure: a one-line message and exit status 2."""
 
@@ -40,6 +44,8 @@ def parse_args(argv):
                    help="containers started at once in the concurrent scenario (default 8)")
     p.add_argument("--rounds", type=int, metavar="N",
                    help="measured rounds of the concurrent scenario (default: iterations/5, at least 3)")
+    p.add_argument("--probes", type=int, default=10, metavar="N",
+                   help="ExecSync probes per pod in the cri scenario (default 10)")
     p.add_argument("--rss-iterations", type=int, default=3, metavar="N",
                    help="extra untimed iterations that measure peak RSS through GNU time "
                         "(default 3; 0 to skip)")
@@ -55,7 +61,8 @@ def parse_args(argv):
                    help="on a hybrid/v1 host, do not move into a private cgroup2 mount namespace")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    if a.iterations < 1 or a.warmup < 0 or a.concurrency < 1 or (a.rounds is not None and a.rounds < 1):
+    if a.iterations < 1 or a.warmup < 0 or a.concurrency < 1 or a.probes < 1 \
+            or (a.rounds is not None and a.rounds < 1):
         p.error("iterations, concurrency and rounds must be positive, warm-up non-negative")
     names = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     bad = [s for s in names if s not in scenarios.ALL]
@@ -102,7 +109,9 @@ class Context:
         self.bundles = bundles
         self.timeout = args.timeout
         self.concurrency = args.concurrency
+        self.probes = args.probes
         self.rss_pass = False
+        self.runtimes = []  # the usable runtimes, for scenarios that set up all at once (cri)
 
 
 def _cleanup(runtimes, spawner, workdir):
@@ -169,7 +178,7 @@ def run_bench(args, cgroup_note, host_mode):
     json_path, png_path, txt_path = report.output_paths(args.output)
     workdir = spawner = None
     samples, failures = {}, {}
-    scs = []
+    scs, closing = [], []
     signal.signal(signal.SIGTERM, _sigterm)
     interrupted = False
     load_before = os.getloadavg()[0]
@@ -179,6 +188,7 @@ def run_bench(args, cgroup_note, host_mode):
         spawner = harness.Spawner(workdir, args.timeout)
         bundles = Bundles(workdir, args.bundle)
         ctx = Context(workdir, spawner, bundles, args)
+        ctx.runtimes = usable
         for rt in usable:
             rt.root = os.path.join(workdir, f"r{rt.index}")
             os.makedirs(rt.root)
@@ -197,7 +207,7 @@ def run_bench(args, cgroup_note, host_mode):
                 try:
                     sc.setup(rt)
                     active.append(rt)
-                except (harness.RuntimeFailed, OSError, ValueError, TimeoutError) as e:
+                except FAILURES as e:
                     fails[rt.name] = f"setup: {e}"
                     sc.teardown(rt)
             n = rounds[sc.name]
@@ -212,7 +222,7 @@ def run_bench(args, cgroup_note, host_mode):
                 for rt in list(active):
                     try:
                         m = sc.measure(rt)
-                    except (harness.RuntimeFailed, OSError, ValueError, TimeoutError) as e:
+                    except FAILURES as e:
                         # Report it and drop the runtime from this scenario; the others go on.
                         fails[rt.name] = (f"warm-up {i + 1}" if i < args.warmup else f"iteration {i - args.warmup + 1}") + f": {e}"
                         active.remove(rt)
@@ -224,16 +234,24 @@ def run_bench(args, cgroup_note, host_mode):
                         for k, v in m.items():
                             # Timed runs give the timings, RSS runs only the peak RSS.
                             if (k in sc.rss_metrics) == ctx.rss_pass:
-                                per.setdefault(k, []).append(v)
+                                # A list is several samples of one iteration (cri's probes).
+                                if isinstance(v, list):
+                                    per.setdefault(k, []).extend(v)
+                                else:
+                                    per.setdefault(k, []).append(v)
                     progress.tick(f"{sc.name} {rt.name}")
             for rt in active:
                 sc.teardown(rt)
+            closing += sc.close() or []
             harness.reap_strays()
         progress.close()
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        problems = _cleanup(usable, spawner, workdir)
+        problems = closing
+        for sc in scs:
+            problems += sc.close() or []  # after an interrupt; a no-op for those closed
+        problems += _cleanup(usable, spawner, workdir)
     for p in problems:
         print(f"runh bench: cleanup: {p}", file=sys.stderr)
     if interrupted:
@@ -245,6 +263,7 @@ def run_bench(args, cgroup_note, host_mode):
         "warmup": args.warmup,
         "concurrency": args.concurrency,
         "concurrent_rounds": args.rounds,
+        "cri_probes_per_pod": args.probes,
         "rss_iterations": args.rss_iterations,
         "interleaved": True,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -253,7 +272,10 @@ def run_bench(args, cgroup_note, host_mode):
                  # Other work on the machine shows up as spread (p95, max): record it.
                  "loadavg_1m_before": load_before, "loadavg_1m_after": os.getloadavg()[0]},
         "cgroup": {"host_mode": host_mode, "private_cgroup2_namespace": host_mode != "v2" and
-                   os.environ.get(environment.NS_ENV) is not None, "note": cgroup_note},
+                   os.environ.get(environment.NS_ENV) is not None
+                   and os.environ.get(environment.NS_KIND_ENV) != "v1",
+                   # "cgroup2" (a fresh cgroup2 /sys/fs/cgroup) or "v1" (the cgroup2 mount hidden)
+                   "private_namespace": os.environ.get(environment.NS_KIND_ENV), "note": cgroup_note},
         "bundle": args.bundle or "built-in busybox-static",
         "runtimes": {rt.name: rt.as_json() for rt in runtimes},
     }
@@ -294,19 +316,25 @@ def main(argv=None):
         mode = environment.cgroup_mode()
     except OSError:
         mode = "none"
-    if in_ns:
+    # The cri scenario wants every cgroup controller (see environment.NS_V1_SCRIPT).
+    kind = "v1" if all(scenarios.ALL[n].host_cgroups for n in args.scenarios) else "cgroup2"
+    if in_ns and os.environ.get(environment.NS_KIND_ENV) == "v1":
+        host_mode, note = in_ns, (f"{in_ns} cgroup host: every runtime ran in a private mount "
+                                  "namespace without the host's cgroup2 mount: pure cgroup v1")
+    elif in_ns:
         host_mode, note = in_ns, (f"{in_ns} cgroup host: every runtime ran in a private mount "
                                   "namespace with a fresh cgroup2 /sys/fs/cgroup")
     elif mode == "v2":
         host_mode, note = mode, "pure cgroup v2 host: runtimes ran as they are"
-    elif args.no_cgroup2_ns:
-        host_mode, note = mode, f"{mode} cgroup host, run as is (--no-cgroup2-ns): crun may refuse it"
+    elif args.no_cgroup2_ns or (mode == "v1" and kind == "v1"):
+        host_mode, note = mode, f"{mode} cgroup host, run as is" + (
+            " (--no-cgroup2-ns): crun may refuse it" if mode == "hybrid" else "")
     else:
         if os.geteuid() == 0:
-            status = environment.rerun_in_namespace(argv if argv is not None else sys.argv[1:], mode)
+            status = environment.rerun_in_namespace(argv if argv is not None else sys.argv[1:], mode, kind)
             if status is not None:
                 return status
-        host_mode, note = mode, f"{mode} cgroup host; could not make a private cgroup2 namespace (need root and unshare)"
+        host_mode, note = mode, f"{mode} cgroup host; could not make a private mount namespace (need root and unshare)"
     try:
         return run_bench(args, note, host_mode)
     except (UsageFailure, BundleError) as e:

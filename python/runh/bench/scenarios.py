@@ -21,6 +21,10 @@ class Scenario:
     description = ""
     metrics = {}
 
+    # True: on a hybrid host, run in the host's cgroups rather than the private cgroup2
+    # namespace (whose cgroup2 tree has no cpu or memory controller there).
+    host_cgroups = False
+
     def __init__(self, ctx):
         self.ctx = ctx
         self.notes = []
@@ -36,6 +40,11 @@ class Scenario:
 
     def teardown(self, rt):
         pass
+
+    def close(self):
+        """After the scenario (and on interrupt): release what prepare() made. Returns a
+        list of problems. Called more than once."""
+        return []
 
     # helpers
     # Metrics filled only in the RSS pass (calls wrapped in GNU time, so not timed).
@@ -232,5 +241,8 @@ class Concurrent(Scenario):
         return {"wall": wall, "per_container": wall / self.n, "throughput": self.n / (wall / 1e3)}
 
 
-ALL = {c.name: c for c in (Run, Lifecycle, Exec, Concurrent, RunSeccomp)}
+from .cri.scenario import CriScenario  # noqa: E402 (it subclasses Scenario)
+
+# cri is not in DEFAULT: it needs containerd and grpcio (make apt-test, make build).
+ALL = {c.name: c for c in (Run, Lifecycle, Exec, Concurrent, RunSeccomp, CriScenario)}
 DEFAULT = ("run", "lifecycle", "exec", "concurrent", "run-seccomp")

@@ -90,17 +90,67 @@ def own_cgroups():
 
 
 def inner_path(linux, container_id):
-    """The cgroup path inside each hierarchy: absolute cgroupsPath as given; a relative one
-    (or, without one, the container id) under the caller's own cgroup."""
+    """The cgroup path inside each hierarchy, as the config gives it: an absolute
+    cgroupsPath from the hierarchy's root, a relative one (or, without one, the container
+    id) from the caller's own cgroup; `resolve` turns it into a directory."""
     path = (linux or {}).get("cgroupsPath") or ""
     if ":" in path and not path.startswith("/"):
         from runh.errors import ConfigError
 
         raise ConfigError(f"linux.cgroupsPath {path!r}: the systemd \"slice:prefix:name\" form "
                           "needs --systemd-cgroup")
-    if not path:
-        path = container_id
-    return normpath(path) if path.startswith("/") else path
+    return path or container_id
+
+
+def resolve(mount, inner, own="/"):
+    """The directory of the cgroup path `inner` in the hierarchy mounted at `mount`: an
+    absolute `inner` from the hierarchy's root, a relative one from `own` (the caller's
+    cgroup in that hierarchy, as /proc/self/cgroup names it). ".." is resolved lexically
+    (cgroupfs has no symlinks) and may not climb above the hierarchy's root: a relative
+    `../../../../tmp/x` would otherwise name a host directory (runc keeps such paths inside
+    by rewriting them; runh refuses them). ConfigError names the config field."""
+    parts = []
+    for p in ((inner if inner.startswith("/") else own + "/" + inner)).split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not parts:
+                from runh.errors import ConfigError
+
+                raise ConfigError(f"linux.cgroupsPath {inner!r}: leaves the cgroup hierarchy {mount}")
+            parts.pop()
+            continue
+        parts.append(p)
+    return check_inside("/".join([mount.rstrip("/")] + parts))
+
+
+def check_inside(path):
+    """`path` if it is a directory of the cgroup filesystem: CGROUP_ROOT or below it,
+    absolute, with no "", "." or ".." part. Every cgroup directory that runh makes, writes,
+    signals, reads or removes passes here (each manager's constructor, and every function of
+    _fs, which all file operations of every manager go through), whether it came from a
+    config, a state file or a manager's own arithmetic. A new manager (systemd's) gets the
+    same guarantee by doing its cgroupfs work through _fs, or by calling this on each
+    directory first. ConfigError otherwise; a string check, no syscall."""
+    if path != CGROUP_ROOT:
+        rest = path[len(CGROUP_ROOT) + 1:] if path.startswith(CGROUP_ROOT + "/") else None
+        if rest is None or any(p in ("", ".", "..") for p in rest.split("/")):
+            from runh.errors import ConfigError
+
+            raise ConfigError(f"cgroup path {path!r} is outside the cgroup filesystem {CGROUP_ROOT}")
+    return path
+
+
+def procs_in(path):
+    """The pids in the cgroup directory `path` and every cgroup below it."""
+    out = []
+    for d in walk_dirs(path):
+        try:
+            with open(d + "/cgroup.procs", "rb") as f:
+                out += [int(p) for p in f.read().split()]
+        except OSError:  # removed meanwhile, or no such file
+            pass
+    return out
 
 
 def manager_for(linux, container_id, systemd=False, annotations=None):
@@ -129,7 +179,7 @@ def manager_from_state(saved):
 
         sd = saved["systemd"]
         m = SystemdManager(saved["path"], sd["unit"], sd["slice"], sd.get("uid", 0),
-                           started=bool(sd.get("started")))
+                           started=bool(sd.get("started")), description=sd.get("description", ""))
     elif saved.get("version") == 2:
         from runh.cgroups.v2 import V2Manager
 
@@ -139,4 +189,5 @@ def manager_from_state(saved):
 
         m = V1Manager(saved["paths"])
     m.devices = saved.get("devices") or []
+    m.set_owned(saved.get("owned"))
     return m

@@ -4,8 +4,14 @@ Every call here crosses into Rust once per cgroup directory: a create with memor
 pids limits on v2 is one `cgroup_write` call with a handful of (file, value) pairs. The
 pure-Python fallbacks keep the manager usable with an extension built before the
 cgroup functions were registered; they do the same writes, one syscall each.
+
+Every function checks its directory with runh.cgroups.check_inside first, and `write` its
+file names, so that no manager, config value or state file can make runh write, make or
+remove anything outside the cgroup filesystem.
 """
 import posix as os  # not `os` (0.8 ms under -I -S); the fallbacks that need os import it
+
+from runh.cgroups import check_inside
 
 try:
     from runh import _core as _c
@@ -26,6 +32,14 @@ def write(dir, pairs):
     """Write each (file, value) in order into the cgroup directory `dir`."""
     if not pairs:
         return
+    check_inside(dir)
+    for name, _ in pairs:
+        # An interface file of this directory (hugetlb.<pageSize>.max, unified's keys
+        # come from the config): never a path.
+        if "/" in name or name in ("", ".", "..") or "\0" in name:
+            from runh.errors import ConfigError
+
+            raise ConfigError(f"cgroup file name {name!r}: not a file of the cgroup directory")
     if _HAVE_CORE:
         return _c.cgroup_write(dir, pairs)
     for name, value in pairs:
@@ -44,6 +58,7 @@ def write(dir, pairs):
 
 def read(dir, name, default=None):
     """Read an interface file; `default` when it does not exist (controller absent)."""
+    check_inside(dir)
     try:
         with open(f"{dir}/{name}") as f:
             return f.read()
@@ -54,6 +69,8 @@ def read(dir, name, default=None):
 
 
 def create(paths):
+    for p in paths:
+        check_inside(p)
     if _HAVE_CORE:
         return _c.cgroup_create(list(paths))
     import os
@@ -66,6 +83,8 @@ def create(paths):
 
 
 def remove(paths, timeout_ms=2000):
+    for p in paths:
+        check_inside(p)
     if _HAVE_CORE:
         return _c.cgroup_remove(list(paths), timeout_ms)
     import os
@@ -76,6 +95,17 @@ def remove(paths, timeout_ms=2000):
             for d in dirs:
                 _rmdir(os.path.join(root, d), timeout_ms, time)
         _rmdir(p, timeout_ms, time)
+
+
+def prune(paths):
+    """rmdir each path if it is empty (an ancestor the container made: another
+    container's cgroup may be in it now, and is never touched)."""
+    for p in paths:
+        check_inside(p)
+        try:
+            os.rmdir(p)
+        except OSError:  # ENOTEMPTY, EBUSY, ENOENT: not ours to remove now
+            pass
 
 
 def _rmdir(p, timeout_ms, time):
@@ -93,6 +123,7 @@ def _rmdir(p, timeout_ms, time):
 
 
 def freeze(dir, v2, frozen, timeout_ms=5000):
+    check_inside(dir)
     if _HAVE_CORE:
         return _c.cgroup_freeze(dir, v2, frozen, timeout_ms)
     import time
@@ -117,6 +148,7 @@ def freeze(dir, v2, frozen, timeout_ms=5000):
 
 def kill(dir):
     """cgroup.kill (v2, kernel >= 5.14); False when the kernel has no such file."""
+    check_inside(dir)
     if _HAVE_CORE:
         return _c.cgroup_kill(dir)
     try:
@@ -129,6 +161,7 @@ def kill(dir):
 
 
 def devices_v2(dir, rules):
+    check_inside(dir)
     if not _HAVE_CORE:
         from runh.errors import NotSupported
 

@@ -2,17 +2,25 @@
 default device rules).
 
 A manager owns one container's cgroup (one directory on v2, one per hierarchy on v1):
-create() before the init is cloned, apply() the config's resources, give create the
-placement (clone_target), then freeze/thaw, pids, kill_all, stats, and remove() on delete.
+claim() and record it, create() before the init is cloned, apply() the config's
+resources, give create the placement (clone_target), then freeze/thaw, pids, kill_all,
+stats, and remove() on delete.
+
+Ownership: a container's cgroup directory may exist before create (made by an admin, or
+by another runtime that uses the same default path, `/<id>`). claim() refuses one that
+holds processes (runc 1.2 does too) and notes which directories this container makes:
+only those are ever removed, and the cgroup is signalled as a whole (kill --all, delete
+--force) only when every one of its directories is the container's own.
 """
 
 
 class Manager:
     version = 0
-    # True: create(pid) is called with the init's pid right after the clone (the core's
-    # on_cloned), and init is not cloned into clone_target() (a systemd scope must be
-    # started with its first process); False: create() before the clone.
-    needs_pid = False
+    # True: create(pid) is called with the init's pid right after the clone (from the
+    # core's on_pid, once the pid is recorded), and init is not cloned into
+    # clone_target() (a systemd scope must be started with its first process); False:
+    # create() before the clone.
+    placed_by_pid = False
     # linux.devices as (type, major, minor) dicts: kept in state.json so that an `update`
     # that replaces the device rules keeps the container's own devices usable.
     devices = ()
@@ -26,6 +34,78 @@ class Manager:
 
     def _devices_state(self):
         return {"devices": list(self.devices)} if self.devices else {}
+
+    # Directories this container made (see the module doc); all of them unless claim()
+    # found some in place. Kept in state.json as "owned".
+    owned = None
+
+    def _dirs(self):
+        """Every directory of the cgroup (sorted, once each)."""
+        raise NotImplementedError
+
+    def claim(self):
+        """Before anything is recorded or made: refuse a cgroup that already holds
+        processes, and remember which directories this container will make: its own
+        directories that do not exist yet, and the missing ancestors mkdir -p makes
+        for them (removed again on delete when nothing else is left in them)."""
+        from runh.cgroups import CGROUP_ROOT, isdir, procs_in
+
+        owned = []
+        for d in self._dirs():
+            if not isdir(d):
+                p = d
+                while p != CGROUP_ROOT and not isdir(p) and p not in owned:
+                    owned.append(p)
+                    p = p.rpartition("/")[0]
+                continue
+            n = len(procs_in(d))
+            if n:
+                from runh.errors import ConfigError
+
+                raise ConfigError(f"linux.cgroupsPath: cgroup {d} is not empty ({n} processes): "
+                                  "refusing to put the container into a cgroup it does not own")
+        self.owned = owned
+
+    def set_owned(self, saved):
+        """From state.json; a state written before "owned" existed: all (runh made them)."""
+        if saved is None:
+            self.owned = None
+            return
+        from runh.cgroups import check_inside
+
+        leaves = self._dirs()
+        self.owned = [check_inside(d) for d in saved
+                      if any(d == x or x.startswith(d + "/") for x in leaves)]
+
+    def owned_dirs(self):
+        """The container's own directories that it made (removed with what is below)."""
+        return self._dirs() if self.owned is None else [d for d in self._dirs() if d in self.owned]
+
+    def owned_parents(self):
+        """Ancestors it made for them, deepest first (removed only if empty)."""
+        if self.owned is None:
+            return []
+        leaves = set(self._dirs())
+        return sorted((d for d in self.owned if d not in leaves), key=len, reverse=True)
+
+    def owns_all(self):
+        """Is every directory of the cgroup this container's own? Only then are all the
+        processes in it the container's to signal."""
+        return self.owned is None or set(self.owned) >= set(self._dirs())
+
+    def remove(self):
+        """Remove the directories this container made (its own with any child cgroups;
+        ancestors only if nothing else is in them)."""
+        from runh.cgroups import _fs
+
+        _fs.remove(self.owned_dirs())
+        _fs.prune(self.owned_parents())
+
+    def _state_extra(self):
+        out = self._devices_state()
+        if self.owned is not None:
+            out["owned"] = list(self.owned)
+        return out
 
     # --- life cycle
     def create(self):
@@ -55,9 +135,6 @@ class Manager:
         """Move a process in (exec'd processes, and the fallback when clone3 is refused)."""
         raise NotImplementedError
 
-    def remove(self):
-        raise NotImplementedError
-
     def to_state(self):
         """A JSON-able dict for state.json; manager_from_state() rebuilds the manager."""
         raise NotImplementedError
@@ -78,7 +155,9 @@ class Manager:
 
     def kill_all(self, sig=9, skip=()):
         """Signal every process but the pids in `skip` (the caller signals those itself);
-        SIGKILL uses cgroup.kill where the kernel has it (which skips nothing)."""
+        SIGKILL uses cgroup.kill where the kernel has it (which skips nothing). False,
+        with nothing signalled, when the cgroup is not the container's alone
+        (owns_all): the caller signals the container's own process tree instead."""
         raise NotImplementedError
 
     def stats(self):

@@ -255,22 +255,49 @@ def _dbus_error(e, what):
     return SyscallError(f"systemd: {what}: {e}", getattr(e, "errno", 0) or 0)
 
 
-class SystemdManager(V2Manager):
-    """A container's cgroup as a systemd unit; the cgroup files are the v2 manager's."""
+def _connect(uid):
+    """A connection to uid's manager (0: the system's); NotSupported when none runs."""
+    from runh.cgroups import _dbus
 
-    def __init__(self, path, unit, slice_name, uid=0, properties=(), started=False):
-        super().__init__(path)
+    where = _dbus.SYSTEM_SOCKET if uid == 0 else _dbus.user_socket(uid)
+    try:
+        return _dbus.Connection(where, uid=uid, timeout=JOB_TIMEOUT)
+    except (FileNotFoundError, ConnectionRefusedError):
+        from runh.errors import NotSupported
+
+        who = "systemd is not running (no " + where + ")" if uid == 0 else \
+            f"no systemd user manager for uid {uid} (no {where})"
+        raise NotSupported(f"--systemd-cgroup: {who}") from None
+    except (OSError, ValueError) as e:  # jeepney's AuthenticationError is a ValueError
+        raise _dbus_error(e, f"connect to {where}") from None
+
+
+class SystemdManager(V2Manager):
+    """A container's cgroup as a systemd unit; the cgroup files are the v2 manager's.
+
+    Ownership (integ's Manager.owned/owns_all): the unit's directory is the container's
+    own once runh has started the unit, and nothing else ever is (the slices above it are
+    systemd's). The record in state.json names the unit, and the Description runh gives
+    it (with a random token), before StartTransientUnit is sent: a runh killed before it
+    records "started" leaves a unit that `delete` recognises as its own by that
+    Description, and a unit of the same name that runh did not start (another container's
+    scope, a system slice named by a config) never has it: such a unit is never stopped,
+    reset, signalled as a whole or removed."""
+
+    def __init__(self, path, unit, slice_name, uid=0, properties=(), started=False, description=""):
+        super().__init__(path)  # check_inside: the path is under /sys/fs/cgroup
         self.unit = unit
         self.slice = slice_name
         self.uid = uid  # whose manager: 0 the system's, else that user's `systemd --user`
-        # Did this runh start the unit (its job done)? Only then is it runh's to stop: a
-        # config may name a unit that exists (another container's scope, a system slice),
-        # and a create that fails on it must leave it alone.
-        self.started = started
+        self.started = started  # did this container's create start the unit?
+        self.description = description
+        self.owned = [path] if started else []
+        self._checked = started
         self.properties = list(properties)  # only at create: limits and annotations
         self._conn = None
-        # A scope is started with its first process, the init, right after the clone.
-        self.needs_pid = unit.endswith(".scope")
+        # A scope is started with its first process, the init, right after the clone
+        # (a slice has none: it is started before, and init is cloned into it).
+        self.placed_by_pid = unit.endswith(".scope")
 
     @classmethod
     def for_config(cls, linux, container_id, annotations=None):
@@ -285,31 +312,71 @@ class SystemdManager(V2Manager):
         slice_name, unit = unit_names((linux or {}).get("cgroupsPath") or "", container_id, user=uid != 0)
         # Checked here, before anything is made; annotations last: they override.
         props = unit_properties((linux or {}).get("resources")) + annotation_properties(annotations)
-        m = cls(None, unit, slice_name, uid, props)
-        top = ""
+        conn, top = None, ""
         if uid != 0:
             # A user's units live below its manager's own cgroup, e.g.
             # /user.slice/user-1000.slice/user@1000.service.
-            top = m._call_get("ControlGroup").rstrip("/")
+            from runh.cgroups._dbus import MANAGER_IFACE, DBusError
+
+            conn = _connect(uid)
+            try:
+                top = conn.get(MANAGER_IFACE, "ControlGroup").rstrip("/")
+            except (DBusError, OSError) as e:
+                conn.close()
+                raise _dbus_error(e, "get the manager's ControlGroup") from None
         parent = expand_slice(slice_name)
-        m.path = CGROUP_ROOT + top + ("" if parent == "/" else parent) + "/" + unit
+        import posix
+
+        m = cls(CGROUP_ROOT + top + ("" if parent == "/" else parent) + "/" + unit, unit, slice_name,
+                uid, props, description=f"runh container {container_id} {posix.urandom(8).hex()}")
+        m._conn = conn
         return m
 
-    def exists(self):
-        """Only a unit runh started is runh's cgroup: a config can name an existing slice
-        or scope (e.g. "-.slice:x:system.slice" is the path of system.slice itself), and
-        a create that fails on it must not kill, or remove cgroups in, that tree."""
-        return self.started and super().exists()
+    def claim(self):
+        """The base check (a cgroup at the unit's path that holds processes, such as an
+        active unit of that name, is refused before anything is recorded), then nothing
+        is the container's own until its unit is started."""
+        super().claim()
+        self.owned = []
+
+    def owns_all(self):
+        """Did this container start the unit? A record without "started" (a create killed
+        between StartTransientUnit and its record, or one that failed) asks systemd once
+        whether a unit of that name carries this container's Description."""
+        if not self._checked:
+            self._checked = True
+            if self._is_ours():
+                self.started, self.owned = True, [self.path]
+        return self.started
+
+    def _is_ours(self):
+        from runh.cgroups._dbus import DBusError
+        from runh.errors import NotSupported
+
+        if not self.description:
+            return False
+        try:
+            obj = self._bus().call("GetUnit", "s", (self.unit,))[0]
+            return self._bus().get("org.freedesktop.systemd1.Unit", "Description", path=obj) == self.description
+        except DBusError as e:
+            if e.name == "org.freedesktop.systemd1.NoSuchUnit":
+                return False
+            raise _dbus_error(e, f"look up unit {self.unit}") from None
+        except NotSupported:
+            return False  # no systemd: no unit either
+        except OSError as e:
+            raise _dbus_error(e, f"look up unit {self.unit}") from None
 
     # systemd removes a scope's cgroup by itself once its last process is gone, so the
     # directory can vanish between two steps of kill or delete: its files then fail with
     # ENODEV (or ENOENT), which means there is nothing left to do.
     def kill_all(self, sig=9, skip=()):
         try:
-            super().kill_all(sig, skip)
+            return super().kill_all(sig, skip)
         except (OSError, RunhError) as e:
             if getattr(e, "errno", 0) not in (2, 19):
                 raise
+            return True
 
     def pids(self):
         try:
@@ -322,25 +389,13 @@ class SystemdManager(V2Manager):
     def to_state(self):
         out = super().to_state()
         out["systemd"] = {"unit": self.unit, "slice": self.slice, "uid": self.uid,
-                          "started": self.started}
+                          "started": self.started, "description": self.description}
         return out
 
     # --- D-Bus
     def _bus(self):
         if self._conn is None:
-            from runh.cgroups import _dbus
-
-            where = _dbus.SYSTEM_SOCKET if self.uid == 0 else _dbus.user_socket(self.uid)
-            try:
-                self._conn = _dbus.Connection(where, uid=self.uid, timeout=JOB_TIMEOUT)
-            except FileNotFoundError:
-                from runh.errors import NotSupported
-
-                who = "systemd is not running (no " + where + ")" if self.uid == 0 else \
-                    f"no systemd user manager for uid {self.uid} (no {where})"
-                raise NotSupported(f"--systemd-cgroup: {who}") from None
-            except (OSError, ValueError) as e:  # jeepney's AuthenticationError is a ValueError
-                raise _dbus_error(e, f"connect to {where}") from None
+            self._conn = _connect(self.uid)
         return self._conn
 
     def _call(self, what, member, sig=None, body=()):
@@ -350,14 +405,6 @@ class SystemdManager(V2Manager):
             return self._bus().call(member, sig, body)
         except (DBusError, OSError) as e:
             raise _dbus_error(e, what) from None
-
-    def _call_get(self, prop):
-        from runh.cgroups._dbus import MANAGER_IFACE, DBusError
-
-        try:
-            return self._bus().get(MANAGER_IFACE, prop)
-        except (DBusError, OSError) as e:
-            raise _dbus_error(e, f"get the manager's {prop}") from None
 
     def _wait(self, job, what):
         try:
@@ -377,18 +424,19 @@ class SystemdManager(V2Manager):
 
     # --- life cycle
     def create(self, pid=None):
-        """Start the unit (a scope with `pid` in it, or a slice) and wait for its job."""
+        """Start the unit (a scope with `pid` in it, or a slice) and wait for its job. The
+        caller has recorded the unit's name and Description (to_state) already."""
         from runh.cgroups._dbus import DBusError
 
-        props = [("Description", ("s", f"runh container {self.unit}"))]
-        if self.needs_pid:
-            props += [("Slice", ("s", self.slice)), ("Delegate", ("b", True)), ("PIDs", ("au", [pid]))]
+        if self.placed_by_pid:
+            props = [("Slice", ("s", self.slice)), ("Delegate", ("b", True)), ("PIDs", ("au", [pid]))]
         else:
-            props.append(("Wants", ("as", [self.slice])))
+            props = [("Wants", ("as", [self.slice]))]
         props += [("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
                   ("IOAccounting", ("b", True)), ("TasksAccounting", ("b", True)),
                   ("DefaultDependencies", ("b", False))]
-        props += self.properties
+        # The Description last, after the annotations: it is how `delete` knows the unit.
+        props += self.properties + [("Description", ("s", self.description))]
         what = f"start unit {self.unit}"
         for attempt in (1, 2):
             try:
@@ -403,10 +451,10 @@ class SystemdManager(V2Manager):
                 self._reset_failed()
             except OSError as e:
                 raise _dbus_error(e, what) from None
+        # The unit is this container's from here on, whatever its job's end.
+        self.started, self.owned, self._checked = True, [self.path], True
         result = self._wait(job, what)
-        self.started = result == "done"
-        if not self.started:
-            self._reset_failed()
+        if result != "done":
             from runh.errors import SyscallError
 
             raise SyscallError(f"systemd: {what}: the job ended {result!r} (see journalctl -u {self.unit})")
@@ -428,15 +476,15 @@ class SystemdManager(V2Manager):
             pass  # not failed, or already gone
 
     def remove(self):
-        """Stop the unit if runh started it (systemd removes its cgroup), clear it if it
-        failed, and remove what is left of the directory. A unit that runh did not get
-        to start is not stopped: once the processes in its cgroup are gone (the caller
-        kills them), a scope stops by itself."""
+        """Stop the unit (systemd removes its cgroup), clear it if it failed, and remove
+        what is left of its directory: only a unit this container started (owns_all)."""
         from runh.cgroups._dbus import DBusError
 
+        if not self.owns_all():
+            return
         what = f"stop unit {self.unit}"
         try:
-            job = self._bus().call("StopUnit", "ss", (self.unit, "replace"))[0] if self.started else None
+            job = self._bus().call("StopUnit", "ss", (self.unit, "replace"))[0]
         except DBusError as e:
             if e.name != "org.freedesktop.systemd1.NoSuchUnit":
                 raise _dbus_error(e, what) from None
@@ -447,5 +495,4 @@ class SystemdManager(V2Manager):
             self._wait(job, what)
         self._reset_failed()
         self.close()
-        if self.started:  # see exists(): never rmdir in a tree runh did not make
-            super().remove()
+        super().remove()

@@ -6,7 +6,7 @@ once. Controllers whose hierarchy is not mounted are skipped, as runc does.
 """
 import posix
 
-from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
+from runh.cgroups import CGROUP_ROOT, _fs, check_inside, isdir, normpath, procs_in, resolve
 from runh.cgroups.base import Manager, device_rules, rdma_writes, signal_each
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
@@ -44,7 +44,7 @@ def resource_writes(res, update=False, current_limit=None):
     # limit_in_bytes <= memsw.limit_in_bytes at every moment: when growing, raise memsw
     # first; when shrinking, lower the limit first.
     pair = []
-    if limit is not None:
+    if limit:  # 0 is unset, as runc reads it (a 0-byte limit would OOM-kill the init)
         pair.append(("memory.limit_in_bytes", str(limit)))
     if swap:
         pair.append(("memory.memsw.limit_in_bytes", str(swap)))
@@ -146,25 +146,21 @@ class V1Manager(Manager):
     version = 1
 
     def __init__(self, paths):
+        for d in paths.values():
+            check_inside(d)
         self.paths = paths  # {controller: absolute directory}
 
     @classmethod
     def for_path(cls, inner):
-        own = None
-        paths = {}
-        for ctrl, mnt in hierarchies().items():
-            p = inner
-            if not p.startswith("/"):
-                if own is None:
-                    from runh.cgroups import own_cgroups
+        own = {}
+        if not inner.startswith("/"):
+            from runh.cgroups import own_cgroups
 
-                    own = own_cgroups()
-                p = own.get(ctrl, "/").rstrip("/") + "/" + p
-            paths[ctrl] = normpath(mnt + "/" + p.lstrip("/"))
-        return cls(paths)
+            own = own_cgroups()
+        return cls({ctrl: resolve(mnt, inner, own.get(ctrl, "/")) for ctrl, mnt in hierarchies().items()})
 
     def to_state(self):
-        return {"version": 1, "paths": self.paths, **self._devices_state()}
+        return {"version": 1, "paths": self.paths, **self._state_extra()}
 
     def _dirs(self):
         return sorted(set(self.paths.values()))
@@ -227,9 +223,6 @@ class V1Manager(Manager):
         for d in self._dirs():
             _fs.write(d, [("cgroup.procs", str(pid))])
 
-    def remove(self):
-        _fs.remove(self._dirs())
-
     def freeze(self):
         _fs.freeze(self.paths["freezer"], False, True)
 
@@ -241,13 +234,11 @@ class V1Manager(Manager):
         return bool(d) and _fs.read(d, "freezer.state", "THAWED").strip() != "THAWED"
 
     def pids(self):
-        d = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
-        out = []
-        for sub in walk_dirs(d):
-            out += [int(p) for p in _fs.read(sub, "cgroup.procs", "").split()]
-        return out
+        return procs_in(self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0])
 
     def kill_all(self, sig=9, skip=()):
+        if not self.owns_all():
+            return False
         # No cgroup.kill on v1: freeze so that nothing forks between listing and
         # signalling, signal every pid, thaw so that the signals are delivered.
         fz = self.paths.get("freezer")
@@ -258,6 +249,7 @@ class V1Manager(Manager):
         finally:
             if fz:
                 self.thaw()
+        return True
 
     def oom_count(self):
         d = self.paths.get("memory")

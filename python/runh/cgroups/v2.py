@@ -6,9 +6,14 @@ translates LinuxResources into one batch of writes; the device rules become an e
 program attached by the Rust core.
 """
 
-from runh.cgroups import CGROUP_ROOT, _fs, isdir, normpath, walk_dirs
+from runh.cgroups import CGROUP_ROOT, _fs, check_inside, isdir, procs_in, resolve
 from runh.cgroups.base import (Manager, blkio_to_io_weight, device_rules, num, rdma_writes, signal_each,
                                shares_to_weight, swap_to_v2)
+
+
+# The cgroup core files that are limits (cgroup-v2.rst), the only cgroup.* keys a config
+# may set through linux.resources.unified.
+_UNIFIED_CORE_LIMITS = ("cgroup.max.depth", "cgroup.max.descendants")
 
 
 def resource_writes(res, update=False):
@@ -17,7 +22,7 @@ def resource_writes(res, update=False):
     w = []
     mem = res.get("memory") or {}
     limit = mem.get("limit")
-    if limit is not None:
+    if limit:  # 0 is unset, as runc reads it (a 0-byte limit would OOM-kill the init)
         w.append(("memory.max", num(limit)))
     if mem.get("reservation") is not None:
         w.append(("memory.low", num(mem["reservation"])))
@@ -62,7 +67,10 @@ def resource_writes(res, update=False):
         w.append((f"hugetlb.{h['pageSize']}.max", num(h["limit"])))
     w += rdma_writes(res)
     for k, v in (res.get("unified") or {}).items():
-        if "/" in k or k.startswith("."):
+        # A controller's file, never a path, nor a cgroup core file but the two limits:
+        # {"cgroup.procs": "1"} would move the host's init into the container's cgroup,
+        # where delete --force kills everything.
+        if "/" in k or k.startswith(".") or (k.startswith("cgroup.") and k not in _UNIFIED_CORE_LIMITS):
             from runh.errors import ConfigError
 
             raise ConfigError(f"linux.resources.unified: invalid key {k!r}")
@@ -74,18 +82,22 @@ class V2Manager(Manager):
     version = 2
 
     def __init__(self, path):
-        self.path = path  # absolute directory under CGROUP_ROOT
+        self.path = check_inside(path)  # absolute directory under CGROUP_ROOT
 
     @classmethod
     def for_path(cls, inner):
+        own = "/"
         if not inner.startswith("/"):
             from runh.cgroups import own_cgroups
 
-            inner = own_cgroups().get("", "/").rstrip("/") + "/" + inner
-        return cls(normpath(CGROUP_ROOT + "/" + inner.lstrip("/")))
+            own = own_cgroups().get("", "/")
+        return cls(resolve(CGROUP_ROOT, inner, own))
+
+    def _dirs(self):
+        return [self.path]
 
     def to_state(self):
-        return {"version": 2, "path": self.path, **self._devices_state()}
+        return {"version": 2, "path": self.path, **self._state_extra()}
 
     def exists(self):
         return isdir(self.path)
@@ -132,9 +144,6 @@ class V2Manager(Manager):
     def add(self, pid):
         _fs.write(self.path, [("cgroup.procs", str(pid))])
 
-    def remove(self):
-        _fs.remove([self.path])
-
     def freeze(self):
         _fs.freeze(self.path, True, True)
 
@@ -145,15 +154,14 @@ class V2Manager(Manager):
         return _fs.read(self.path, "cgroup.freeze", "0").strip() == "1"
 
     def pids(self):
-        out = []
-        for d in walk_dirs(self.path):
-            out += [int(p) for p in _fs.read(d, "cgroup.procs", "").split()]
-        return out
+        return procs_in(self.path)
 
     def kill_all(self, sig=9, skip=()):
-        if sig == 9 and _fs.kill(self.path):
-            return
-        signal_each(self.pids(), sig, skip)
+        if not self.owns_all():
+            return False
+        if not (sig == 9 and _fs.kill(self.path)):
+            signal_each(self.pids(), sig, skip)
+        return True
 
     def oom_count(self):
         ev = _kv(_fs.read(self.path, "memory.events", ""))

@@ -27,7 +27,7 @@ GLOBAL_OPTIONS = (
     opt("--log-format", default="text", help="set the log format ('text' (default), or 'json')"),
     opt("--root", default="/run/runh",
         help="root directory for storage of container state (this should be located in tmpfs)"),
-    opt("--criu", default="criu", help="path to the criu binary used for checkpoint and restore (ignored)"),
+    opt("--criu", default="criu", help="path to the criu binary used for checkpoint and restore"),
     opt("--systemd-cgroup", kind="flag",
         help="enable systemd cgroup support, expects cgroupsPath to be of form "
              '"slice:prefix:name" for e.g. "system.slice:runh:434234" (cgroup v2 only)'),
@@ -69,3 +69,17 @@ NO_NEW_KEYRING = opt("--no-new-keyring", kind="flag",
 PRESERVE_FDS = opt("--preserve-fds", kind="int", default=0,
                    help="pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)")
 PIDFD_SOCKET = opt("--pidfd-socket", help="path to an AF_UNIX socket which will receive a pidfd of the process")
+
+# Options shared by checkpoint and restore (runc's man pages runc-checkpoint.8 / runc-restore.8).
+IMAGE_PATH = opt("--image-path", default="", help="path for criu image files (default ./checkpoint)")
+WORK_PATH = opt("--work-path", default="", help="path for saving work files and logs (default: the image path)")
+CRIU_COMMON = (
+    opt("--tcp-established", kind="flag", help="allow open tcp connections"),
+    opt("--ext-unix-sk", kind="flag", help="allow external unix sockets"),
+    opt("--shell-job", kind="flag", help="allow shell jobs"),
+    opt("--file-locks", kind="flag", help="handle file locks, for safety"),
+    opt("--manage-cgroups-mode", default="", help="cgroups mode: 'soft' (default), 'full', 'strict' or 'ignore'"),
+    opt("--empty-ns", kind="multi", help="create a namespace, but don't restore its properties (network only)"),
+    opt("--auto-dedup", kind="flag", help="enable auto deduplication of memory images"),
+    opt("--lazy-pages", kind="flag", help="use userfaultfd to lazily restore memory pages"),
+)

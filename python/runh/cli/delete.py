@@ -11,8 +11,15 @@ ARGS = (("container-id", True),)
 
 def run(g, o, args):
     from runh.container import Container
+    from runh.errors import ContainerNotFound
 
     # Not Container.load: delete reads the state under its lock, and removes a container
     # whose state.json is unreadable.
-    Container(args[0], g.root).delete(force=o["force"])
+    try:
+        Container(args[0], g.root).delete(force=o["force"])
+    except ContainerNotFound:
+        # As runc: --force of a container that is not there succeeds. podman relies on
+        # it: after `checkpoint` has removed the container, it still deletes it --force.
+        if not o["force"]:
+            raise
     return 0

@@ -70,22 +70,17 @@ def sub_cgroups(values):
     return out
 
 
-def build_process(bundle, o, command):
-    """The process JSON (bytes) from the flags, on top of the config's process (runc's
-    getProcess). The rule is the core's `exec::process_from_config`, which the native
-    launcher uses too: args replaced, --cwd replaces, --env appends, --cap adds to every
-    set but inheritable."""
+def build_process(c, o, command):
+    """The process JSON (bytes) from the flags, on top of the process of the config the
+    container `c` was created with (runc's getProcess). The rule is the core's
+    `exec::process_from_config`, which the native launcher uses too: args replaced, --cwd
+    replaces, --env appends, --cap adds to every set but inheritable."""
     from runh.container import _core
-    from runh.errors import ConfigError, UsageError
-    from runh.state import join
+    from runh.errors import UsageError
 
     if not command:
         raise UsageError("exec: no command given (args must not be empty)")
-    try:
-        with open(join(bundle, "config.json"), "rb") as f:
-            config = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read the container's config.json: {e}") from None
+    config = c.config()
     size = None
     if o["tty"] and not o["detach"] and not o["console_socket"]:
         # The size must be on the pty before the process runs (it may ask at once):
@@ -107,22 +102,17 @@ def build_process(bundle, o, command):
 
 
 def run(g, o, args):
-    from runh.container import Container
+    from runh.container import Container, check_preserve_fds
     from runh.errors import UsageError
 
-    if o["preserve_fds"] < 0:
-        raise UsageError("--preserve-fds must be >= 0")
+    check_preserve_fds(o["preserve_fds"])
     c = Container.load(args[0], g.root)
     if o["process"]:
         if len(args) > 1:
             raise UsageError("exec: --process and a command cannot both be given")
-        try:
-            with open(o["process"], "rb") as f:
-                process = f.read()
-        except OSError as e:
-            from runh.errors import ConfigError
+        from runh.spec import read_json_file
 
-            raise ConfigError(f"cannot read process file {o['process']}: {e.strerror}", e.errno) from None
+        process = read_json_file(o["process"], "process file")
     else:
         process = None  # built after the state checks (it needs the bundle)
 
@@ -130,7 +120,7 @@ def run(g, o, args):
         # containerd's shim: the process must outlive runh; it is reparented to the
         # caller's subreaper when runh exits.
         if process is None:
-            process = build_process((c._state or {}).get("bundle", ""), o, args[1:])
+            process = build_process(c, o, args[1:])
         c.exec(process, console_socket=o["console_socket"], pidfd_socket=o["pidfd_socket"],
                pid_file=o["pid_file"], preserve_fds=o["preserve_fds"],
                ignore_paused=o["ignore_paused"], cgroup=sub_cgroups(o["cgroup"]))

@@ -12,6 +12,10 @@ _MOUNT_OPTIONS = [
     "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
     "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable",
     "rw", "shared", "slave", "strictatime", "suid", "sync", "unbindable",
+    # Recursive, through mount_setattr(AT_RECURSIVE) (rust/src/mounts.rs).
+    "ratime", "rdev", "rdiratime", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
+    "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "rro", "rrelatime", "rrw",
+    "rstrictatime", "rsuid", "rsymfollow",
 ]
 
 
@@ -44,6 +48,15 @@ def _seccomp():
     return json.loads(core.seccomp_features())
 
 
+def _core_linux():
+    # What the core implements and names itself (memoryPolicy's modes and flags).
+    import json
+
+    import runh._core as core
+
+    return json.loads(core.core_features())
+
+
 def _cgroup():
     # v1 and v2 both have a manager (runh.cgroups), and so has systemd (--systemd-cgroup,
     # cgroup v2 only), with the system's manager or, unprivileged, the user's own.
@@ -58,11 +71,24 @@ def _cgroup():
     return {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": rdma}
 
 
+def _checkpoint(criu):
+    from runh.criu.swrk import find
+    from runh.errors import NotSupported
+
+    try:
+        find(criu)
+        return "true"
+    except NotSupported:
+        return "false"
+
+
 def run(g, o, args):
     import sys
 
-    from runh import SPEC_VERSION
+    from runh import SPEC_VERSION, _core
     from runh.jsonio import dumps
+
+    apparmor, selinux = _core.lsm_enabled()
 
     features = {
         "ociVersionMin": "1.0.0",
@@ -76,13 +102,17 @@ def run(g, o, args):
             "capabilities": _caps(),
             "cgroup": _cgroup(),
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
-            "intelRdt": {"enabled": False},
+            # From the kernel (rust/src/lsm.rs): what create and exec can enforce.
+            "apparmor": {"enabled": apparmor},
+            "selinux": {"enabled": selinux},
+            # Through resctrl where it is mounted (runh.intelrdt); create fails elsewhere.
+            "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
             # Idmapped bind mounts (rust/src/idmap.rs): mounts[].uid/gidMappings, idmap, ridmap.
             "mountExtensions": {"idmap": {"enabled": True}},
+            **_core_linux(),
         },
-        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
+        # runc's key: checkpoint/restore work through CRIU (runh.criu) when it is installed.
+        "annotations": {"org.opencontainers.runc.checkpoint.enabled": _checkpoint(g.criu)},
     }
     sys.stdout.write(dumps(features, "    ") + "\n")
     return 0

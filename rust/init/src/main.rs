@@ -9,7 +9,7 @@
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
-use _core::{caps, hooks, idmap, namespaces, procattr, process, rootfs, timing, tty, userns};
+use _core::{caps, hooks, idmap, lsm, namespaces, network, procattr, process, rootfs, timing, tty, userns};
 use std::os::fd::RawFd;
 
 /// What survives the park: the parsed config and plan are dropped before it, so that the
@@ -18,12 +18,13 @@ struct Parked {
     notify_fd: RawFd,
     preserve_fds: i32,
     user: _core::spec::User,
-    caps: Option<caps::Sets>,
+    caps: caps::Sets,
     no_new_privileges: bool,
     seccomp: Option<Seccomp>,
     /// startContainer hooks and the state JSON they get.
     start_hooks: Option<(Vec<hooks::Hook>, Vec<u8>)>,
     attrs: procattr::Attrs,
+    lsm: lsm::ExecAttrs,
     exec: process::Exec,
 }
 
@@ -44,10 +45,6 @@ impl Seccomp {
 
 fn cloexec(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-}
-
-fn write_file(path: &str, value: &str, what: impl FnOnce() -> String) -> Result<()> {
-    std::fs::write(path, value).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), what()))
 }
 
 fn setup(sync_fd: RawFd) -> Result<Parked> {
@@ -73,7 +70,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     timing::init_stamp(1);
     let ns = namespaces::Plan::from_spec(&spec)?;
 
-    ns.join_all()?;
+    // Its own mount namespace, or runh's (none listed, or runh's own joined by path):
+    // then nothing may be mounted (rootfs::prepare_shared).
+    let private_mount = ns.join_all()? || ns.clone_flags & libc::CLONE_NEWNS as u64 != 0;
     if ns.joins_user() {
         // Joined by path: become its root, then make the new namespaces now, so that
         // it owns them (namespaces.rs). A new pid namespace with a new time namespace
@@ -99,13 +98,22 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     if plan.unshare_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
         return Err(Error::last_os("unshare the cgroup namespace"));
     }
+    if ns.clone_flags & libc::CLONE_NEWNET as u64 != 0 {
+        // A new network namespace: its loopback up, as runc and crun do.
+        network::loopback_up()?;
+    }
     // A session of its own: the container must not share runh's controlling terminal or
     // process group (and TIOCSCTTY below needs a session leader).
     if unsafe { libc::setsid() } < 0 {
         return Err(Error::last_os("setsid"));
     }
     if !plan.no_new_keyring {
-        // A new anonymous session keyring, so containers do not share the host's keys.
+        // A new anonymous session keyring, so containers do not share the host's keys;
+        // labelled with the process's SELinux label, as runc does.
+        let key_label = spec.process.as_ref().and_then(|p| lsm::ExecAttrs::of_process(p).selinux);
+        if key_label.is_some() {
+            lsm::set_keycreate(key_label.as_deref())?;
+        }
         const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
         let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize) };
         if r < 0 {
@@ -114,6 +122,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
             if e.errno != libc::ENOSYS {
                 return Err(e);
             }
+        }
+        if key_label.is_some() {
+            lsm::set_keycreate(None)?;
         }
     }
 
@@ -134,7 +145,22 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         };
         hooks::run_all(&hooks::from_spec(&spec, "createContainer")?, &hook_state, "createContainer")
     };
-    let ropts = rootfs::RootfsOptions { rootfs: &plan.rootfs, bundle: &plan.bundle, no_pivot: plan.no_pivot };
+    // A bind source init may not open (a user namespace): runh opens it (mounts.rs).
+    let host_source = |i: u32| -> Result<std::os::fd::OwnedFd> {
+        sync::send(sync_fd, &Msg::MountSource(i))?;
+        match tty::recv_fd_opt(sync_fd)? {
+            (Some(fd), _) => Ok(fd),
+            (None, payload) => Err(Msg::decode(&payload)?.into_error("a mount source")),
+        }
+    };
+    let ropts = rootfs::RootfsOptions {
+        rootfs: &plan.rootfs,
+        bundle: &plan.bundle,
+        no_pivot: plan.no_pivot,
+        cgroup2_bind: plan.cgroup2_bind.as_deref(),
+        private_mount,
+        host_source: Some(&host_source),
+    };
     rootfs::prepare_with(&spec, &ropts, &mut run_hooks)?;
     timing::init_stamp(3);
     let start_hooks = hooks::from_spec(&spec, "startContainer")?;
@@ -164,17 +190,15 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
             return Err(Error::last_os(format!("setdomainname {d:?}")));
         }
     }
-    if let Some(linux) = &spec.linux {
-        for (key, value) in &linux.sysctl {
-            if key.contains("..") || key.starts_with('/') {
-                return Err(Error::config(format!("invalid sysctl key {key:?}")));
-            }
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
-            write_file(&path, value, || format!("set sysctl {key}={value}"))?;
-        }
-    }
+    _core::sysctl::apply(&spec)?;
     timing::init_stamp(4);
-    rootfs::finalize(&spec)?;
+    if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        // Before / turns read-only, as runc creates it (enter_cwd below does it otherwise).
+        process::make_cwd(&p.cwd)?;
+    }
+    if private_mount {
+        rootfs::finalize(&spec)?;
+    }
     timing::init_stamp(5);
 
     if let Some(v) = p.oom_score_adj {
@@ -188,8 +212,9 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         // fork above) is right with or without a pid namespace of its own.
         _core::exec::set_listen_pid(&mut exec);
     }
-    let caps = p.capabilities.as_ref().map(caps::Sets::from_spec).transpose()?;
-    process::enter_cwd(&p.cwd)?;
+    let caps = caps::Sets::of_process(p)?;
+    process::enter_cwd(&p.cwd, true)?;
+    attrs.apply_mempolicy()?;
     timing::init_stamp(6);
 
     Ok(Parked {
@@ -201,6 +226,7 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
         seccomp,
         start_hooks,
         attrs,
+        lsm: lsm::ExecAttrs::of_process(p),
         exec,
     })
 }
@@ -239,10 +265,11 @@ fn finish(p: &Parked) -> Error {
         }
         let f = process::Final {
             attrs: &p.attrs,
-            caps: p.caps.as_ref(),
+            caps: &p.caps,
             user: &p.user,
             no_new_privileges: p.no_new_privileges,
             preserve_fds: p.preserve_fds,
+            lsm: &p.lsm,
         };
         process::finish(&f, || p.seccomp.as_ref().map_or(Ok(()), |s| s.load()))
     })();
@@ -253,6 +280,11 @@ fn finish(p: &Parked) -> Error {
 }
 
 fn main() {
+    // Non-dumpable from the first instruction to the final execve (which makes the
+    // container's program dumpable again): no process of the container may ptrace this
+    // one or open its /proc/<pid>/{exe,root,cwd,fd,mem} while it holds host fds, a host
+    // root (before pivot_root) or host privileges (issue 17 item 2, issue 10 item 1).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     timing::init_stamp(0);
     process::reset_signals();
     let sync_fd: RawFd = match std::env::args().nth(1).and_then(|a| a.parse().ok()) {

@@ -53,12 +53,18 @@ fn prepare(a: &Exec) -> Option<Ready> {
         (true, dirs) => (dirs.into_iter().next(), vec![]),
         (false, dirs) => (None, dirs.iter().map(|d| format!("{d}/cgroup.procs")).collect()),
     };
-    let config = read(&format!("{bundle}/config.json"))?;
+    // The config the container was created with (runh.Container.config): the state
+    // dir's copy, the bundle's only for a container made before there was one.
+    let config = match read(&format!("{}/config.json", c.dir)) {
+        Some(b) => b,
+        None if std::fs::symlink_metadata(format!("{}/config.json", c.dir)).is_err() => read(&format!("{bundle}/config.json"))?,
+        None => return None,
+    };
     if memchr(&config, b"listenerPath") {
         return None; // a seccomp agent gets the container's state: Python builds it
     }
     let process = match &a.process {
-        Some(path) if a.command.is_empty() => read(path)?,
+        Some(path) if a.command.is_empty() => state::read_json_file(path)?,
         Some(_) => return None,
         None if a.command.is_empty() => return None,
         None => {
@@ -108,17 +114,35 @@ fn memchr(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Write the pid file as `runh.state.write_atomic` does: a temp file, then rename.
+/// Write the pid file as `runh.state.write_atomic` does: a new temp file beside it with
+/// an unpredictable name, O_EXCL and O_NOFOLLOW (its directory may be shared: a guessable
+/// name is one another user can plant a symlink at), then rename; the temp file is
+/// removed on any failure.
 fn write_pid_file(path: &str, pid: i32) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("{}/{path}", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default())
     };
-    let tmp = format!("{path}.tmp{}", std::process::id());
     let fail = |e: std::io::Error| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("write pid file {path}"));
-    std::fs::write(&tmp, pid.to_string()).map_err(fail)?;
-    std::fs::rename(&tmp, &path).map_err(|e| {
+    let mut rnd = [0u8; 8];
+    if unsafe { libc::getrandom(rnd.as_mut_ptr().cast(), rnd.len(), 0) } != rnd.len() as isize {
+        return Err(fail(std::io::Error::last_os_error()));
+    }
+    let (dir, base) = path.rsplit_once('/').unwrap_or(("", &path));
+    let tmp = format!("{dir}/.{base}.{}.tmp", rnd.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(fail)?;
+    let written = f.write_all(pid.to_string().as_bytes());
+    drop(f);
+    written.and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         fail(e)
     })
@@ -195,6 +219,7 @@ pub fn run(a: Exec) -> ! {
         cgroup_dir: r.cgroup_dir.as_deref(),
         cgroup_procs: &r.cgroup_procs,
         seccomp_state: None,
+        frozen: false, // a paused container is handed to Python (prepare)
     };
     let pid = match _core::exec::exec(&opts) {
         Ok(pid) => pid,

@@ -26,6 +26,11 @@ pub fn start(root: &str, id: &str) -> ! {
         handoff(None); // not created: runc's wording is Python's; poststart hooks too
     }
     if let Err(e) = _core::clone::start(&c.dir) {
+        // Refused, or reset with our byte unread: init had taken another start's byte (one
+        // killed after sending it). Nothing was done here: Python words what it is now.
+        if matches!(e.errno, libc::ENOENT | libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED) && !state::parked(&c.dir) {
+            handoff(None);
+        }
         handoff(Some(e));
     }
     let _ = std::fs::remove_file(format!("{}/notify.sock", c.dir));
@@ -46,16 +51,18 @@ fn io_error(e: std::io::Error, what: String) -> Error {
     Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), what)
 }
 
-/// `runh delete [--force] ID` of a stopped container without hooks or a systemd unit: its
-/// cgroup (if empty: anything left in it is Python's to kill), its state dir, and the root's
-/// seccomp cache if that was the root's last container (`container._release_root`).
+/// `runh delete [--force] ID` of a stopped container without hooks or a systemd unit: the
+/// cgroup directories it made (if empty: anything left in them is Python's to kill), its
+/// state dir, and the root's seccomp cache if that was the root's last container
+/// (`container._release_root`).
 pub fn delete(root: &str, id: &str, _force: bool) -> ! {
     let (_lock, c) = locked(root, id);
     // --force changes nothing for a stopped container.
-    if c.status() != Some(Status::Stopped) || c.has_hooks() {
+    // A resctrl group (linux.intelRdt) is removed by Python's delete (runh.intelrdt).
+    if c.status() != Some(Status::Stopped) || c.has_hooks() || c.state.get("intelRdt").is_some() {
         handoff(None);
     }
-    let Some((_, dirs)) = state::cgroup_dirs(c.cgroup()) else { handoff(None) };
+    let Some((dirs, parents)) = state::owned_dirs(c.cgroup()) else { handoff(None) };
     // A systemd unit is stopped (and a failed one cleared) over D-Bus: Python's.
     if c.cgroup().get("systemd").is_some() || dirs.iter().any(|d| populated(d)) {
         handoff(None);
@@ -66,9 +73,11 @@ pub fn delete(root: &str, id: &str, _force: bool) -> ! {
             handoff(Some(e));
         }
     }
-    match std::fs::remove_dir_all(&c.dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => handoff(Some(io_error(e, format!("remove {}", c.dir)))),
-        _ => {}
+    for d in &parents {
+        let _ = std::fs::remove_dir(d); // only if empty: another container's may be in it
+    }
+    if let Err(e) = remove_state_dir(&c.dir) {
+        handoff(Some(io_error(e, format!("remove {}", c.dir))));
     }
     // containerd expects an empty --root once its containers are gone.
     let entries: Option<Vec<_>> = std::fs::read_dir(root).ok().map(|d| d.flatten().map(|e| e.file_name()).collect());
@@ -76,6 +85,35 @@ pub fn delete(root: &str, id: &str, _force: bool) -> ! {
         let _ = std::fs::remove_dir_all(format!("{}/.cache", root.trim_end_matches('/')));
     }
     std::process::exit(0);
+}
+
+/// `container._remove_state_dir`: every file but state.json and the lock, then
+/// state.json, then the lock, then the dir, so that a delete killed part way leaves the
+/// record for the next one.
+fn remove_state_dir(dir: &str) -> std::io::Result<()> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+        Ok(d) => d.flatten().map(|e| e.file_name()).collect(),
+        Err(e) => return gone(Err(e)),
+    };
+    let rank = |n: &std::ffi::OsString| match n.to_str() {
+        Some("state.json") => 1,
+        Some("lock") => 2,
+        _ => 0,
+    };
+    names.sort_by_key(rank);
+    for n in names {
+        let p = std::path::Path::new(dir).join(&n);
+        let r = std::fs::remove_file(&p);
+        gone(match r {
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => std::fs::remove_dir_all(&p),
+            r => r,
+        })?;
+    }
+    gone(std::fs::remove_dir(dir))
 }
 
 /// `runh kill ID [N]`: pidfd_send_signal to the init, after the start-time check (as
