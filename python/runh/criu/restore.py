@@ -112,7 +112,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
             pid_file=None, console_socket=None, systemd_cgroup=False):
     """Restore `container_id` from opts.image_path with the bundle's config; returns the
     runh.Container, running."""
-    from runh.container import Container, _abspath, _makedirs, _mark, _release_root, _remove_dir
+    from runh.container import Container, _abspath, _make_root, _mark, _release_root, _remove_dir
     from runh.spec import load_config, rootfs_path
 
     opts = opts or plan.Options()
@@ -144,7 +144,7 @@ def restore(container_id, bundle=None, root=st.DEFAULT_ROOT, opts=None, criu="cr
     descriptors = _descriptors(image)
     _mark("config, images and criu checked")
 
-    _makedirs(root)
+    _make_root(root)
     try:
         os.mkdir(c.dir, 0o711)
     except FileExistsError:
