@@ -204,6 +204,10 @@ class Container:
 
         c = cls(container_id, root)
         bundle = _abspath(bundle or os.getcwd())
+        if systemd_cgroup:
+            from runh.cgroups import systemd
+
+            systemd.prefetch()  # D-Bus import and connection, in a thread, meanwhile
         # Everything checkable is checked before anything exists on disk.
         raw, config = load_config(bundle)
         original = raw  # the state dir's config.json: exec's defaults, without create's LISTEN_*
@@ -353,7 +357,7 @@ class Container:
                     cg.apply(linux.get("resources"), linux.get("devices"))
                 finally:
                     state["cgroup"] = cg.to_state()  # "started": written with the final record
-                _mark("systemd unit started")
+                _mark("systemd: limits written")
 
         # In a cgroup all its own, the init is recorded already: everything in that
         # cgroup is the container's, and delete kills it all (a child still outside it,

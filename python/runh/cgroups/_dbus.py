@@ -11,14 +11,18 @@ the manager sends its signals (JobRemoved) to every private connection unasked, 
 AddMatch/Subscribe round trip either. The system manager's is /run/systemd/private
 (root only); a user's manager (`systemd --user`) has $XDG_RUNTIME_DIR/systemd/private.
 
-Cost on the create path: importing socket and jeepney's auth, low_level and wrappers
-(enum, typing, re and socket come with them; nothing else on the create path imports
-those) took 14 ms on this 2-core machine at load average 4 (`python3.11 -I -S -X
-importtime`, the least of 12), when the interpreter's own `encodings` import took twice
-its quiet time, so about 7 ms on a quiet machine. A create then makes one connection (one
-auth round trip) and one call, StartTransientUnit, and waits for its JobRemoved signal;
-in the emulated guest a call's answer came in 20-40 ms. Only --systemd-cgroup calls pay
-any of it.
+Cost on the create path (`python3.11 -I -S -X importtime`, the least of 12 runs on this
+2-core host, less the interpreter's own 2.8 ms): `socket` and jeepney as a package
+(`from jeepney.auth import ...` runs jeepney/__init__, which imports all of it: bus,
+bus_messages, fds, wrappers, and with them os, re, selectors, warnings) took 13.2 ms and
+49 modules; `_socket` and only jeepney.auth and jeepney.low_level (`_jeepney()`: the
+package's __init__ is skipped) 10.3 ms and 37 modules. What is left is jeepney's own
+need of `typing` (7 ms with re and contextlib) and `enum` (5 ms with functools). In the
+emulated guest each module is a few 9p reads, so the module count weighs more there.
+The import and the connection (connect, one AUTH EXTERNAL round trip, BEGIN) are made
+by `prefetch()` in a thread while create loads the config and the core clones (the core
+releases the GIL); the create path then pays one call, StartTransientUnit, and the wait
+for its JobRemoved signal. Only --systemd-cgroup calls pay any of it.
 """
 import posix
 
@@ -29,6 +33,25 @@ DEST = "org.freedesktop.systemd1"
 SYSTEM_SOCKET = "/run/systemd/private"
 # Seconds without an answer after which a call nudges systemd (see Connection._nudge).
 NUDGE_AFTER = 0.5
+
+
+def _jeepney():
+    """jeepney.auth and jeepney.low_level, without running jeepney/__init__ (see the
+    module doc: 12 modules and ~3 ms fewer). The package is entered in sys.modules as an
+    empty module with jeepney's own search path, as the import system would make it if
+    __init__ were empty; nothing else in runh imports jeepney."""
+    import sys
+
+    if "jeepney" not in sys.modules:
+        spec = sys.modules["_frozen_importlib_external"].PathFinder.find_spec("jeepney")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("jeepney is not installed (runh's --systemd-cgroup needs it)")
+        pkg = type(sys)("jeepney")
+        pkg.__path__, pkg.__spec__, pkg.__file__ = list(spec.submodule_search_locations), spec, spec.origin
+        sys.modules["jeepney"] = pkg
+    from jeepney import auth, low_level
+
+    return auth, low_level
 
 
 class DBusError(Exception):
@@ -50,30 +73,29 @@ class Connection:
     """One authenticated connection to a manager's private socket."""
 
     def __init__(self, path, uid=None, timeout=30.0):
-        import socket
+        import _socket  # socket.py's wrapper class would add socket, selectors and enum
 
-        from jeepney.auth import BEGIN, Authenticator
-        from jeepney.low_level import Parser
-
+        auth, low_level = _jeepney()
+        self._ll = low_level
         self.path = path
         self.timeout = timeout
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         self.sock.settimeout(timeout)
         try:
             self.sock.connect(path)
-            auth = Authenticator()
+            a = auth.Authenticator()
             if uid is not None and uid != posix.geteuid():
                 # Inside a user namespace the peer sees our outside uid (SO_PEERCRED),
                 # and EXTERNAL must name that uid, not the namespace's 0.
-                auth._to_send = b"\0AUTH EXTERNAL " + str(uid).encode().hex().encode() + b"\r\n"
-            for data in auth:
+                a._to_send = b"\0AUTH EXTERNAL " + str(uid).encode().hex().encode() + b"\r\n"
+            for data in a:
                 self.sock.sendall(data)
-                auth.feed(self._read())
-            self.sock.sendall(BEGIN)
+                a.feed(self._read())
+            self.sock.sendall(auth.BEGIN)
         except BaseException:
             self.sock.close()
             raise
-        self.parser = Parser()
+        self.parser = low_level.Parser()
         self.serial = 0
         self.signals = []  # signals read while waiting for a reply
 
@@ -93,18 +115,26 @@ class Connection:
     def close(self):
         self.sock.close()
 
+    def _send(self, member, sig, body, path, iface, flags=0):
+        """A method call, as jeepney's wrappers.new_method_call builds it (that module
+        would import re and typing's Union for its address checks)."""
+        ll = self._ll
+        F = ll.HeaderFields
+        fields = {F.path: path, F.destination: DEST, F.interface: iface, F.member: member}
+        if sig is not None:
+            fields[F.signature] = sig
+        msg = ll.Message(ll.Header(ll.Endianness.little, ll.MessageType.method_call, flags, 1, -1, -1, fields), body)
+        self.serial += 1
+        self.sock.sendall(msg.serialise(serial=self.serial))
+        return self.serial
+
     def call(self, member, sig=None, body=(), path=MANAGER, iface=MANAGER_IFACE):
         """Call a method and return the reply's body (a tuple); DBusError for an error reply;
         TimeoutError after the connection's timeout."""
         import time
 
-        from jeepney.low_level import HeaderFields, MessageType
-        from jeepney.wrappers import DBusAddress, new_method_call
-
-        msg = new_method_call(DBusAddress(path, bus_name=DEST, interface=iface), member, sig, body)
-        self.serial += 1
-        serial = self.serial
-        self.sock.sendall(msg.serialise(serial=serial))
+        ll = self._ll
+        serial = self._send(member, sig, body, path, iface)
         deadline = time.monotonic() + self.timeout
         wait = NUDGE_AFTER
         try:
@@ -118,12 +148,12 @@ class Connection:
                     self._nudge()
                     continue
                 fields = m.header.fields
-                if fields.get(HeaderFields.reply_serial) == serial:
-                    if m.header.message_type == MessageType.error:
+                if fields.get(ll.HeaderFields.reply_serial) == serial:
+                    if m.header.message_type == ll.MessageType.error:
                         text = m.body[0] if m.body and isinstance(m.body[0], str) else ""
-                        raise DBusError(fields.get(HeaderFields.error_name), text)
+                        raise DBusError(fields.get(ll.HeaderFields.error_name), text)
                     return m.body
-                if m.header.message_type == MessageType.signal:
+                if m.header.message_type == ll.MessageType.signal:
                     self.signals.append(m)
         finally:
             self.sock.settimeout(self.timeout)
@@ -134,13 +164,8 @@ class Connection:
         arrive (seen in the guest: a StopUnit sent while systemd was busy got no answer
         in 30 s); any later write makes it parse the buffer. So a call with no answer
         after NUDGE_AFTER seconds sends this, and again each time it waits that long."""
-        from jeepney.low_level import MessageFlag
-        from jeepney.wrappers import DBusAddress, new_method_call
-
-        ping = new_method_call(DBusAddress(MANAGER, bus_name=DEST, interface="org.freedesktop.DBus.Peer"), "Ping")
-        ping.header.flags = MessageFlag.no_reply_expected
-        self.serial += 1
-        self.sock.sendall(ping.serialise(serial=self.serial))
+        self._send("Ping", None, (), MANAGER, "org.freedesktop.DBus.Peer",
+                   flags=self._ll.MessageFlag.no_reply_expected)
 
     def get(self, iface, prop, path=MANAGER):
         """A property's value (the variant's value)."""
@@ -152,8 +177,7 @@ class Connection:
         `timeout` seconds."""
         import time
 
-        from jeepney.low_level import HeaderFields, MessageType
-
+        ll = self._ll
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -165,8 +189,8 @@ class Connection:
                         raise TimeoutError()
                     self.sock.settimeout(left)
                     m = self._next()
-                if (m.header.message_type == MessageType.signal
-                        and m.header.fields.get(HeaderFields.member) == "JobRemoved"
+                if (m.header.message_type == ll.MessageType.signal
+                        and m.header.fields.get(ll.HeaderFields.member) == "JobRemoved"
                         and m.body[1] == job):
                     return m.body[3]
         finally:
