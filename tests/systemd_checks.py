@@ -346,6 +346,68 @@ def check_killed_create(name):
         [cid], [unit]
 
 
+def check_killed_anywhere(name):
+    """runh SIGKILLed at delays spread over a create (before, during and after
+    StartTransientUnit): each time `delete --force` finishes the job (state gone, no unit
+    of that name active, its cgroup gone). The delays are fractions of one create timed
+    first."""
+    unit = "rt-anykill.scope"
+    b = make_bundle(name, ["sleep", "1000"], f"{SLICE}:rt:anykill")
+    t0 = time.time()
+    rh("create", "--bundle", b, "sd-any")
+    full = time.time() - t0
+    rh("delete", "--force", "sd-any")
+    out, ok = [f"create {full:.2f}s"], True
+    for i, frac in enumerate((0.5, 0.7, 0.85, 0.95)):
+        cid = f"sd-any{i}"
+        p = subprocess.Popen([RUNH, "--systemd-cgroup", "--root", ROOT, "create", "--bundle", b, cid],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * frac)
+        p.kill()
+        p.wait()
+        with open(f"{ROOT}/{cid}/state.json") if os.path.exists(f"{ROOT}/{cid}/state.json") else open(os.devnull) as f:
+            rec = f.read()
+        was = show(unit, ["ActiveState"]).get("ActiveState")
+        d = rh("delete", "--force", cid, check=False)
+        reap()
+        gone = (not os.path.isdir(f"{ROOT}/{cid}") and not os.path.isdir(f"{CG}/{SLICE}/{unit}")
+                and unit_gone(unit))
+        ok = ok and gone and (d.returncode == 0 or "does not exist" in d.stderr)
+        started = '"started": true' in rec
+        out.append(f"{frac}: unit {was}, started recorded {started}, delete rc={d.returncode} "
+                   f"{d.stderr.strip()[:80]!r}, all gone {gone}")
+    return ok, "; ".join(out), ["sd-any"] + [f"sd-any{i}" for i in range(4)], [unit]
+
+
+def check_foreign_unit(name):
+    """Units runh did not start are never touched: a config naming an active slice
+    (empty) fails on UnitExists, a config naming another scope with a process in it is
+    refused before anything is made (claim), and `delete --force` of each leaves both
+    units active and the scope's process alive."""
+    call(["systemctl", "start", "runhtest-foreign.slice"])
+    sc = subprocess.Popen(["systemd-run", "--scope", "--unit=rt-foreign.scope", f"--slice={SLICE}",
+                           "sleep", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and show("rt-foreign.scope", ["ActiveState"]).get("ActiveState") != "active":
+        time.sleep(0.3)
+    out, ok = [], True
+    try:
+        for cid, path in (("sd-for0", f"{SLICE}:x:runhtest-foreign.slice"), ("sd-for1", f"{SLICE}:rt:foreign")):
+            b = make_bundle(f"{name}-{cid}", ["true"], path)
+            p = rh("create", "--bundle", b, cid, check=False)
+            d = rh("delete", "--force", cid, check=False)
+            out.append(f"{path}: create rc={p.returncode} {p.stderr.strip()[:120]!r}; delete rc={d.returncode}")
+            ok = ok and p.returncode != 0 and not os.path.isdir(f"{ROOT}/{cid}")
+        sl = show("runhtest-foreign.slice", ["ActiveState"]).get("ActiveState")
+        scope = show("rt-foreign.scope", ["ActiveState"]).get("ActiveState")
+        ok = ok and sl == "active" and scope == "active" and sc.poll() is None
+        out.append(f"after: slice {sl}, scope {scope}, its sleep alive {sc.poll() is None}")
+    finally:
+        call(["systemctl", "stop", "rt-foreign.scope", "runhtest-foreign.slice"])
+        sc.wait()
+    return ok, "; ".join(out), ["sd-for0", "sd-for1"], ["rt-foreign.scope", "runhtest-foreign.slice"]
+
+
 def check_runc_diff(name):
     """runc 1.1.5 --systemd-cgroup and runh on the same config: the same unit name, slice,
     unit properties and cgroup files (the devices policy aside: runc also sets
@@ -416,7 +478,7 @@ check_containerd_ctr.timeout = check_containerd_cri.timeout = check_podman.timeo
 CHECKS = [check_placement, check_properties, check_ps_events, check_pause_resume, check_update,
           check_exec, check_kill_all, check_delete, check_memory_oom, check_pids_max,
           check_slice_unit, check_bad_paths, check_leftover_unit, check_killed_create,
-          check_runc_diff, check_containerd_ctr, check_containerd_cri, check_podman]
+          check_killed_anywhere, check_foreign_unit, check_runc_diff, check_containerd_ctr, check_containerd_cri, check_podman]
 MAIN_CHECKS = 8  # the first ones share the main container
 
 

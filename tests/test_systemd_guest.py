@@ -14,7 +14,7 @@ SCRIPT = "tests/systemd_guest.py .venv/bin/python -u tests/systemd_checks.py"
 
 CHECKS = ["placement", "properties", "ps_events", "pause_resume", "update", "exec", "kill_all",
           "delete", "memory_oom", "pids_max", "slice_unit", "bad_paths", "leftover_unit",
-          "killed_create", "runc_diff", "containerd_ctr", "containerd_cri", "podman"]
+          "killed_create", "killed_anywhere", "foreign_unit", "runc_diff", "containerd_ctr", "containerd_cri", "podman"]
 
 
 @pytest.mark.parametrize("name", CHECKS)
