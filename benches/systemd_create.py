@@ -89,16 +89,20 @@ def bench(n, work, runh, warmup=1):
     return times
 
 
-def report(times, base="runc"):
-    lines = [f"{'runtime':8} {'metric':7} {'median s':>9} {'min s':>8} {'max s':>8} {'vs ' + base:>8}"]
+def report(times, bases=("runc", "crun")):
+    bases = [b for b in bases if b in times]
+    lines = [f"{'runtime':8} {'metric':7} {'median s':>9} {'min s':>8} {'max s':>8}"
+             + "".join(f" {'vs ' + b:>8}" for b in bases)]
     ratios = {}
     for rt, m in times.items():
         for what, v in m.items():
             med = statistics.median(v)
-            ref = statistics.median(times[base][what]) if base in times else None
-            r = med / ref if ref else float("nan")
-            ratios[rt, what] = r
-            lines.append(f"{rt:8} {what:7} {med:9.3f} {min(v):8.3f} {max(v):8.3f} {r:7.2f}x")
+            row = f"{rt:8} {what:7} {med:9.3f} {min(v):8.3f} {max(v):8.3f}"
+            for b in bases:
+                r = med / statistics.median(times[b][what])
+                ratios[rt, what, b] = r
+                row += f" {r:7.2f}x"
+            lines.append(row)
     return "\n".join(lines), ratios
 
 

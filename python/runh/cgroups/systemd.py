@@ -22,7 +22,7 @@ D-Bus (runh.cgroups._dbus, jeepney) is imported only by create, update and delet
 systemd container; pause/resume, ps, events, kill --all and status read and write the
 unit's cgroup files, as runc does.
 """
-from runh.cgroups import CGROUP_ROOT
+from runh.cgroups import CGROUP_ROOT, isdir
 from runh.cgroups.base import blkio_to_io_weight, shares_to_weight, swap_to_v2
 from runh.cgroups.v2 import V2Manager
 from runh.errors import RunhError
@@ -405,6 +405,13 @@ class SystemdManager(V2Manager):
         active unit of that name, is refused before anything is recorded), then nothing
         is the container's own until its unit is started."""
         super().claim()
+        if not self.placed_by_pid and isdir(self.path):
+            # An active slice (its cgroup exists) that nothing configured, e.g. one
+            # `systemctl start x.slice` made, is "pristine" to systemd, which would let
+            # StartTransientUnit take it over (runc does that), and `delete` would then
+            # stop it. runh makes only slices that do not exist yet.
+            raise _config_error(f"linux.cgroupsPath: the slice unit {self.unit} exists already "
+                                f"({self.path}): refusing to take over a unit runh did not start")
         self.owned = []
 
     def owns_all(self):
