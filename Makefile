@@ -15,9 +15,11 @@ APT_RUN  := python3-venv python3-dev busybox-static gcc
 # containerd: the CRI tests and `runh bench -s cri` run Debian's containerd 1.6 (CRI plugin);
 # apparmor (apparmor_parser), selinux-policy-default and policycoreutils (load_policy): the
 # AppArmor and SELinux checks in the guest (tests/lsm_checks.py); criu, podman and conmon:
-# checkpoint/restore in the guest (tests/criu_checks.py).
+# checkpoint/restore in the guest (tests/criu_checks.py); systemd and dbus (with containerd
+# and podman): the systemd driver's checks in the guest, which has no network and sees this
+# machine's / (tests/systemd_checks.py).
 APT_TEST := $(APT_RUN) runc crun strace libseccomp2 libseccomp-dev iproute2 util-linux uidmap procps time \
-            apparmor containerd selinux-policy-default policycoreutils criu podman conmon
+            apparmor containerd selinux-policy-default policycoreutils criu podman conmon systemd dbus
 # Python packages of the venv: runh's own, then the tests' (grpcio + grpcio-tools: the CRI
 # client, stubs generated from python/runh/bench/cri/api.proto at run time; pytest-benchmark:
 # benches/micro, `make bench-micro`).

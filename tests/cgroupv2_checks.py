@@ -363,11 +363,12 @@ def check_stats_move(name, cid):
 
 
 def check_features(name, cid):
-    """runh features on a v2 host: v1 and v2 true, no systemd, rdma as the host has it."""
+    """runh features on a v2 host: v1, v2 and systemd (also a user's) true, rdma as the
+    host has it."""
     cg = json.loads(rh("features").stdout)["linux"]["cgroup"]
     with open(f"{CG}/cgroup.controllers") as f:
         rdma = "rdma" in f.read().split()
-    want = {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}
+    want = {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": rdma}
     return cg == want, f"{cg}"
 
 

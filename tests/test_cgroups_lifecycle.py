@@ -119,11 +119,11 @@ def test_default_cgroup_path_is_own_cgroup_plus_id(runh, ctx, make_bundle):
     assert not os.path.exists(f"/sys/fs/cgroup/pids{own['pids'].rstrip('/')}/{cid}")
 
 
-def test_systemd_cgroup_is_a_clear_error(runh, ctx, make_bundle):
+def test_systemd_form_without_the_flag_is_a_clear_error(runh, ctx, make_bundle):
     b = make_bundle(args=["true"],
                     edit=lambda c: c["linux"].__setitem__("cgroupsPath", "system.slice:runh:x"))
     r = runh("run", "--bundle", b, ctx.new_id())
-    assert r.returncode != 0 and "not supported yet" in r.stderr
+    assert r.returncode != 0 and "needs --systemd-cgroup" in r.stderr
 
 
 def test_events_reports_oom_and_ends_with_init(runh, ctx, make_bundle):

@@ -73,10 +73,8 @@ def test_paths_absolute_relative_default(ctx):
         == "/sys/fs/cgroup/pids/a/c"
     assert cgroups.inner_path({"cgroupsPath": "rel/x"}, "x") == "rel/x"
     assert cgroups.inner_path({}, "myid") == "myid"
-    with pytest.raises(Exception, match="not supported yet"):
+    with pytest.raises(Exception, match="needs --systemd-cgroup"):
         cgroups.inner_path({"cgroupsPath": "system.slice:runh:abc"}, "x")
-    with pytest.raises(Exception, match="not supported yet"):
-        cgroups.inner_path({}, "x", systemd=True)
     m = cgroups.manager_for({"cgroupsPath": f"/runh-test-{ctx.token}"}, "x")
     if m.version == 1:
         assert m.paths["memory"] == f"/sys/fs/cgroup/memory/runh-test-{ctx.token}"
@@ -199,4 +197,4 @@ def test_features_cgroup_truthful():
     cg = json.loads(out)["linux"]["cgroup"]
     rdma = os.path.isdir("/sys/fs/cgroup/rdma") if cgroups.mode() != "unified" else \
         "rdma" in open("/sys/fs/cgroup/cgroup.controllers").read().split()
-    assert cg == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}
+    assert cg == {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": rdma}

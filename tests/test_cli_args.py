@@ -229,12 +229,6 @@ def test_list_empty_root(tmp_path):
     assert r.stdout.split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
 
 
-def test_systemd_cgroup_refused_on_create(tmp_path):
-    r = cli("--root", str(tmp_path), "--systemd-cgroup", "create", "--bundle", str(tmp_path), "c")
-    assert r.returncode == 1 and "systemd cgroup driver is not supported yet" in r.stderr
-    assert os.listdir(tmp_path) == []
-
-
 def test_create_config_errors_leave_nothing(tmp_path):
     root = tmp_path / "root"
     b = tmp_path / "b"

@@ -74,7 +74,8 @@ def create(
     on_pid: called with the init's pid (with the GIL) right after clone, before anything
         else is done with the child, and again if init forks into a pid namespace joined
         by path: the caller records it in the state dir, so that a create killed at any
-        later instant leaves a process that `delete` finds. An exception it raises is
+        later instant leaves a process that `delete` finds (the systemd cgroup driver
+        then starts the container's scope with that pid). An exception it raises is
         re-raised by create unchanged, after the child is killed.
 
     With process.args[0] resolved against the container's PATH inside the container, a

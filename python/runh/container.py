@@ -205,7 +205,9 @@ class Container:
         st.validate_id(container_id)
         bundle = _abspath(bundle or os.getcwd())
         if systemd_cgroup:
-            raise NotSupported("systemd cgroup driver is not supported yet")
+            from runh.cgroups import systemd
+
+            systemd.prefetch()  # D-Bus import and connection, in a thread, meanwhile
         # Everything checkable is checked before anything exists on disk.
         raw, config = load_config(bundle)
         original = raw  # the state dir's config.json: exec's defaults, without create's LISTEN_*
@@ -286,7 +288,7 @@ class Container:
         this is cut short (a SIGKILL, a failure), `delete` finds all of it."""
         container_id = self.id
         linux = config.get("linux") or {}
-        cg = self._claim_cgroup(linux, systemd_cgroup)
+        cg = self._claim_cgroup(linux, systemd_cgroup, config.get("annotations"))
         hooks, on_hooks = config.get("hooks"), None
         if hooks:  # runh.hooks (and subprocess) only for configs that have hooks
             from runh import hooks as hk
@@ -297,12 +299,12 @@ class Container:
                     "status": "creating", "bundle": bundle,
                     "annotations": config.get("annotations") or {}})
         state = self._record_first(config, original, bundle, rootfs, cg)
-        if cg is not None and os.geteuid() != 0:
+        if cg is not None and os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
             cg = _rootless_cgroup(cg, linux)
             if cg is None:
                 state["cgroup"] = None
                 self._record(state)
-        if cg is not None:
+        if cg is not None and not cg.placed_by_pid:
             # The cgroup exists and holds its limits before init is cloned into it.
             _make_cgroup(cg, linux, state)
             cg_dir, cg_procs = cg.clone_target()
@@ -320,19 +322,34 @@ class Container:
             cg_procs = list(cg_procs) + tasks
         _mark("cgroup")
 
+        place = cg is not None and cg.placed_by_pid
+
         def on_pid(pid):
             # Called by the core right after clone (and again if init forks into a pid
             # namespace joined by path): from here on `delete` can find the process.
+            nonlocal place
             state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
             self._record(state)
+            if place:
+                # A systemd scope is started with the init in it (its name and
+                # Description are in the record already), then gets the limits written
+                # to its files. The fork into a pid namespace stays in the scope.
+                place = False
+                try:
+                    cg.create(pid)
+                    cg.apply(linux.get("resources"), linux.get("devices"))
+                finally:
+                    state["cgroup"] = cg.to_state()  # "started": written with the final record
+                _mark("systemd: limits written")
 
         # In a cgroup all its own, the init is recorded already: everything in that
         # cgroup is the container's, and delete kills it all (a child still outside it,
         # on v1 before its cgroup.procs write, reads EOF from a dead runh and exits). A
         # pid record is one more state.json write (0.9 ms on ext4: the rename over an
         # existing file flushes it; 0.06 ms on tmpfs, as /run is): only for a container
-        # without such a cgroup (rootless, or one it did not make) is it worth it.
-        needs_pid = cg is None or not cg.owns_all()
+        # without such a cgroup (rootless, or one it did not make) is it worth it, and
+        # with the systemd driver, whose unit is made there.
+        needs_pid = systemd_cgroup or cg is None or not cg.owns_all()
         pid = _core().create(raw, bundle, self.dir, no_pivot=no_pivot,
                              no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                              console_socket=console_socket, pidfd_socket=pidfd_socket,
@@ -346,12 +363,12 @@ class Container:
         _mark("state.json+pid file")
         return pid
 
-    def _claim_cgroup(self, linux, systemd_cgroup):
+    def _claim_cgroup(self, linux, systemd_cgroup, annotations=None):
         """The manager of the cgroup this container will get, claimed: a cgroup that
         holds processes is refused, and the dirs it will make are noted as its own."""
         from runh import cgroups
 
-        cg = cgroups.manager_for(linux, self.id, systemd_cgroup)
+        cg = cgroups.manager_for(linux, self.id, systemd_cgroup, annotations)
         if cg is not None:
             cg.precheck(linux.get("resources"))  # limits this host cannot apply
             cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
@@ -437,12 +454,14 @@ class Container:
             finally:
                 os.close(fd)
         _mark("init killed")
-        if cg is not None and cg.exists():
+        if cg is not None:
             # Init is gone; anything left in the cgroup (e.g. a daemonized child without
             # a pid namespace) dies with the container, then the cgroup is removed.
-            if cg.pids():
+            if cg.exists() and cg.pids():
                 cg.kill_all(_SIGKILL)  # nothing, if the cgroup is not the container's alone
-            cg.remove()  # the directories this container made
+            # The directories this container made (none left: a no-op); a systemd unit
+            # is stopped and cleared even when systemd has removed its cgroup already.
+            cg.remove()
         if s.get("intelRdt"):
             from runh import intelrdt
 

@@ -89,21 +89,16 @@ def own_cgroups():
     return out
 
 
-def inner_path(linux, container_id, systemd=False):
+def inner_path(linux, container_id):
     """The cgroup path inside each hierarchy, as the config gives it: an absolute
     cgroupsPath from the hierarchy's root, a relative one (or, without one, the container
     id) from the caller's own cgroup; `resolve` turns it into a directory."""
-    if systemd:
-        from runh.errors import NotSupported
-
-        raise NotSupported("the systemd cgroup driver (--systemd-cgroup) is not supported yet")
     path = (linux or {}).get("cgroupsPath") or ""
     if ":" in path and not path.startswith("/"):
-        from runh.errors import NotSupported
+        from runh.errors import ConfigError
 
-        raise NotSupported(
-            f"cgroupsPath {path!r}: the systemd \"slice:prefix:name\" form is not supported yet"
-        )
+        raise ConfigError(f"linux.cgroupsPath {path!r}: the systemd \"slice:prefix:name\" form "
+                          "needs --systemd-cgroup")
     return path or container_id
 
 
@@ -158,9 +153,14 @@ def procs_in(path):
     return out
 
 
-def manager_for(linux, container_id, systemd=False):
-    """The manager for a container about to be created, from config.json's `linux`."""
-    path = inner_path(linux, container_id, systemd)
+def manager_for(linux, container_id, systemd=False, annotations=None):
+    """The manager for a container about to be created, from config.json's `linux` (and,
+    with --systemd-cgroup, its `annotations`: org.systemd.property.*)."""
+    if systemd:
+        from runh.cgroups.systemd import SystemdManager
+
+        return SystemdManager.for_config(linux, container_id, annotations)
+    path = inner_path(linux, container_id)
     if mode() == "unified":
         from runh.cgroups.v2 import V2Manager
 
@@ -174,7 +174,13 @@ def manager_from_state(saved):
     """Rebuild the manager from what `to_state()` saved in the container's state.json."""
     if not saved:
         return None
-    if saved.get("version") == 2:
+    if saved.get("systemd"):
+        from runh.cgroups.systemd import SystemdManager
+
+        sd = saved["systemd"]
+        m = SystemdManager(saved["path"], sd["unit"], sd["slice"], sd.get("uid", 0),
+                           started=bool(sd.get("started")), description=sd.get("description", ""))
+    elif saved.get("version") == 2:
         from runh.cgroups.v2 import V2Manager
 
         m = V2Manager(saved["path"])

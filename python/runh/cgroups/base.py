@@ -16,6 +16,11 @@ only those are ever removed, and the cgroup is signalled as a whole (kill --all,
 
 class Manager:
     version = 0
+    # True: create(pid) is called with the init's pid right after the clone (from the
+    # core's on_pid, once the pid is recorded), and init is not cloned into
+    # clone_target() (a systemd scope must be started with its first process); False:
+    # create() before the clone.
+    placed_by_pid = False
     # linux.devices as (type, major, minor) dicts: kept in state.json so that an `update`
     # that replaces the device rules keeps the container's own devices usable.
     devices = ()

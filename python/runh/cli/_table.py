@@ -30,7 +30,7 @@ GLOBAL_OPTIONS = (
     opt("--criu", default="criu", help="path to the criu binary used for checkpoint and restore"),
     opt("--systemd-cgroup", kind="flag",
         help="enable systemd cgroup support, expects cgroupsPath to be of form "
-             '"slice:prefix:name" (not supported yet)'),
+             '"slice:prefix:name" for e.g. "system.slice:runh:434234" (cgroup v2 only)'),
     opt("--rootless", default="auto", help="ignore cgroup permission errors ('true', 'false', or 'auto')"),
 )
 

@@ -55,7 +55,8 @@ def _core_linux():
 
 
 def _cgroup():
-    # v1 and v2 both have a manager (runh.cgroups); the systemd driver does not exist yet.
+    # v1 and v2 both have a manager (runh.cgroups), and so has systemd (--systemd-cgroup,
+    # cgroup v2 only), with the system's manager or, unprivileged, the user's own.
     # rdma limits are written to rdma.max, so they work where the host has the controller.
     from runh import cgroups
     from runh.cgroups import _fs
@@ -64,7 +65,7 @@ def _cgroup():
         rdma = "rdma" in _fs.read(cgroups.CGROUP_ROOT, "cgroup.controllers", "").split()
     else:
         rdma = cgroups.isdir(cgroups.CGROUP_ROOT + "/rdma")
-    return {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": rdma}
+    return {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": rdma}
 
 
 def _checkpoint(criu):

@@ -51,9 +51,9 @@ fn io_error(e: std::io::Error, what: String) -> Error {
     Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), what)
 }
 
-/// `runh delete [--force] ID` of a stopped container without hooks: the cgroup
-/// directories it made (if empty: anything left in them is Python's to kill), its state
-/// dir, and the root's seccomp cache if that was the root's last container
+/// `runh delete [--force] ID` of a stopped container without hooks or a systemd unit: the
+/// cgroup directories it made (if empty: anything left in them is Python's to kill), its
+/// state dir, and the root's seccomp cache if that was the root's last container
 /// (`container._release_root`).
 pub fn delete(root: &str, id: &str, _force: bool) -> ! {
     let (_lock, c) = locked(root, id);
@@ -66,7 +66,8 @@ pub fn delete(root: &str, id: &str, _force: bool) -> ! {
         handoff(None);
     }
     let Some((dirs, parents)) = state::owned_dirs(c.cgroup()) else { handoff(None) };
-    if dirs.iter().any(|d| populated(d)) {
+    // A systemd unit is stopped (and a failed one cleared) over D-Bus: Python's.
+    if c.cgroup().get("systemd").is_some() || dirs.iter().any(|d| populated(d)) {
         handoff(None);
     }
     for d in &dirs {
