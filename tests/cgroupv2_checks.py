@@ -52,14 +52,19 @@ def rh(*args, input=None, check=True, timeout=CALL_TIMEOUT, cwd=None):
     """One runh call; stdout/stderr captured as text. Through files, not pipes: after
     `create` or `run -d` the container's process holds runh's stdio, so a pipe would not
     see EOF until the container exits."""
+    return call([RUNH, "--root", ROOT], *args, input=input, check=check, timeout=timeout, cwd=cwd)
+
+
+def call(runtime, *args, input=None, check=True, timeout=CALL_TIMEOUT, cwd=None):
+    """rh's body for any runtime argv prefix (runc's differentials use it too)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        rc = subprocess.run([RUNH, "--root", ROOT, *args], input=input, stdout=out, stderr=err,
+        rc = subprocess.run([*runtime, *args], input=input, stdout=out, stderr=err,
                             text=True, timeout=timeout, cwd=cwd).returncode
         out.seek(0)
         err.seek(0)
         p = subprocess.CompletedProcess(args, rc, out.read(), err.read())
     if check and p.returncode != 0:
-        raise AssertionError(f"runh {' '.join(args)}: rc={p.returncode} {p.stderr.strip()}")
+        raise AssertionError(f"{os.path.basename(runtime[0])} {' '.join(args)}: rc={p.returncode} {p.stderr.strip()}")
     return p
 
 
@@ -481,11 +486,107 @@ def check_parent_cgroups(name, cid):
     return made and not os.path.exists(cg_dir(name)), f"made {made}, left {os.path.exists(cg_dir(name))}"
 
 
+def _top_mount(pid, mountpoint):
+    """The mount a path resolves to in pid's mount namespace (the last at that mount
+    point in /proc/<pid>/mountinfo): {root, options, fstype, source}. Read from this
+    process, so root is relative to the guest's own (the initial) cgroup namespace."""
+    top = None
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            pre, post = pre.split(), post.split()
+            if pre[4] == mountpoint:
+                top = {"root": pre[3], "options": pre[5].split(","), "fstype": post[0], "source": post[1]}
+    return top
+
+
+def _rbind_sys(c, cgroup):
+    """The cgroupns_bind_fallback config: the container's cgroup at `cgroup`, and /sys
+    bound recursively from the host (as rootless podman does for --network=host), so the
+    host's cgroup2 mount is already at the "cgroup" mount's destination."""
+    c["linux"]["cgroupsPath"] = cgroup
+    c["mounts"] = [{"destination": "/sys", "type": "bind", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+                   if m["destination"] == "/sys" else m for m in c["mounts"]]
+    assert any(m["type"] == "cgroup" and m["destination"] == "/sys/fs/cgroup" for m in c["mounts"])
+    assert {"type": "cgroup"} in c["linux"]["namespaces"]
+
+
+def _runc_cgroupns_view(name, parent, hidden):
+    """runc 1.1.5 on the same scenario, reported, never judged: its top /sys/fs/cgroup
+    mount and whether the hidden names show through it."""
+    if not os.path.exists("/usr/bin/runc"):
+        return "runc: absent"
+    runc = ["/usr/bin/runc", "--root", "/run/runh-test-runc"]
+    rcid = cid_of(name) + "-runc"
+    b = make_bundle(f"{name}-runc", ["sleep", "60"], edit=lambda c: _rbind_sys(c, f"{parent}/runc"))
+    pidfile = f"{WORK}/{name}-runc.pid"
+    try:
+        p = call(runc, "run", "-d", "--pid-file", pidfile, "--bundle", b, rcid, check=False)
+        if p.returncode != 0:
+            return f"runc: run failed rc={p.returncode} {p.stderr.strip()[:200]!r}"
+        pid = int(open(pidfile).read())
+        top = _top_mount(pid, "/sys/fs/cgroup")
+        seen = sorted(set(os.listdir(f"/proc/{pid}/root/sys/fs/cgroup")) & hidden)
+        return f"runc: top mount {top}, hidden names visible: {seen}"
+    finally:
+        call(runc, "delete", "--force", rcid, check=False)
+        reap()
+
+
+def check_cgroupns_bind_fallback(name, cid):
+    """Issue 17.10: when the kernel refuses the cgroup2 mount in a container with a cgroup
+    namespace, the fallback binds the container's own cgroup, never the host's whole
+    hierarchy. Here /sys is an rbind of the host's, so the host's cgroup2 mount is already
+    at /sys/fs/cgroup and mounting cgroup2 there again fails with EBUSY. The fallback is
+    proven taken (the top mount at /sys/fs/cgroup, read from the guest, is a bind: the
+    host mount's source, not the "cgroup" a fresh mount by runh has) and rooted at the
+    container's cgroup; inside, /sys/fs/cgroup lists the container's process, shows
+    neither a sibling cgroup the check made nor any of the host's root-level cgroups, and
+    is read-only as the config's "ro" says. Init, in its cgroup namespace, reads "0::/"
+    for its own cgroup: a source taken from there (the bug) is the host's whole tree.
+    runc 1.1.5's result on the same scenario is appended, not judged."""
+    parent = f"/runh-test-v2-{name}"
+    sibling = f"{CG}{parent}/sibling"
+    os.makedirs(sibling)
+    host_src = _top_mount("self", CG)["source"]
+    hidden = {e for e in os.listdir(CG) if os.path.isdir(f"{CG}/{e}")} | {"sibling"}
+    pidfile = f"{WORK}/{name}.pid"
+    try:
+        b = make_bundle(name, ["sleep", "60"], edit=lambda c: _rbind_sys(c, f"{parent}/ctr"))
+        rh("run", "-d", "--pid-file", pidfile, "--bundle", b, cid)
+        pid = int(open(pidfile).read())
+        top = _top_mount(pid, CG)
+        fallback = top["fstype"] == "cgroup2" and top["source"] == host_src != "cgroup"
+        out = rh("exec", cid, "sh", "-c",
+                 "echo LS $(ls -a /sys/fs/cgroup); echo PROCS $(cat /sys/fs/cgroup/cgroup.procs); "
+                 "mkdir /sys/fs/cgroup/probe 2>&1; echo SELF $(cat /proc/self/cgroup)").stdout
+        lines = {ln.split(" ", 1)[0]: ln.partition(" ")[2] for ln in out.splitlines()}
+        listed = set(lines.get("LS", "").split())
+        seen = sorted(listed & hidden)
+        host_procs = cg_read(f"{name}/ctr", "cgroup.procs").split()
+        ok = (fallback and top["root"] == f"{parent}/ctr" and "ro" in top["options"]
+              and "cgroup.procs" in listed and not seen and "1" in lines.get("PROCS", "").split()
+              and str(pid) in host_procs and "Read-only file system" in out and lines.get("SELF") == "0::/")
+        detail = (f"top mount at {CG} (guest's view) {top}, fallback bind={fallback}; "
+                  f"hidden names visible inside: {seen}; inside cgroup.procs={lines.get('PROCS')!r}; "
+                  f"mkdir: {'refused (read-only)' if 'Read-only file system' in out else 'allowed'}; "
+                  f"/proc/self/cgroup {lines.get('SELF')!r}")
+        rh("delete", "--force", cid)
+        reap()
+        return ok, f"{detail}; {_runc_cgroupns_view(name, parent, hidden)}"
+    finally:
+        rh("delete", "--force", cid, check=False)
+        reap()
+        for d in (sibling, f"{CG}{parent}/runc", f"{CG}{parent}"):
+            wait_for(lambda: _rmdir(d), timeout=5)
+
+
 CHECKS = [check_memory_oom, check_pids_max, check_cpu_max, check_cpuset, check_freeze,
           check_kill_all, check_kill_all_stopped, check_devices, check_update_memory, check_stats_move,
           check_features, check_exec_cgroup, check_path_escape, check_foreign_cgroup,
           check_unified_core_files, check_unified_absent_controller, check_killed_create,
-          check_parent_cgroups]
+          check_parent_cgroups, check_cgroupns_bind_fallback]
 
 
 def cleanup(name, cid):
