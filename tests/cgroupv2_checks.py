@@ -542,7 +542,8 @@ def check_cgroupns_bind_fallback(name, cid):
     proven taken (the top mount at /sys/fs/cgroup, read from the guest, is a bind: the
     host mount's source, not the "cgroup" a fresh mount by runh has) and rooted at the
     container's cgroup; inside, /sys/fs/cgroup lists the container's process, shows
-    neither a sibling cgroup the check made nor any of the host's root-level cgroups, and
+    neither a sibling cgroup the check made nor any of the host's root-level cgroups (no
+    cgroup directory at any depth: the container's cgroup has no children), and
     is read-only as the config's "ro" says. Init, in its cgroup namespace, reads "0::/"
     for its own cgroup: a source taken from there (the bug) is the host's whole tree.
     runc 1.1.5's result on the same scenario is appended, not judged."""
@@ -559,17 +560,20 @@ def check_cgroupns_bind_fallback(name, cid):
         top = _top_mount(pid, CG)
         fallback = top["fstype"] == "cgroup2" and top["source"] == host_src != "cgroup"
         out = rh("exec", cid, "sh", "-c",
-                 "echo LS $(ls -a /sys/fs/cgroup); echo PROCS $(cat /sys/fs/cgroup/cgroup.procs); "
+                 "echo LS $(ls -a /sys/fs/cgroup); echo DIRS $(find /sys/fs/cgroup -mindepth 1 -type d); "
+                 "echo PROCS $(cat /sys/fs/cgroup/cgroup.procs); "
                  "mkdir /sys/fs/cgroup/probe 2>&1; echo SELF $(cat /proc/self/cgroup)").stdout
         lines = {ln.split(" ", 1)[0]: ln.partition(" ")[2] for ln in out.splitlines()}
         listed = set(lines.get("LS", "").split())
         seen = sorted(listed & hidden)
         host_procs = cg_read(f"{name}/ctr", "cgroup.procs").split()
         ok = (fallback and top["root"] == f"{parent}/ctr" and "ro" in top["options"]
-              and "cgroup.procs" in listed and not seen and "1" in lines.get("PROCS", "").split()
+              and "cgroup.procs" in listed and not seen and lines.get("DIRS") == ""
+              and "1" in lines.get("PROCS", "").split()
               and str(pid) in host_procs and "Read-only file system" in out and lines.get("SELF") == "0::/")
         detail = (f"top mount at {CG} (guest's view) {top}, fallback bind={fallback}; "
-                  f"hidden names visible inside: {seen}; inside cgroup.procs={lines.get('PROCS')!r}; "
+                  f"hidden names visible inside: {seen}; cgroup dirs inside: {lines.get('DIRS', '')[:120]!r}; "
+                  f"inside cgroup.procs={lines.get('PROCS')!r}; "
                   f"mkdir: {'refused (read-only)' if 'Read-only file system' in out else 'allowed'}; "
                   f"/proc/self/cgroup {lines.get('SELF')!r}")
         rh("delete", "--force", cid)
