@@ -372,7 +372,8 @@ def test_delete_waits_for_lock(containers, ltraced):
     process holds it, the delete blocks and the state dir stays."""
     box = containers("stopped")
     t = ltraced()
-    with open(os.path.join(box.dir, "lock"), "a") as lock:
+    lock = os.open(box.dir, os.O_RDONLY | os.O_DIRECTORY)  # the state dir itself is the lock
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         p = t.popen("delete", box.cid, env=_env("native"), stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -382,6 +383,8 @@ def test_delete_waits_for_lock(containers, ltraced):
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
         out, err = p.communicate(timeout=10)
+    finally:
+        os.close(lock)
     assert (p.returncode, out, err) == (0, "", "")
     t.assert_native(subprocess.CompletedProcess(p.args, p.returncode, out, err))
     assert box.observe() == ("gone", "ready\n", [])
@@ -501,14 +504,14 @@ def test_state_errors(runh, ctx, ltraced, how):
     sdir = None
     if how not in ("missing", "invalid"):
         sdir = _fake_state(runh.root, cid, UNREADABLE.get(how))
-    lock = open(os.path.join(sdir, "lock"), "w") if how == "creating" else None
+    lock = os.open(sdir, os.O_RDONLY | os.O_DIRECTORY) if how == "creating" else None  # the dir is the lock
     try:
-        if lock:
+        if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # as a create in progress holds it
         got = _both_modes(ltraced, ["state", cid], path="python")
     finally:
-        if lock:
-            lock.close()
+        if lock is not None:
+            os.close(lock)
         if sdir:
             shutil.rmtree(sdir)
     code, out, err = got["native"]

@@ -140,11 +140,19 @@ def test_creating_status_and_list(fake, tmp_path):
     root, cid, proc = fake
     half = os.path.join(root, "half")
     os.mkdir(half)
-    with open(os.path.join(half, st.LOCK_FILE), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = os.open(half, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as create holds it: on the state dir itself
         assert Container.load("half", root).status() == "creating"
         names = [(c.id, c.status()) for c in Container.list(root)]
         assert names == [("fake1", "created"), ("half", "creating")]
+    finally:
+        os.close(lock)
+    assert Container.load("half", root).status() == "stopped"
+    # A create of a runh that locked a `lock` file in the dir is seen as in progress too.
+    with open(os.path.join(half, st.LOCK_FILE), "w") as old:
+        fcntl.flock(old, fcntl.LOCK_EX)
+        assert Container.load("half", root).status() == "creating"
     assert Container.load("half", root).status() == "stopped"
     Container("half", root).delete()
     assert not os.path.exists(half)

@@ -223,8 +223,8 @@ def _as_nobody():
 
 
 def test_state_is_readable_by_root_alone(runh, ctx, make_bundle):
-    """The root and state dir 0700, state.json, config.json and lock 0600 (runc and
-    crun's modes): another user reads neither the annotations (which may carry
+    """The root and state dir 0700, state.json and config.json 0600 (runc and
+    crun's modes; the dir itself is the lock, no file of its own): another user reads neither the annotations (which may carry
     secrets) nor the pid, and state/ps/events --stats fail for them (today's main: 0711
     and 0644, and all three answered)."""
     b = make_bundle(args=["sleep", "100"], edit=lambda c: c.update(annotations={"token": "s3cr3t"}))
@@ -236,7 +236,7 @@ def test_state_is_readable_by_root_alone(runh, ctx, make_bundle):
         assert stat.S_IMODE(os.stat(sdir).st_mode) == 0o700
         modes = _modes_of(sdir)
         assert {n: m for n, m in modes.items() if n != "notify.sock"} == \
-            {"state.json": 0o600, "config.json": 0o600, "lock": 0o600}, modes
+            {"state.json": 0o600, "config.json": 0o600}, modes
         for argv in (["state", cid], ["ps", cid], ["events", "--stats", cid], ["list"]):
             r = runh(*argv, preexec_fn=_as_nobody, timeout=30)
             assert "s3cr3t" not in r.stdout + r.stderr and cid not in r.stdout, (argv, r.stdout)

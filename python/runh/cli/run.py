@@ -31,20 +31,30 @@ def run(g, o, args):
         from runh.tty import ConsoleListener
 
         listener = ConsoleListener()
+    # Without a pty to receive first, the container is started by create itself, under
+    # the lock create holds (Container.create's `start`); the foreground's signal
+    # handlers are installed just before, so that no signal is lost between start and
+    # wait.
+    start = None if listener else (_started if o["detach"] else _forwarding)
     try:
         c = Container.create(args[0], bundle=o["bundle"], root=g.root, pid_file=o["pid_file"],
                              console_socket=o["console_socket"] or (listener and listener.path),
                              pidfd_socket=o["pidfd_socket"],
                              no_pivot=o["no_pivot"], no_new_keyring=o["no_new_keyring"],
                              preserve_fds=o["preserve_fds"], detach=o["detach"],
-                             systemd_cgroup=g.systemd_cgroup)
+                             systemd_cgroup=g.systemd_cgroup, start=start)
         master = listener.receive() if listener else None
     finally:
         if listener:
             listener.close()
     if master is not None:
         return _run_terminal(c, master, o)
-    return _run(c, o)
+    if o["detach"]:
+        return 0
+    status = c.wait()
+    if not o["keep"]:
+        _cleanup(c)
+    return status
 
 
 def _wants_terminal(bundle):
@@ -92,36 +102,24 @@ def _run_terminal(c, master, o):
     return status
 
 
-def _run(c, o):
-    if o["detach"]:
-        try:
-            c.start()
-        except BaseException:
-            _cleanup(c)
-            raise
-        return 0
+def _started(c):
+    pass
+
+
+def _forwarding(c):
+    """Forward the signals runh receives to the container's init from here on."""
     import _signal
 
     def forward(signum, frame):
         try:
             c._signal(signum)
         except Exception:
-            pass  # already gone: waitpid below returns
+            pass  # already gone: waitpid returns
 
-    # Handlers are installed before start so that no signal is lost between start and wait.
     for name in _FORWARD:
         n = getattr(_signal, name, None)
         if n is not None:
             _signal.signal(n, forward)
-    try:
-        c.start()
-    except BaseException:
-        _cleanup(c)
-        raise
-    status = c.wait()
-    if not o["keep"]:
-        _cleanup(c)
-    return status
 
 
 def _cleanup(c):

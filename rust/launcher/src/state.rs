@@ -1,5 +1,5 @@
 //! Reading a container's state as `runh.state` writes it (`<root>/<id>/state.json`, the
-//! `lock` flock, `notify.sock` while created) and deriving its status as
+//! flock on that dir, `notify.sock` while created) and deriving its status as
 //! `runh.state.status_of` does. The launcher never writes state.json: it only takes the
 //! cases where the status is clear, and leaves every other to Python (a record that is
 //! missing, unreadable or still marked "creating" among them).
@@ -20,7 +20,7 @@ pub struct Container {
 }
 
 /// runc's rule for ids, as `runh.state.validate_id`: [\w+-.]+, not a path, no "..",
-/// and not "." (which would name the root itself: its `lock` would land there).
+/// and not "." (which would name the root itself: it would be locked as a state dir).
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id != "." && !id.contains("..") && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"_+-.".contains(&c))
 }
@@ -60,19 +60,16 @@ pub fn dir(root: &str, id: &str) -> Option<String> {
     (root.starts_with('/') && valid_id(id)).then(|| format!("{}/{id}", root.trim_end_matches('/')))
 }
 
-/// flock on `<dir>/lock`, as `runh.state.Lock`: serialises lifecycle calls on one id. The
-/// lock is released when the fd closes (CLOEXEC: also on a handoff to Python).
+/// flock on the state dir itself (an fd of it), as `runh.state.Lock`: serialises
+/// lifecycle calls on one id. The lock is released when the fd closes (CLOEXEC: also on
+/// a handoff to Python). A dir that is gone (or not a dir) is None: Python words it.
 pub fn lock(dir: &str) -> Option<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(format!("{dir}/lock"))
-        .ok()?;
-    let fd = OwnedFd::from(f);
+    let path = std::ffi::CString::new(dir).ok()?;
+    let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return None;
+    }
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
     (unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(fd)
 }
 
