@@ -1,8 +1,8 @@
 //! runh-init: the first program in every runh container.
 //!
 //! Exec'd by the runh process's clone child, read-only (a detached read-only bind of the
-//! installed file, or a sealed memfd: runh-core's `initexe.rs`) as `runh-init <sync fd>`. It reads its plan over the sync socket, does all
-//! container setup in order, reports "ready", parks on the notify socket until
+//! installed file, or a sealed memfd: runh-core's `initexe.rs`) as `runh-init <sync fd>`.
+//! It reads its plan over the sync socket, does all container setup in order, reports "ready", parks on the notify socket until
 //! `runh start` connects, then drops privileges and execs the container's process.
 //! Every failure is reported: on the sync socket during setup, on the start connection
 //! after it.
