@@ -196,3 +196,44 @@ def test_a_writable_installed_init_is_refused(runh, ctx, make_bundle, mode):
         runh("delete", "--force", cid)
     assert r.returncode != 0
     assert "runh-init" in r.stderr and "refusing to run it" in r.stderr, r.stderr
+
+
+def test_an_installed_init_of_another_owner_is_refused(runh, ctx, make_bundle):
+    """A runh-init owned by a user who owns neither runh's code nor the call is refused."""
+    st = os.stat(INIT)
+    b = make_bundle(args=["true"])
+    cid = ctx.new_id()
+    try:
+        os.chown(INIT, 54321, st.st_gid)
+        os.chmod(INIT, st.st_mode & 0o7777)  # keep the mode exact
+        r = runh("create", "--bundle", b, cid)
+    finally:
+        os.chown(INIT, st.st_uid, st.st_gid)
+        os.chmod(INIT, st.st_mode & 0o7777)
+    if r.returncode == 0:
+        runh("delete", "--force", cid)
+    assert r.returncode != 0
+    assert "runh-init" in r.stderr and "refusing to run it" in r.stderr, r.stderr
+
+
+
+def test_an_init_owned_like_runh_itself_is_run(runh, ctx, make_bundle):
+    """`make build` by a developer, runh run with sudo: runh-init owned by the owner of
+    `_core` (who could change runh itself) is trusted like the code already running."""
+    core = os.path.join(os.path.dirname(INIT), "_core.abi3.so")
+    owners = {p: os.stat(p) for p in (INIT, core)}
+    b = make_bundle(args=["true"])
+    cid = ctx.new_id()
+    try:
+        for p, st in owners.items():
+            os.chown(p, 54321, st.st_gid)
+            os.chmod(p, st.st_mode & 0o7777)
+        r = runh("create", "--bundle", b, cid)
+    finally:
+        for p, st in owners.items():
+            os.chown(p, st.st_uid, st.st_gid)
+            os.chmod(p, st.st_mode & 0o7777)
+    try:
+        assert r.returncode == 0, r.stderr
+    finally:
+        runh("delete", "--force", cid)

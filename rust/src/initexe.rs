@@ -35,8 +35,8 @@
 //! that shares the container's pid namespace may hold CAP_SYS_ADMIN (docs/SECURITY.md).
 //!
 //! The file is checked on its fd before use: a regular file, owned by root (or by the
-//! caller, for a rootless runh), writable by its owner alone. Anything else is refused
-//! (EPERM), never run or copied.
+//! caller, for a rootless runh, or by the owner of the running runh code itself),
+//! writable by its owner alone. Anything else is refused (EPERM), never run or copied.
 use crate::error::{Error, Result};
 use crate::spec::Spec;
 use std::ffi::CString;
@@ -68,27 +68,28 @@ fn path() -> Result<&'static Path> {
     if let Some(p) = PATH.get() {
         return Ok(p);
     }
-    let p = own_dir()?.join(FILE_NAME);
+    let so = own_code()?;
+    let p = so.parent().map(Path::to_path_buf).unwrap_or_default().join(FILE_NAME);
     Ok(PATH.get_or_init(|| p))
 }
 
-/// The directory of the shared object that holds this code (`runh/_core.abi3.so`).
+/// The file of the code running this: the shared object (`runh/_core.abi3.so`), or the
+/// launcher's /proc/self/exe.
 #[cfg(feature = "python")]
-fn own_dir() -> Result<PathBuf> {
+fn own_code() -> Result<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let addr = own_dir as fn() -> Result<PathBuf> as *const libc::c_void;
+    let addr = own_code as fn() -> Result<PathBuf> as *const libc::c_void;
     if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
         return Err(Error::from_errno(libc::ENOENT, "locate runh._core (dladdr) to find runh-init"));
     }
     let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let so = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
-    Ok(so.parent().map(Path::to_path_buf).unwrap_or_default())
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
 }
 
 #[cfg(not(feature = "python"))]
-fn own_dir() -> Result<PathBuf> {
-    Err(Error::from_errno(libc::ENOENT, "runh-init's path was not set"))
+fn own_code() -> Result<PathBuf> {
+    Ok(PathBuf::from("/proc/self/exe"))
 }
 
 const CAP_SYS_ADMIN: &str = "CAP_SYS_ADMIN";
@@ -132,11 +133,19 @@ fn open_checked(path: &Path) -> Result<OwnedFd> {
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
         return Err(Error::last_os("fstat runh-init"));
     }
-    let owner_ok = st.st_uid == 0 || st.st_uid == unsafe { libc::geteuid() };
+    // Root, the caller (a rootless runh), or whoever owns the code already running here
+    // (a developer's `make build` run with sudo): that owner could change runh itself, so
+    // trusting its runh-init adds nothing.
+    use std::os::unix::fs::MetadataExt;
+    let code_owner = || own_code().ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.uid());
+    let owner_ok = st.st_uid == 0 || st.st_uid == unsafe { libc::geteuid() } || Some(st.st_uid) == code_owner();
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || !owner_ok || st.st_mode & 0o022 != 0 {
         return Err(Error::from_errno(
             libc::EPERM,
-            format!("runh-init {} is not a regular file owned by root and writable by its owner alone: refusing to run it", path.display()),
+            format!(
+                "runh-init {} is not a regular file owned by root (or by runh's owner) and writable by its owner alone: refusing to run it",
+                path.display()
+            ),
         ));
     }
     Ok(fd)
