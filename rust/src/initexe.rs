@@ -95,11 +95,14 @@ fn own_code() -> Result<PathBuf> {
 const CAP_SYS_ADMIN: &str = "CAP_SYS_ADMIN";
 
 /// Whether a process that can see this container's processes may hold CAP_SYS_ADMIN, and
-/// so clear the bind's read-only flag: the config's bounding set (which caps every other
-/// set of its processes) or an exec's own capabilities name it, or the pid namespace is
-/// not the container's own (joined by path, or none: peers of unknown privilege).
+/// so clear the bind's read-only flag: any capability set of the config's process or of
+/// an exec's own names it (inheritable too: with a file's inheritable caps it becomes
+/// permitted past the bounding set), or the pid namespace is not the container's own
+/// (joined by path, or none: peers of unknown privilege).
 pub fn needs_memfd(spec: &Spec, exec_caps: Option<&crate::spec::Capabilities>) -> bool {
-    let has_admin = |c: &crate::spec::Capabilities| c.bounding.iter().chain(&c.permitted).any(|c| c == CAP_SYS_ADMIN);
+    let has_admin = |c: &crate::spec::Capabilities| {
+        [&c.bounding, &c.effective, &c.inheritable, &c.permitted, &c.ambient].iter().any(|set| set.iter().any(|c| c == CAP_SYS_ADMIN))
+    };
     let config_admin = spec.process.as_ref().and_then(|p| p.capabilities.as_ref()).is_some_and(has_admin);
     let own_pidns = spec
         .linux
