@@ -74,7 +74,10 @@ bench-micro: build
 
 .PHONY: build
 # maturin develop into the shared venv; flock so that parallel builds queue instead of clash.
+# rust/build.rs installs python/runh/runh-init (git-ignored); cargo reruns it only when a
+# source changes, so a removed copy (git clean -X) is rebuilt by touching the script.
 build: $(VENV)/.deps
+	@test -e python/runh/runh-init || touch rust/build.rs
 	flock /tmp/runh-build.lock $(VENV)/bin/maturin develop --release -q
 
 # The stamp names the package list, so that a venv made before a package was added gets it.

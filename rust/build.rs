@@ -1,10 +1,13 @@
-//! Builds `runh-init` (rust/init) and hands its path to the extension, which embeds the
-//! bytes with `include_bytes!` (see `memfd.rs`).
+//! Builds `runh-init` (rust/init) and installs it as a file in the Python package,
+//! `python/runh/runh-init`, next to the extension (`_core.abi3.so`): `maturin develop`'s
+//! editable layout runs it from there, and a wheel carries it as package data
+//! (pyproject.toml `include`). The core execs it through a read-only detached bind of that
+//! one file, or a sealed memfd copied from it (see `initexe.rs`); nothing embeds it.
 //!
-//! Only the runh side (feature `host`: the Python extension and the `runh` launcher) embeds
-//! the init: runh-init itself depends on this crate without it, so then this script does
-//! nothing (and cannot recurse into itself). The extension's build also builds the
-//! launcher (rust/launcher), handing it the init just built.
+//! Only the Python extension's build (feature `python`) does this: runh-init itself and
+//! the `runh` launcher depend on this crate without it, so then this script does nothing
+//! (and cannot recurse into itself). The extension's build also builds the launcher
+//! (rust/launcher), which finds the installed init under its own prefix.
 //!
 //! runh-init is built by a nested cargo into its own target dir under OUT_DIR, with the
 //! workspace's `init` profile (small, panic=abort, stripped) and a static C runtime, so it
@@ -18,7 +21,7 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=RUNH_INIT_BIN");
-    if env::var_os("CARGO_FEATURE_HOST").is_none() {
+    if env::var_os("CARGO_FEATURE_PYTHON").is_none() {
         return;
     }
     // Rebuild the init whenever any code it is made of changes.
@@ -26,41 +29,48 @@ fn main() {
     println!("cargo:rerun-if-changed={}", manifest_dir.join("init/src").display());
     println!("cargo:rerun-if-changed={}", manifest_dir.join("init/Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", manifest_dir.join("Cargo.toml").display());
+    let installed = manifest_dir.join("../python/runh").join("runh-init");
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target = init_target(&env::var("TARGET").unwrap());
     let target_dir = out_dir.join("init-target");
-    // An already-built init may be supplied (packagers, cross builds, and the launcher's
-    // nested build below).
+    // An already-built init may be supplied (packagers, cross builds).
     let init = match env::var_os("RUNH_INIT_BIN") {
         Some(prebuilt) => PathBuf::from(prebuilt),
-        None => nested_build(&manifest_dir.join("init/Cargo.toml"), "runh-init", &target, &target_dir, None),
+        None => nested_build(&manifest_dir.join("init/Cargo.toml"), "runh-init", &target, &target_dir),
     };
-    println!("cargo:rustc-env=RUNH_INIT_BIN={}", init.display());
+    install(&init, &installed, "runh-init");
 
-    // The Python extension's build also makes the `runh` command (rust/launcher). The
-    // wheel's scripts come from wheel-data/scripts (pyproject.toml [tool.maturin] data),
-    // where `runh` is a tracked symlink to target/launcher/runh: maturin packs the file a
-    // symlink points to, after cargo has built, and pip installs it as the command.
-    if env::var_os("CARGO_FEATURE_PYTHON").is_some() {
-        println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/src").display());
-        println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/Cargo.toml").display());
-        let launcher = nested_build(&manifest_dir.join("launcher/Cargo.toml"), "runh", &target, &target_dir, Some(&init));
-        let dir = manifest_dir.join("../target/launcher");
-        std::fs::create_dir_all(&dir).expect("creating target/launcher");
-        let dest = dir.join("runh");
-        if std::fs::read(&dest).ok() != std::fs::read(&launcher).ok() {
-            // A new inode (rename), never a write into the file: the old one may be running.
-            let tmp = dir.join(".runh.tmp");
-            std::fs::copy(&launcher, &tmp).expect("copying the runh launcher");
-            std::fs::rename(&tmp, &dest).expect("installing the runh launcher");
-        }
+    // The `runh` command (rust/launcher). The wheel's scripts come from wheel-data/scripts
+    // (pyproject.toml [tool.maturin] data), where `runh` is a tracked symlink to
+    // target/launcher/runh: maturin packs the file a symlink points to, after cargo has
+    // built, and pip installs it as the command.
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/src").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("launcher/Cargo.toml").display());
+    let launcher = nested_build(&manifest_dir.join("launcher/Cargo.toml"), "runh", &target, &target_dir);
+    let dir = manifest_dir.join("../target/launcher");
+    std::fs::create_dir_all(&dir).expect("creating target/launcher");
+    install(&launcher, &dir.join("runh"), "the runh launcher");
+}
+
+/// Copy `from` to `dest` as a new inode (copy, chmod 0755, rename), never a write into
+/// the file: the old one may be running (ETXTBSY), and a process exec'ing it must see a
+/// whole file. Unchanged content is left alone.
+fn install(from: &Path, dest: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read(dest).ok() == std::fs::read(from).ok() {
+        return;
     }
+    let tmp = dest.with_file_name(format!(".{}.tmp", dest.file_name().unwrap().to_string_lossy()));
+    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copying {what}: {e}"));
+    // Writable by its owner alone: initexe.rs refuses anything else.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("chmod {what}: {e}"));
+    std::fs::rename(&tmp, dest).unwrap_or_else(|e| panic!("installing {what}: {e}"));
 }
 
 /// Build one binary of the workspace with a nested cargo: static, `init` profile, its own
 /// target dir under OUT_DIR. Returns the binary's path.
-fn nested_build(manifest: &Path, bin: &str, target: &str, target_dir: &Path, init: Option<&Path>) -> PathBuf {
+fn nested_build(manifest: &Path, bin: &str, target: &str, target_dir: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     // The outer build's settings (profile, features, rustflags for the Python extension,
@@ -78,9 +88,6 @@ fn nested_build(manifest: &Path, bin: &str, target: &str, target_dir: &Path, ini
         {
             cmd.env_remove(&key);
         }
-    }
-    if let Some(init) = init {
-        cmd.env("RUNH_INIT_BIN", init);
     }
     // `--target` keeps crt-static off build scripts and proc macros (serde_derive is a
     // dylib and cannot be static); only the binary itself is linked statically.
@@ -105,9 +112,10 @@ fn nested_build(manifest: &Path, bin: &str, target: &str, target_dir: &Path, ini
 
 /// musl when its std is installed for this toolchain (`rustup target add
 /// <arch>-unknown-linux-musl`), else the host's glibc linked statically. Measured here:
-/// a static hello world is 377 KB with musl and 1.12 MB with glibc, and every create
-/// copies the init into a memfd (0.68 ms for the 1.39 MB glibc init on this machine), so
-/// musl is worth taking when it is there; glibc keeps a bare toolchain working.
+/// a static hello world is 377 KB with musl and 1.12 MB with glibc; a smaller init is
+/// less to page in per container and less to copy where the sealed memfd is used (about
+/// 0.9 ms for the 1.49 MB glibc init here), so musl is worth taking when it is there;
+/// glibc keeps a bare toolchain working.
 fn init_target(target: &str) -> String {
     let Some(musl) = target.strip_suffix("-unknown-linux-gnu").map(|arch| format!("{arch}-unknown-linux-musl")) else {
         return target.to_string();

@@ -22,17 +22,24 @@ import time
 
 import pytest
 
-from conftest import _reap_containers, find_leftovers, read
+from conftest import REPO, _reap_containers, find_leftovers, read
 from test_launcher import MODES, _env
 
 N_CREATES = int(os.environ.get("RUNH_FAULT_CREATES", "100"))
 N_STARTS = int(os.environ.get("RUNH_FAULT_STARTS", "50"))
 ALREADY = "runh: cannot start an already running container\n"
 
+RUNH_INIT = os.path.join(REPO, "python", "runh", "runh-init")
+
 
 def _is_runh_init(pid):
+    """Its exe is runh-init: the installed file through its read-only bind (the same
+    inode), or the sealed memfd copy (rust/src/initexe.rs)."""
     try:
-        return os.readlink(f"/proc/{pid}/exe").startswith("/memfd:runh-init")
+        if os.readlink(f"/proc/{pid}/exe").startswith("/memfd:runh-init"):
+            return True
+        st, init = os.stat(f"/proc/{pid}/exe"), os.stat(RUNH_INIT)
+        return (st.st_dev, st.st_ino) == (init.st_dev, init.st_ino)
     except OSError:
         return False
 

@@ -184,7 +184,7 @@ def exec(
     cgroup_dir / cgroup_procs: as for create.
 
     The caller's pid namespace is joined only for the clone (pid_for_children) and left at
-    once; the child execs runh-init from the sealed memfd before joining anything else.
+    once; the child execs runh-init (read-only: initexe.rs) before joining anything else.
     The returned pid is the caller's child. Errors as for create/start (ExecError for a
     program that cannot be executed); on failure the child is killed and reaped.
     """

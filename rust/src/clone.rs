@@ -1,12 +1,12 @@
 //! The parent side of `create` and `start`, run in the runh process.
 //!
-//! create: parse the config, make the sync socketpair, the notify socket and the runh-init
-//! memfd, then one clone3 with the CLONE_NEW* flags (and CLONE_INTO_CGROUP when a cgroup
+//! create: parse the config, make the sync socketpair, the notify socket and runh-init's
+//! exec object (initexe.rs), then one clone3 with the CLONE_NEW* flags (and CLONE_INTO_CGROUP when a cgroup
 //! v2 dir is given). The child is a copy-on-write image of the Python process: it must not
 //! allocate or touch Python objects (every page it writes is copied and charged to the
 //! container's memory cgroup, runc #1980), so everything it needs — fd numbers, argv — is
-//! prepared before clone, and it only clears CLOEXEC on three fds and execveat()s the
-//! memfd. All container setup then happens in runh-init, which reports back on the sync
+//! prepared before clone, and it only clears CLOEXEC on three fds and execveat()s
+//! runh-init. All container setup then happens in runh-init, which reports back on the sync
 //! socket.
 //!
 //! start: connect to `<state_dir>/notify.sock` and send one byte; init answers with an
@@ -292,7 +292,8 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Everything the child uses, prepared before clone (by create and by exec).
 pub(crate) struct ChildPlan<'a> {
-    pub(crate) memfd: RawFd,
+    /// runh-init to execveat: the read-only detached bind or the sealed memfd (initexe.rs).
+    pub(crate) init_exe: RawFd,
     /// fds the child passes into init (`Passed::raw`): CLOEXEC is cleared in the child only.
     pub(crate) pass: &'a [RawFd],
     pub(crate) argv: [*const libc::c_char; 3],
@@ -346,7 +347,7 @@ fn child(c: &ChildPlan) -> ! {
                 libc::fcntl(fd, libc::F_SETFD, 0);
             }
         }
-        libc::syscall(libc::SYS_execveat, c.memfd, c"".as_ptr(), c.argv.as_ptr(), c.envp.as_ptr(), libc::AT_EMPTY_PATH);
+        libc::syscall(libc::SYS_execveat, c.init_exe, c"".as_ptr(), c.argv.as_ptr(), c.envp.as_ptr(), libc::AT_EMPTY_PATH);
         child_fail(c.sync_fd, b"execveat runh-init");
     }
 }
@@ -477,8 +478,8 @@ fn create_bound(
         _ => None,
     };
     crate::timing::mark("core: sockets");
-    let memfd = crate::memfd::init_fd()?;
-    crate::timing::mark("core: init memfd");
+    let (init_exe, _) = crate::initexe::open(crate::initexe::needs_memfd(spec, None))?;
+    crate::timing::mark("core: init exe");
 
     let (parent_sync, child_sync) = sync_pair()?;
     let mut passed = Passed::new(opts.preserve_fds);
@@ -494,7 +495,7 @@ fn create_bound(
     let arg1 = CString::new(init_sync.to_string()).unwrap();
     let wait_ids = crate::userns::new_userns(spec);
     let cp = ChildPlan {
-        memfd: memfd.as_raw_fd(),
+        init_exe: init_exe.as_raw_fd(),
         pass: &passed.raw,
         argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
@@ -523,7 +524,7 @@ fn create_bound(
     // Until it execs runh-init the child's exe is the host's runh (or interpreter). It is
     // then pid 1 of a new, empty pid namespace, or in runh's own: nothing of a container
     // can see it. A pid namespace joined by path is entered by runh-init later, after the
-    // exec from the sealed memfd and non-dumpable (namespaces::fork_into_pid_namespace).
+    // exec of runh-init (read-only) and non-dumpable (namespaces::fork_into_pid_namespace).
     let (pid, into_cgroup) = spawn(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd()), &cp, "clone the container init")?;
     crate::timing::mark("core: clone3");
     // The child has its copies: close ours, so that init's exit reads as EOF.

@@ -4,7 +4,7 @@
 //! the CVE-2019-5736 class):
 //! - The child is cloned in runh's own namespaces, into the container's cgroup
 //!   (clone3(CLONE_INTO_CGROUP), or the v1 cgroup.procs written by the parent before the
-//!   plan), and at once execs runh-init from the sealed memfd ("runh-exec" mode), which
+//!   plan), and at once execs runh-init, read-only (initexe.rs), ("runh-exec" mode), which
 //!   makes itself non-dumpable. Until that exec its exe is the host's runh launcher or
 //!   interpreter, so no process of the container may see it: it is in no namespace of
 //!   the container yet.
@@ -558,10 +558,10 @@ mod parent {
         // exec --apparmor / --process-label, or the process JSON's: refused where the LSM
         // is not enabled, before anything is cloned (as runc refuses them).
         crate::lsm::ExecAttrs::of_process(&p).check()?;
-        let linux = match opts.config {
-            Some(cfg) => sync::parse_config(cfg)?.linux,
-            None => None,
-        };
+        let spec = opts.config.map(sync::parse_config).transpose()?;
+        // Without the config, nothing says who shares the pid namespace: the sealed memfd.
+        let memfd = spec.as_ref().map_or(true, |s| crate::initexe::needs_memfd(s, p.capabilities.as_ref()));
+        let linux = spec.and_then(|s| s.linux);
         let seccomp_json = linux.as_ref().and_then(|l| l.seccomp.as_ref());
         let seccomp = match seccomp_json {
             // The same compile and cache as create's: a cache hit is one file read.
@@ -606,7 +606,7 @@ mod parent {
         } else {
             Vec::new()
         };
-        let memfd = crate::memfd::init_fd()?;
+        let (init_exe, _) = crate::initexe::open(memfd)?;
         let (parent_sync, child_sync) = sync_pair()?;
         // fds 0..3+preserve_fds are the process's; ours go above them.
         let mut passed = Passed::new(opts.preserve_fds);
@@ -622,7 +622,7 @@ mod parent {
         // The child only clears CLOEXEC and execs (no allocation: it is a copy-on-write
         // image of the Python process); no namespace flags: runh-exec joins them.
         let c = ChildPlan {
-            memfd: memfd.as_raw_fd(),
+            init_exe: init_exe.as_raw_fd(),
             pass: &passed.raw,
             argv: [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()],
             envp: [std::ptr::null()],

@@ -14,11 +14,11 @@ pub mod error;
 pub mod fd;
 pub mod hooks;
 pub mod idmap;
+#[cfg(feature = "host")]
+pub mod initexe;
 pub mod inroot;
 pub mod lsm;
 pub mod exec;
-#[cfg(feature = "host")]
-pub mod memfd;
 pub mod mounts;
 pub mod namespaces;
 pub mod network;

@@ -1,8 +1,8 @@
 //! runh-init: the first program in every runh container.
 //!
-//! Exec'd by the runh process's clone child from a sealed memfd (see runh-core's
-//! `memfd.rs`) as `runh-init <sync fd>`. It reads its plan over the sync socket, does all
-//! container setup in order, reports "ready", parks on the notify socket until
+//! Exec'd by the runh process's clone child, read-only (a detached read-only bind of the
+//! installed file, or a sealed memfd: runh-core's `initexe.rs`) as `runh-init <sync fd>`.
+//! It reads its plan over the sync socket, does all container setup in order, reports "ready", parks on the notify socket until
 //! `runh start` connects, then drops privileges and execs the container's process.
 //! Every failure is reported: on the sync socket during setup, on the start connection
 //! after it.
@@ -231,10 +231,73 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     })
 }
 
-/// Wait for `runh start`: accept on notify.sock and read its one byte.
-fn park(notify_fd: RawFd) -> Result<RawFd> {
+/// Before parking: drop this process's mappings of runh-init's own read-only, never
+/// written pages (text, rodata, eh_frame: the PT_LOAD segments without PF_W), so that the
+/// parked init does not count the setup's code in its VmRSS. Fault-around maps every page
+/// of the file that is in the page cache, so all 1.3 MB of the static-glibc init's text
+/// was resident in every parked init (RssFile, or RssShmem from the memfd). MADV_DONTNEED
+/// only drops page-table entries of these clean file pages: the page cache keeps them, and
+/// start refaults the few it runs (minor faults, measured in docs/SECURITY.md's VmRSS
+/// test figures). Writable segments and RELRO hold relocated data and are never touched.
+///
+/// Returns the page ranges; `park` drops them right before it blocks, with raw syscalls
+/// only: every 64 KB window of code run after the drop is mapped again by fault-around
+/// (measured: dropping them a few calls earlier left 512 KB of text resident).
+fn setup_text() -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    #[cfg(target_pointer_width = "64")]
+    unsafe {
+        let phdr = libc::getauxval(libc::AT_PHDR) as usize;
+        let phnum = libc::getauxval(libc::AT_PHNUM) as usize;
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        if phdr == 0 || page == 0 {
+            return out;
+        }
+        let phdrs = std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum);
+        // The load bias: where PT_PHDR is mapped against its link address (0 for a
+        // non-PIE). Without PT_PHDR the bias is unknown: leave everything mapped.
+        let Some(bias) = phdrs.iter().find(|p| p.p_type == libc::PT_PHDR).map(|p| phdr.wrapping_sub(p.p_vaddr as usize)) else {
+            return out;
+        };
+        let span = |p: &libc::Elf64_Phdr| {
+            let start = bias + p.p_vaddr as usize;
+            (start & !(page - 1), (start + p.p_memsz as usize + page - 1) & !(page - 1))
+        };
+        let keep: Vec<(usize, usize)> = phdrs
+            .iter()
+            .filter(|p| (p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W != 0) || p.p_type == libc::PT_GNU_RELRO)
+            .map(span)
+            .collect();
+        for p in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W == 0) {
+            let (mut s, mut e) = span(p);
+            for &(ks, ke) in &keep {
+                if ks <= s && s < ke {
+                    s = ke;
+                }
+                if ks < e && e <= ke {
+                    e = ks;
+                }
+                if s < ks && ke < e {
+                    e = ks; // a writable range inside: keep everything from it on
+                }
+            }
+            if s < e {
+                out.push((s, e - s));
+            }
+        }
+    }
+    out
+}
+
+/// Wait for `runh start`: accept on notify.sock and read its one byte. `text` (from
+/// `setup_text`) is dropped just before the first accept blocks.
+fn park(notify_fd: RawFd, text: &[(usize, usize)]) -> Result<RawFd> {
+    for &(addr, len) in text {
+        unsafe { libc::syscall(libc::SYS_madvise, addr, len, libc::MADV_DONTNEED) };
+    }
     loop {
-        let conn = unsafe { libc::accept4(notify_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        let null = std::ptr::null_mut::<libc::c_void>();
+        let conn = unsafe { libc::syscall(libc::SYS_accept4, notify_fd, null, null, libc::SOCK_CLOEXEC) } as i32;
         if conn < 0 {
             let e = Error::last_os("accept on notify.sock");
             if e.errno == libc::EINTR || e.errno == libc::ECONNABORTED {
@@ -318,7 +381,8 @@ fn main() {
         #[cfg(target_env = "gnu")]
         libc::malloc_trim(0);
     }
-    let conn = match park(parked.notify_fd) {
+    let text = setup_text();
+    let conn = match park(parked.notify_fd, &text) {
         Ok(c) => c,
         Err(_) => std::process::exit(1),
     };

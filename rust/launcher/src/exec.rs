@@ -42,6 +42,8 @@ fn prepare(a: &Exec) -> Option<Ready> {
     if std::env::var_os("LISTEN_FDS").is_some() {
         return None; // socket activation: Python rewrites the process's LISTEN_* env
     }
+    // runh-init, installed next to runh._core (build.rs): not found, Python finds it.
+    _core::initexe::set_path(crate::python::find_init()?);
     let c = Container::load(state::dir(&a.root, &a.id)?)?;
     if !matches!(c.status()?, Status::Created | Status::Running) {
         return None; // stopped: an error; paused: an error, or --ignore-paused's late join

@@ -32,6 +32,42 @@ except ImportError:
 launch()
 "#;
 
+/// `<prefix>` of this program (`<prefix>/bin/runh`).
+fn prefix() -> std::path::PathBuf {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    exe.parent().and_then(|b| b.parent()).map(|p| p.to_path_buf()).unwrap_or_default()
+}
+
+/// The installed runh-init: in the runh package of a site-packages under our prefix
+/// (`lib/python3.*/{site,dist}-packages/runh/`), or of a directory that runh.pth names
+/// there (`maturin develop`), as BOOT finds the package. A few stats and one readdir.
+pub fn find_init() -> Option<std::path::PathBuf> {
+    let lib = prefix().join("lib");
+    let mut pythons: Vec<_> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3."))
+        .map(|e| e.path())
+        .collect();
+    pythons.sort();
+    for py in pythons.iter().rev() {
+        for site in ["site-packages", "dist-packages"] {
+            let site = py.join(site);
+            let mut dirs = vec![site.clone()];
+            if let Ok(pth) = std::fs::read_to_string(site.join("runh.pth")) {
+                dirs.extend(pth.split_whitespace().map(std::path::PathBuf::from));
+            }
+            for d in dirs {
+                let f = d.join("runh").join(_core::initexe::FILE_NAME);
+                if f.is_file() {
+                    return Some(f);
+                }
+            }
+        }
+    }
+    None
+}
+
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap()
 }
