@@ -20,11 +20,14 @@ GIL, so the prefetch thread could not hide it from create's own Python work. Now
 importing this module, loading libsystemd and its libraries, resolving the functions,
 connecting and the AUTH EXTERNAL round trip take 1.1 ms here (least of 12, same
 measurement against a private dbus-daemon; one module, and the core releases the GIL
-throughout); the guest's figure is in benches/results/systemd/README.md. The connection is
-made by `systemd.prefetch()` in a thread while create loads the config; the create path
-then pays one call, StartTransientUnit (13-15 ms in the guest against systemd 252), and
-the wait for its JobRemoved signal (35-40 ms there). Only --systemd-cgroup calls pay any
-of it.
+throughout). In the guest, the same measurement against systemd 252, 8 fresh processes
+each, interleaved: sd-bus 67-580 ms (median 240; dlopen of libsystemd and its 6
+libraries over 9p, BIND_NOW), jeepney 474-3312 ms (median 1143). The connection is made
+by `systemd.prefetch()` in a thread while create loads the config, and now that it holds
+no GIL it is hidden there: create waited 9-14 ms for it after clone3 (jeepney: 0.19-0.45
+s). The create path then pays one call, StartTransientUnit (answered in 9-18 ms in the
+guest), and the wait for its JobRemoved signal (20-36 ms more there;
+benches/results/systemd/). Only --systemd-cgroup calls pay any of it.
 """
 import posix
 
