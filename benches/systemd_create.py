@@ -14,7 +14,8 @@ Fairness: the six timed calls of an iteration come in a shuffled order (seeded, 
 so that no runtime always follows the same one; and before every timed call the bench
 waits, untimed, until systemd is idle: no job queued (ListJobs empty, through
 `systemctl list-jobs`) and no unit of an earlier call left in runhbench.slice (its
-cgroup directory gone). Without that wait, a call that came right after another
+cgroup directory gone), and then until the CPUs are quiet (at most 20% busy over 0.25 s,
+from /proc/stat: the kernel frees a dead container's namespaces in its own workers). Without that wait, a call that came right after another
 runtime's delete or run paid for systemd still stopping that one's scope (the guest has
 2 emulated CPUs, and systemd's work is on them).
 
@@ -71,6 +72,27 @@ def wait_idle(timeout=60.0):
         time.sleep(0.05)
 
 
+def _cpu_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v), v[3] + v[4]  # all, idle + iowait
+
+
+def wait_quiet(busy=0.2, window=0.25, timeout=10.0):
+    """Until the CPUs were at most `busy` busy over `window` seconds (or `timeout`): the
+    kernel's own teardown of the last container (its namespaces are freed by kernel
+    workers after the runtime has exited) and systemd's work after a stop use the same
+    two emulated CPUs as the next call. Untimed, the same for every runtime."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        a = _cpu_ticks()
+        time.sleep(window)
+        b = _cpu_ticks()
+        total, idle = b[0] - a[0], b[1] - a[1]
+        if total and 1 - idle / total <= busy:
+            return
+
+
 def timed(argv, env=None):
     """Seconds the call took, after waiting for an idle systemd; with env, also its
     stderr (RUNH_TIMING's report)."""
@@ -78,6 +100,7 @@ def timed(argv, env=None):
     import tempfile
 
     wait_idle()
+    wait_quiet()
     with tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
         rc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
