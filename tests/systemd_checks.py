@@ -444,10 +444,8 @@ def _clients():
     import systemd_clients as sc
 
     if not _env:
-        layer, oci = sc.build_image(WORK)
-        # The pod sandbox's image: a process that stays (kubelet's pause).
-        _, pause = sc.build_image(WORK, sc.PAUSE, ["/bin/sleep", "100000"], tag="-pause")
-        _env.update(work=WORK, runh=RUNH, layer=layer, oci=oci, pause_oci=pause, show=show)
+        layer, oci = sc.build_images(WORK)  # busybox and the pod sandbox's pause, in one archive
+        _env.update(work=WORK, runh=RUNH, layer=layer, oci=oci, show=show)
         _env["containerd"] = sc.Containerd(WORK, RUNH)
     return sc
 

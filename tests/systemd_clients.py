@@ -4,62 +4,30 @@ containers under runh against the guest's real systemd: checks for tests/systemd
 
 Everything is private to the check: containerd with its own config, root, state and
 socket under WORK; podman with its own storage, runroot, tmpdir and containers.conf.
-The image is a busybox layer built here (no network in the guest).
+The images (no network in the guest) and the CRI client are runh.bench.cri's, the
+ones tests/test_cri.py and `runh bench -s cri` use.
 """
-import hashlib
-import io
-import json
 import os
 import subprocess
-import tarfile
 import time
 
-from bundle import build_rootfs
+from runh.bench import bundle as bbundle
+from runh.bench.cri import containerd as cri_containerd
 
 CTR_NS = "rt"
-IMG = "localhost/runhtest/busybox:latest"
+# The images of runh.bench.cri (the CRI tests' and bench's): busybox, and the pause image
+# for pod sandboxes, in one OCI archive.
+IMG = cri_containerd.IMAGE
+PAUSE = cri_containerd.PAUSE_IMAGE
 
 
-def _blob(d, data):
-    digest = hashlib.sha256(data).hexdigest()
-    with open(f"{d}/blobs/sha256/{digest}", "wb") as f:
-        f.write(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-
-def build_image(work, name=IMG, cmd=("/bin/sh",), tag=""):
-    """(layer.tar, oci.tar): a busybox rootfs as one layer, and as an OCI image layout
-    archive named `name` for `ctr images import`."""
-    rootfs = build_rootfs(f"{work}/img-rootfs{tag}")
-    layer = f"{work}/layer{tag}.tar"
-    with tarfile.open(layer, "w", format=tarfile.GNU_FORMAT) as t:
-        def owner0(ti):
-            ti.uid = ti.gid = 0
-            ti.uname = ti.gname = ""
-            return ti
-        t.add(rootfs, arcname=".", filter=owner0)
-    d = f"{work}/oci{tag}"
-    os.makedirs(f"{d}/blobs/sha256", exist_ok=True)
-    with open(layer, "rb") as f:
-        ldata = f.read()
-    lay = dict(_blob(d, ldata), mediaType="application/vnd.oci.image.layer.v1.tar")
-    cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                      "config": {"Env": ["PATH=/bin"], "Cmd": list(cmd)},
-                      "rootfs": {"type": "layers", "diff_ids": [lay["digest"]]}}).encode()
-    cfgd = dict(_blob(d, cfg), mediaType="application/vnd.oci.image.config.v1+json")
-    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                      "config": cfgd, "layers": [lay]}).encode()
-    mand = dict(_blob(d, man), mediaType="application/vnd.oci.image.manifest.v1+json",
-                annotations={"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "latest"})
-    with open(f"{d}/index.json", "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [mand]}, f)
-    with open(f"{d}/oci-layout", "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-    oci = f"{work}/oci{tag}.tar"
-    with tarfile.open(oci, "w") as t:
-        for name in ("oci-layout", "index.json", "blobs"):
-            t.add(f"{d}/{name}", arcname=name)
-    return layer, oci
+def build_images(work):
+    """(layer.tar, images.tar): the busybox rootfs as one layer (for `podman import`), and
+    runh.bench.cri's OCI archive of IMG and PAUSE (for `ctr images import`)."""
+    layer = f"{work}/layer.tar"
+    with open(layer, "wb") as f:
+        f.write(cri_containerd.layer_tar(bbundle.build_rootfs(f"{work}/img-rootfs")))
+    return layer, cri_containerd.build_image_archive(work)
 
 
 class Containerd:
@@ -230,120 +198,40 @@ def check_podman(env):
 
 # ------------------------------------------------------------------ the CRI plugin
 
-PAUSE = "localhost/runhtest/pause:latest"
-
-
-def _varint(n):
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def pb(*fields):
-    """A protobuf message from (number, value) pairs: str/bytes/nested message (bytes)
-    length-delimited, int/bool varint; None values are left out. Enough of the wire format
-    for the CRI requests below (runtime.v1, k8s.io/cri-api api.proto)."""
-    out = bytearray()
-    for num, v in fields:
-        if v is None:
-            continue
-        if isinstance(v, (bool, int)):
-            out += _varint(num << 3) + _varint(int(v))
-        else:
-            v = v.encode() if isinstance(v, str) else bytes(v)
-            out += _varint(num << 3 | 2) + _varint(len(v)) + v
-    return bytes(out)
-
-
-def _uvarint(data, i):
-    v, shift = 0, 0
-    while True:
-        b = data[i]
-        i += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return v, i
-
-
-def unpb(data):
-    """{number: [values]} of a protobuf message (varints as int, the rest as bytes)."""
-    out, i = {}, 0
-    while i < len(data):
-        key, i = _uvarint(data, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _uvarint(data, i)
-        elif wt == 2:
-            n, i = _uvarint(data, i)
-            v, i = data[i:i + n], i + n
-        elif wt in (1, 5):
-            n = 8 if wt == 1 else 4
-            v, i = data[i:i + n], i + n
-        else:
-            raise ValueError(f"wire type {wt}")
-        out.setdefault(num, []).append(v)
-    return out
-
-
-class CRI:
-    """runtime.v1.RuntimeService over containerd's socket (grpcio, raw bytes both ways)."""
-
-    def __init__(self, sock):
-        import grpc
-
-        self.channel = grpc.insecure_channel(f"unix://{sock}")
-
-    def call(self, method, req, timeout=180):
-        f = self.channel.unary_unary(f"/runtime.v1.RuntimeService/{method}")
-        return unpb(f(req, timeout=timeout))
-
-    def close(self):
-        self.channel.close()
-
-
 def check_cri(env):
     """The CRI plugin with SystemdCgroup = true, as kubelet drives it: a pod whose
     cgroup_parent is a slice (kubelet's "kubepods-...slice" form) and one container; the
     sandbox and the container each run under runh in cri-containerd-<id>.scope in that
     slice, ExecSync works, and stopping and removing them leaves no unit."""
+    from runh.bench.cri.client import Cri
+
     cd, show = env["containerd"], env["show"]
     cd.ctr("images", "import", env["oci"], ns="k8s.io")
-    cd.ctr("images", "import", env["pause_oci"], ns="k8s.io")
-    cri = CRI(cd.sock)
+    cri = Cri(cd.sock, env["work"], timeout=180)
     try:
-        meta = pb((1, "pod1"), (2, "uid-runhtest-1"), (3, "default"), (4, 0))
-        nsopt = pb((1, 2), (2, 0), (3, 0))  # network NODE (no CNI here), pid/ipc POD
-        linux = pb((1, "runhtest-pod1.slice"), (2, pb((1, nsopt))))
         # No hostname: with the node's network the pod has the node's UTS namespace too.
-        sandbox_config = pb((1, meta), (3, f"{env['work']}/pod-logs"), (8, linux))
         os.makedirs(f"{env['work']}/pod-logs", exist_ok=True)
+        sandbox_config = cri.pod_config("pod1", "uid-runhtest-1", cgroup_parent="runhtest-pod1.slice",
+                                        log_directory=f"{env['work']}/pod-logs", pid="POD")
         t0 = time.time()
-        pod = cri.call("RunPodSandbox", pb((1, sandbox_config)))[1][0].decode()
+        pod = cri.run_pod(sandbox_config, "runh")
         print(f"# CRI: pod sandbox running after {time.time() - t0:.1f}s", flush=True)
-        cfg = pb((1, pb((1, "c1"))), (2, pb((1, IMG))), (3, "sleep"), (4, "1000"), (11, "c1.log"),
-                 (15, pb((1, pb((4, 48 << 20))))))
-        ctr = cri.call("CreateContainer", pb((1, pod), (2, cfg), (3, sandbox_config)))[1][0].decode()
-        cri.call("StartContainer", pb((1, ctr)))
-        ex = cri.call("ExecSync", pb((1, ctr), (2, "echo"), (2, "exec-ok"), (3, 60)))
+        cfg = cri.container_config("c1", ["1000"], command=["sleep"], log_path="c1.log",
+                                   resources={"memory_limit_in_bytes": 48 << 20})
+        ctr = cri.create_container(pod, cfg, sandbox_config)
+        cri.start_container(ctr)
+        ex = cri.exec_sync(ctr, ["echo", "exec-ok"], timeout=60)
         units = {"sandbox": f"cri-containerd-{pod}.scope", "container": f"cri-containerd-{ctr}.scope"}
         shown = {k: show(u, ["ActiveState", "Slice", "Delegate", "MemoryMax"]) for k, u in units.items()}
-        cri.call("StopContainer", pb((1, ctr), (2, 0)))  # no grace period: SIGKILL
-        cri.call("RemoveContainer", pb((1, ctr)))
-        cri.call("StopPodSandbox", pb((1, pod)))
-        cri.call("RemovePodSandbox", pb((1, pod)))
+        cri.stop_container(ctr, 0)  # no grace period: SIGKILL
+        cri.remove_container(ctr)
+        cri.stop_pod(pod)
+        cri.remove_pod(pod)
         after = {k: show(u, ["LoadState"]).get("LoadState") for k, u in units.items()}
     finally:
         cri.close()
     ok = (all(s.get("ActiveState") == "active" and s.get("Slice") == "runhtest-pod1.slice"
               and s.get("Delegate") == "yes" for s in shown.values())
           and shown["container"].get("MemoryMax") == str(48 << 20)
-          and ex.get(1, [b""])[0] == b"exec-ok\n" and set(after.values()) == {"not-found"})
-    return ok, f"units {shown}; exec {ex.get(1)} rc={ex.get(3)}; after removal {after}"
+          and ex.stdout == b"exec-ok\n" and set(after.values()) == {"not-found"})
+    return ok, f"units {shown}; exec {ex.stdout!r} rc={ex.exit_code}; after removal {after}"

@@ -3,13 +3,15 @@
 Process creation and the create/start handshake, plus the cgroup and seccomp kernel work
 (their functions are registered by rust/src/cgroups/py.rs and rust/src/seccomp/py.rs).
 
-Every function raises the `runh.errors` classes, each with `.errno` set:
+Every function raises the `runh.errors` classes (SdBus: OSError), each with `.errno` set:
 SyscallError (a system call failed; the message names what was being done, e.g.
 ``mount proc to /proc: operation not permitted``), ConfigError (the config asks for
 something impossible or unsupported), ExecError (the container's program cannot be
 executed), SyncError (runh-init died or broke the protocol). Errors that happen inside the
 container's init are sent back over the sync socket and raised here with the same text.
 """
+
+from typing import Any
 
 NOTIFY_SOCK: str
 # The prefix of the context of start's own handshake errors (clone::start_refused).
@@ -138,6 +140,23 @@ def launcher_parse(argv: list[str]) -> tuple[str, str, str] | None:
 def rename_exchange(src: str, dst: str) -> bool:
     """renameat2(src, dst, RENAME_EXCHANGE); False when dst does not exist (nothing done).
     Raises SyscallError otherwise. runh.state.write_atomic's replace of state.json."""
+
+class SdBus:
+    """A D-Bus connection through libsystemd's sd-bus (dlopen'ed at first use;
+    rust/src/cgroups/sdbus.rs): to a peer's socket (systemd's private one), or with
+    hello=True to a bus daemon. OSError (errno) for every failure; values map as
+    jeepney's did: a variant is (signature, value), a struct a tuple, ay bytes, a{..} a
+    dict."""
+
+    def __init__(self, path: str, timeout: float = 30.0, hello: bool = False) -> None: ...
+    def send(self, dest: str, path: str, iface: str, member: str, sig: str | None,
+             body: tuple[Any, ...], expect_reply: bool = True) -> int:
+        """Send a method call; its cookie (the serial its reply names)."""
+    def next(self, timeout: float) -> tuple[str, int, str | None, str | None, str | None, tuple[Any, ...]] | None:
+        """The next message within timeout seconds, or None: (kind: "return", "error",
+        "signal" or "call", reply_cookie, member, error_name, error_message, body)."""
+    def close(self) -> None: ...
+
 
 def timings() -> list[tuple[str, int]]:
     """The phase marks of the last `create`/`start` in this process, and clears them:

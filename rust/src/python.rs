@@ -257,6 +257,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     m.add("START_HANDSHAKE", clone::START_HANDSHAKE)?;
     crate::cgroups::py::register(m)?;
+    crate::cgroups::sdbus::register(m)?;
     crate::seccomp::py::register(m)?;
     crate::timing::py::register(m)?;
     Ok(())

@@ -1,9 +1,10 @@
 """A blocking D-Bus connection to a systemd manager, for the systemd cgroup driver.
 
-The protocol is jeepney's (PyPI `jeepney`, pure Python): its SASL authenticator, message
-serialisation and stream parser, which are sans-I/O; this module only moves their bytes
-over one AF_UNIX socket and matches replies and signals. It is imported only with
---systemd-cgroup.
+The protocol is libsystemd's sd-bus (systemd's own client library, libsystemd.so.0, on
+every host where systemd runs), loaded by the Rust core with dlopen at the first call
+(`runh._core.SdBus`, rust/src/cgroups/sdbus.rs): it authenticates, builds and parses the
+messages; this module matches replies and signals, and nudges systemd. It is imported,
+and the library loaded, only with --systemd-cgroup.
 
 Which socket: systemd's own private socket, as runc (go-systemd) does for root. It speaks
 D-Bus peer to peer with the manager, so no dbus-daemon is needed, no Hello is sent, and
@@ -11,23 +12,22 @@ the manager sends its signals (JobRemoved) to every private connection unasked, 
 AddMatch/Subscribe round trip either. The system manager's is /run/systemd/private
 (root only); a user's manager (`systemd --user`) has $XDG_RUNTIME_DIR/systemd/private.
 
-Cost on the create path (`python3.11 -I -S -X importtime`, the least of 12 runs on this
-2-core host, less the interpreter's own 2.8 ms): `socket` and jeepney as a package
-(`from jeepney.auth import ...` runs jeepney/__init__, which imports all of it: bus,
-bus_messages, fds, wrappers, and with them os, re, selectors, warnings) took 13.2 ms and
-49 modules; `_socket` and only jeepney.auth and jeepney.low_level (`_jeepney()`: the
-package's __init__ is skipped) 10.3 ms and 37 modules. What is left is jeepney's own
-need of `typing` (7 ms with re and contextlib) and `enum` (5 ms with functools). In the
-emulated guest each module is a few 9p reads, so the module count weighs more there.
-The import and the connection (connect, one AUTH EXTERNAL round trip, BEGIN) are made
-by `prefetch()` in a thread while create loads the config and the core clones (the core
-releases the GIL); the create path then pays one call, StartTransientUnit, and the wait
-for its JobRemoved signal. Measured on this host against a dbus-daemon on a private
-socket (a peer like systemd's): import + connect + AUTH 14-20 ms (with a guest running
-beside it), then 0.1-0.5 ms per call. In the guest, against systemd 252:
-StartTransientUnit answered in 13-15 ms and its job ended 35-40 ms later, while the
-import took ~650 ms there (benches/results/systemd/guest-n5.txt). Only --systemd-cgroup
-calls pay any of it.
+Cost on the create path. Before, the client was jeepney (pure Python): importing
+jeepney.auth and jeepney.low_level (37 modules: typing, enum, re and its own) and
+connecting took 11.5 ms on this 2-core host (the least of 12 fresh processes) and ~650 ms
+in the emulated guest, where each module is a few 9p reads; module execution holds the
+GIL, so the prefetch thread could not hide it from create's own Python work. Now
+importing this module, loading libsystemd and its libraries, resolving the functions,
+connecting and the AUTH EXTERNAL round trip take 1.1 ms here (least of 12, same
+measurement against a private dbus-daemon; one module, and the core releases the GIL
+throughout). In the guest, the same measurement against systemd 252, 8 fresh processes
+each, interleaved: sd-bus 67-580 ms (median 240; dlopen of libsystemd and its 6
+libraries over 9p, BIND_NOW), jeepney 474-3312 ms (median 1143). The connection is made
+by `systemd.prefetch()` in a thread while create loads the config, and now that it holds
+no GIL it is hidden there: create waited 9-14 ms for it after clone3 (jeepney: 0.19-0.45
+s). The create path then pays one call, StartTransientUnit (answered in 9-18 ms in the
+guest), and the wait for its JobRemoved signal (20-36 ms more there;
+benches/results/systemd/). Only --systemd-cgroup calls pay any of it.
 """
 import posix
 
@@ -38,25 +38,6 @@ DEST = "org.freedesktop.systemd1"
 SYSTEM_SOCKET = "/run/systemd/private"
 # Seconds without an answer after which a call nudges systemd (see Connection._nudge).
 NUDGE_AFTER = 0.5
-
-
-def _jeepney():
-    """jeepney.auth and jeepney.low_level, without running jeepney/__init__ (see the
-    module doc: 12 modules and ~3 ms fewer). The package is entered in sys.modules as an
-    empty module with jeepney's own search path, as the import system would make it if
-    __init__ were empty; nothing else in runh imports jeepney."""
-    import sys
-
-    if "jeepney" not in sys.modules:
-        spec = sys.modules["_frozen_importlib_external"].PathFinder.find_spec("jeepney")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("jeepney is not installed (runh's --systemd-cgroup needs it)")
-        pkg = type(sys)("jeepney")
-        pkg.__path__, pkg.__spec__, pkg.__file__ = list(spec.submodule_search_locations), spec, spec.origin
-        sys.modules["jeepney"] = pkg
-    from jeepney import auth, low_level
-
-    return auth, low_level
 
 
 class DBusError(Exception):
@@ -75,93 +56,47 @@ def user_socket(uid):
 
 
 class Connection:
-    """One authenticated connection to a manager's private socket."""
+    """One authenticated connection to a manager's private socket (with hello=True, to a
+    bus daemon's socket: the host's tests)."""
 
-    def __init__(self, path, uid=None, timeout=30.0):
-        import _socket  # socket.py's wrapper class would add socket, selectors and enum
+    def __init__(self, path, uid=None, timeout=30.0, hello=False):
+        # uid: whose manager (for the error messages); sd-bus's EXTERNAL sends no uid,
+        # the peer takes it from SO_PEERCRED, which is right in a user namespace too.
+        from runh._core import SdBus
 
-        auth, low_level = _jeepney()
-        self._ll = low_level
         self.path = path
         self.timeout = timeout
-        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-            a = auth.Authenticator()
-            if uid is not None and uid != posix.geteuid():
-                # Inside a user namespace the peer sees our outside uid (SO_PEERCRED),
-                # and EXTERNAL must name that uid, not the namespace's 0.
-                a._to_send = b"\0AUTH EXTERNAL " + str(uid).encode().hex().encode() + b"\r\n"
-            for data in a:
-                self.sock.sendall(data)
-                a.feed(self._read())
-            self.sock.sendall(auth.BEGIN)
-        except BaseException:
-            self.sock.close()
-            raise
-        self.parser = low_level.Parser()
-        self.serial = 0
+        self.bus = SdBus(path, timeout, hello)
         self.signals = []  # signals read while waiting for a reply
 
-    def _read(self):
-        b = self.sock.recv(65536)
-        if not b:
-            raise ConnectionResetError(104, f"{self.path}: connection closed by systemd")
-        return b
-
-    def _next(self):
-        while True:
-            m = self.parser.get_next_message()
-            if m is not None:
-                return m
-            self.parser.add_data(self._read())
-
     def close(self):
-        self.sock.close()
+        self.bus.close()
 
-    def _send(self, member, sig, body, path, iface, flags=0):
-        """A method call, as jeepney's wrappers.new_method_call builds it (that module
-        would import re and typing's Union for its address checks)."""
-        ll = self._ll
-        F = ll.HeaderFields
-        fields = {F.path: path, F.destination: DEST, F.interface: iface, F.member: member}
-        if sig is not None:
-            fields[F.signature] = sig
-        msg = ll.Message(ll.Header(ll.Endianness.little, ll.MessageType.method_call, flags, 1, -1, -1, fields), body)
-        self.serial += 1
-        self.sock.sendall(msg.serialise(serial=self.serial))
-        return self.serial
+    def _send(self, member, sig, body, path, iface, dest=DEST, reply=True):
+        return self.bus.send(dest, path, iface, member, sig, tuple(body), reply)
 
-    def call(self, member, sig=None, body=(), path=MANAGER, iface=MANAGER_IFACE):
+    def call(self, member, sig=None, body=(), path=MANAGER, iface=MANAGER_IFACE, dest=DEST):
         """Call a method and return the reply's body (a tuple); DBusError for an error reply;
         TimeoutError after the connection's timeout."""
         import time
 
-        ll = self._ll
-        serial = self._send(member, sig, body, path, iface)
+        serial = self._send(member, sig, body, path, iface, dest)
         deadline = time.monotonic() + self.timeout
-        wait = NUDGE_AFTER
-        try:
-            while True:
-                self.sock.settimeout(max(0.001, min(wait, deadline - time.monotonic())))
-                try:
-                    m = self._next()
-                except TimeoutError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    self._nudge()
-                    continue
-                fields = m.header.fields
-                if fields.get(ll.HeaderFields.reply_serial) == serial:
-                    if m.header.message_type == ll.MessageType.error:
-                        text = m.body[0] if m.body and isinstance(m.body[0], str) else ""
-                        raise DBusError(fields.get(ll.HeaderFields.error_name), text)
-                    return m.body
-                if m.header.message_type == ll.MessageType.signal:
-                    self.signals.append(m)
-        finally:
-            self.sock.settimeout(self.timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.path}: no answer to {member} in {self.timeout:.0f} s")
+            m = self.bus.next(min(NUDGE_AFTER, left))
+            if m is None:
+                self._nudge()
+                continue
+            kind, reply_to, _, name, text, body = m
+            if kind == "signal":
+                self.signals.append(m)
+            elif kind != "call" and reply_to == serial:
+                if kind == "error":
+                    raise DBusError(name, text or "")
+                return body
 
     def _nudge(self):
         """Peer.Ping, no reply wanted. systemd 252's sd-bus can leave a message that it
@@ -169,8 +104,7 @@ class Connection:
         arrive (seen in the guest: a StopUnit sent while systemd was busy got no answer
         in 30 s); any later write makes it parse the buffer. So a call with no answer
         after NUDGE_AFTER seconds sends this, and again each time it waits that long."""
-        self._send("Ping", None, (), MANAGER, "org.freedesktop.DBus.Peer",
-                   flags=self._ll.MessageFlag.no_reply_expected)
+        self._send("Ping", None, (), MANAGER, "org.freedesktop.DBus.Peer", reply=False)
 
     def get(self, iface, prop, path=MANAGER):
         """A property's value (the variant's value)."""
@@ -182,21 +116,17 @@ class Connection:
         `timeout` seconds."""
         import time
 
-        ll = self._ll
         deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if self.signals:
-                    m = self.signals.pop(0)
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError()
-                    self.sock.settimeout(left)
-                    m = self._next()
-                if (m.header.message_type == ll.MessageType.signal
-                        and m.header.fields.get(ll.HeaderFields.member) == "JobRemoved"
-                        and m.body[1] == job):
-                    return m.body[3]
-        finally:
-            self.sock.settimeout(self.timeout)
+        while True:
+            if self.signals:
+                m = self.signals.pop(0)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError()
+                m = self.bus.next(left)
+                if m is None:
+                    raise TimeoutError()
+            kind, _, member, _, _, body = m
+            if kind == "signal" and member == "JobRemoved" and body[1] == job:
+                return body[3]

@@ -18,8 +18,8 @@ no process to start with: it is made before the clone, and init is cloned into i
 Only pure cgroup v2: on hybrid and legacy hosts --systemd-cgroup is refused with one line
 (runc would use systemd there too, but runh's v1 manager is cgroupfs only).
 
-D-Bus (runh.cgroups._dbus, jeepney) is imported only by create, update and delete of a
-systemd container; pause/resume, ps, events, kill --all and status read and write the
+D-Bus (runh.cgroups._dbus over libsystemd's sd-bus) is loaded only by create, update and
+delete of a systemd container; pause/resume, ps, events, kill --all and status read and write the
 unit's cgroup files, as runc does.
 """
 from runh.cgroups import CGROUP_ROOT, isdir
@@ -268,8 +268,8 @@ _pending = None
 
 
 def prefetch():
-    """Import the D-Bus client and connect to the manager in a thread, now, so that both
-    overlap create's config load and the core's clone (which releases the GIL); the
+    """Load the D-Bus client (libsystemd) and connect to the manager in a thread, now, so
+    that both overlap create's config load (the core releases the GIL meanwhile); the
     first _connect() for that uid takes the connection (or raises its error). Only on a
     pure cgroup v2 host (elsewhere for_config refuses at once). `_thread`, not
     `threading` (~1 ms and 4 modules more under -I -S)."""
@@ -336,7 +336,7 @@ def _connect_now(uid):
         who = "systemd is not running (no " + where + ")" if uid == 0 else \
             f"no systemd user manager for uid {uid} (no {where})"
         raise NotSupported(f"--systemd-cgroup: {who}") from None
-    except (OSError, ValueError) as e:  # jeepney's AuthenticationError is a ValueError
+    except (OSError, ValueError) as e:  # sd-bus's errors are OSErrors (a refused AUTH: EPERM)
         raise _dbus_error(e, f"connect to {where}") from None
 
 

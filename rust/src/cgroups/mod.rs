@@ -11,3 +11,5 @@ pub mod devices;
 pub mod fs;
 #[cfg(feature = "python")]
 pub mod py;
+#[cfg(feature = "python")]
+pub mod sdbus;

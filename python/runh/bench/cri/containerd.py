@@ -99,8 +99,9 @@ def _blob(layout, data):
     return {"digest": "sha256:" + digest, "size": len(data)}
 
 
-def _layer_tar(rootfs):
-    """The rootfs as an uncompressed layer: numeric root ownership, mtime 0, sorted."""
+def layer_tar(rootfs):
+    """The rootfs as an uncompressed layer: numeric root ownership, mtime 0, sorted (also
+    what tests/systemd_clients.py gives `podman import`)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         def norm(ti):
@@ -124,7 +125,7 @@ def build_image_archive(workdir):
     open(os.path.join(rootfs, "etc", "resolv.conf"), "w").close()
     layout = os.path.join(workdir, "img", "oci")
     os.makedirs(os.path.join(layout, "blobs", "sha256"))
-    layer = _layer_tar(rootfs)
+    layer = layer_tar(rootfs)
     layer_desc = _blob(layout, layer)
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
     manifests = []
