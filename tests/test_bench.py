@@ -160,6 +160,29 @@ def test_with_runh(tmp_path, short_tmp):
     check_clean(tmp, before)
 
 
+def test_state_dir_puts_every_root_there_and_leaves_nothing(tmp_path, short_tmp):
+    """--state-dir: the runtimes' --root dirs go into a temp dir under it (the report
+    says where and on what filesystem), and it is removed afterwards."""
+    need("crun")
+    why = runh_works(short_tmp)
+    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
+    if why:
+        pytest.skip(why)
+    before = cgroup_dirs()
+    states = tmp_path / "states"
+    states.mkdir()
+    out = tmp_path / "out"
+    p, tmp = bench(short_tmp, "-r", f"runh={RUNH}", "-r", "crun", *SMALL, "-s", "lifecycle",
+                   "--state-dir", str(states), "-o", str(out), "--no-plot")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["meta"]["state_dir"]["path"] == str(states)
+    assert doc["meta"]["state_dir"]["fstype"] not in ("", "?")
+    assert f"state roots (--root): {states} (" in (out / "results.txt").read_text()
+    assert list(states.iterdir()) == []
+    check_clean(tmp, before)
+
+
 @pytest.mark.cri
 def test_cri_scenario(tmp_path, short_tmp):
     """`-s cri`: a private containerd, one handler per runtime, pods interleaved; every

@@ -79,6 +79,8 @@ def table(doc):
     lines.append(f"host: {meta['host']['kernel']}, {meta['host']['cpus']} CPUs, load {meta['host']['loadavg_1m_before']:.1f}"
                  f"->{meta['host']['loadavg_1m_after']:.1f}, cgroups {meta['cgroup']['host_mode']}"
                  f"; {meta['cgroup']['note']}")
+    if meta.get("state_dir"):
+        lines.append(f"state roots (--root): {meta['state_dir']['path']} ({meta['state_dir']['fstype']})")
     for name, rt in meta["runtimes"].items():
         state = (rt["version"] or "") if rt["status"] == "ok" else f"{rt['status'].upper()}: {rt['error']}"
         lines.append(f"  {name:<8} {rt['path'] or '-'}  {state}")
