@@ -135,10 +135,12 @@ def test_seccomp_cached_load(benchmark, seccomp_json, root):
 
 
 # --- argv: the native launcher's parser (in-process through _core), and Python's
-EXEC_ARGV = ["--root", "/run/containerd/runc/k8s.io", "--log", "/run/x/log.json",
+# The log is /dev/null: the launcher opens --log before it accepts a call (as runc does,
+# a path that cannot be opened is Python's one-line error), and the file must exist.
+EXEC_ARGV = ["--root", "/run/containerd/runc/k8s.io", "--log", "/dev/null",
              "--log-format", "json", "exec", "--process", "/tmp/runc-process123", "--detach",
              "--pid-file", "/run/x/pid", "c1"]
-CREATE_ARGV = ["--root", "/run/containerd/runc/k8s.io", "--log", "/run/x/log.json",
+CREATE_ARGV = ["--root", "/run/containerd/runc/k8s.io", "--log", "/dev/null",
                "--log-format", "json", "--systemd-cgroup", "create", "--bundle", "/run/x/b",
                "--pid-file", "/run/x/init.pid", "c1"]
 
