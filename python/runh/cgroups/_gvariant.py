@@ -1,6 +1,6 @@
 """GVariant text format (docs.gtk.org/glib/gvariant-text-format.html), the values of
 `org.systemd.property.<Name>` annotations, as runc reads them: parse(text) gives the
-D-Bus (signature, value) pair that jeepney sends as a variant.
+D-Bus (signature, value) pair that the sd-bus client (_dbus.py) sends as a variant.
 
 Covered: booleans, numbers (an unannotated integer is an int32, one with a point or an
 exponent a double), strings in single or double quotes with backslash escapes, arrays
