@@ -76,6 +76,14 @@ def need(*names):
         pytest.skip("runtimes need root")
 
 
+def need_runh(short_tmp):
+    """Skip, saying why, unless a quick `runh run` works (its probe dir is removed)."""
+    why = runh_works(short_tmp)
+    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
+    if why:
+        pytest.skip(why)
+
+
 def runh_works(tmp_path):
     """A quick `runh run` of the bench's own bundle: runh may not work yet."""
     if not os.access(RUNH, os.X_OK):
@@ -143,10 +151,7 @@ def test_runc_crun_end_to_end(tmp_path, short_tmp):
 
 def test_with_runh(tmp_path, short_tmp):
     need("runc", "crun")
-    why = runh_works(short_tmp)
-    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
-    if why:
-        pytest.skip(why)
+    need_runh(short_tmp)
     before = cgroup_dirs()
     out = tmp_path / "out"
     p, tmp = bench(short_tmp, "-r", f"runh={RUNH}", "-r", "runc", "-r", "crun", *SMALL,
@@ -164,10 +169,7 @@ def test_state_dir_puts_every_root_there_and_leaves_nothing(tmp_path, short_tmp)
     """--state-dir: the runtimes' --root dirs go into a temp dir under it (the report
     says where and on what filesystem), and it is removed afterwards."""
     need("crun")
-    why = runh_works(short_tmp)
-    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
-    if why:
-        pytest.skip(why)
+    need_runh(short_tmp)
     before = cgroup_dirs()
     states = tmp_path / "states"
     states.mkdir()
@@ -189,10 +191,7 @@ def test_cri_scenario(tmp_path, short_tmp):
     probe is a sample; containerd, its shims, pods and pod cgroups are gone afterwards."""
     need("runc", "containerd", "containerd-shim-runc-v2")
     pytest.importorskip("grpc_tools")
-    why = runh_works(short_tmp)
-    shutil.rmtree(os.path.join(short_tmp, "probe"), ignore_errors=True)
-    if why:
-        pytest.skip(why)
+    need_runh(short_tmp)
     run_existed = os.path.exists("/run/containerd")
     out = tmp_path / "out"
     p, tmp = bench(short_tmp, "-r", f"runh={RUNH}", "-r", "runc", "-s", "cri", "-n", "2", "-w", "0",
