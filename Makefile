@@ -71,6 +71,8 @@ bench-micro: build
 	mkdir -p $(MICRO_OUT)
 	$(PY) -m pytest -q -p no:cacheprovider benches/micro --benchmark-json=$(MICRO_OUT)/micro.json \
 	  --benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name | tee $(MICRO_OUT)/micro.txt
+	@# Keep the statistics, drop every round's raw time (20 MB of the JSON, which is committed).
+	$(PY) -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); [b["stats"].pop("data", None) for b in d["benchmarks"]]; json.dump(d, open(p, "w"), indent=1)' $(MICRO_OUT)/micro.json
 
 .PHONY: build
 # maturin develop into the shared venv; flock so that parallel builds queue instead of clash.
