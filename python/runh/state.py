@@ -178,12 +178,6 @@ def is_tmp(name):
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _flock(fd, how):
-    import fcntl
-
-    fcntl.flock(fd, how)
-
-
 class Lock:
     """flock on the state dir (an fd of it); a context manager. Serialises lifecycle calls
     on one id (the native launcher, rust/launcher/src/state.rs, takes the same flock).
@@ -203,7 +197,9 @@ class Lock:
                 return None  # state dir vanished: the caller sees ContainerNotFound next
         else:
             self.fd = self.dir_fd
-        _flock(self.fd, 2)  # LOCK_EX
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
         _held.add(self.sdir)
         return self
 
@@ -211,7 +207,9 @@ class Lock:
         if self.fd >= 0:
             _held.discard(self.sdir)
             if self.fd == self.dir_fd:
-                _flock(self.fd, 8)  # LOCK_UN: the fd is the caller's
+                import fcntl
+
+                fcntl.flock(self.fd, fcntl.LOCK_UN)  # the fd is the caller's
             else:
                 os.close(self.fd)  # closing releases the flock
             self.fd = -1
@@ -221,13 +219,15 @@ def locked_by_other(sdir):
     """Does another process hold the state dir's lock (a create in progress)? One open
     and a non-blocking flock (of the dir, or of the `lock` file a runh before this one
     made and locked)."""
+    import fcntl
+
     for path, flags in ((sdir, _DIR_FLAGS), (join(sdir, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)):
         try:
             fd = os.open(path, flags)
         except OSError:
             continue
         try:
-            _flock(fd, 1 | 4)  # LOCK_SH | LOCK_NB
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         finally:
