@@ -280,6 +280,19 @@ def prefetch():
         return
     import _thread
 
+    # Every extension module that create or the thread will need is loaded here, first:
+    # the thread's dlopen of libsystemd (and its 6 libraries, BIND_NOW) holds the dynamic
+    # loader's lock until it is done, so an extension imported meanwhile by the config
+    # load (_json, for runh.jsonio) waited for all of it. Measured in the emulated guest
+    # (a thread loading libsystemd, then `import _json` here): the import took 29-736 ms,
+    # up to the whole load (739 ms); loaded first, 0. In the guest benchmark create's
+    # config load+validate took 1.13-1.26 s against 0.39-0.44 s inside `run`, whose
+    # console check had loaded _json before this thread started. The thread then imports
+    # nothing, so it never takes the GIL from the config load for an import either.
+    from runh import jsonio  # noqa: F401  (_json)
+    from runh import _core  # noqa: F401  (SdBus; create needs it anyway)
+    from runh.cgroups import _dbus  # noqa: F401
+
     uid, lock, box = _owner_uid(), _thread.allocate_lock(), []
 
     def run():
