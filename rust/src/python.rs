@@ -242,6 +242,14 @@ fn launcher_parse(argv: Vec<String>) -> Option<(&'static str, String, String)> {
     })
 }
 
+/// _test_panic(message: str): panics. For the tests alone: they prove that a panic in the
+/// core still reaches Python as pyo3's PanicException, not an abort of runh, now that the
+/// unwinder is linked in statically (build.rs `static_unwinder`).
+#[pyfunction]
+fn _test_panic(message: &str) {
+    panic!("{message}");
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
@@ -254,6 +262,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mount_option_names, m)?)?;
     m.add_function(wrap_pyfunction!(launcher_parse, m)?)?;
     m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
+    m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
     m.add("NOTIFY_SOCK", clone::NOTIFY_SOCK)?;
     m.add("START_HANDSHAKE", clone::START_HANDSHAKE)?;
     crate::cgroups::py::register(m)?;
