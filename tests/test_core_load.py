@@ -54,3 +54,19 @@ def test_core_exports_only_its_init():
         pytest.skip(f"nm: {r.stderr.strip()}")
     names = [line.split()[-1] for line in r.stdout.splitlines() if line.split()[1:2] != ["A"]]
     assert names == ["PyInit__core"], names
+
+
+def test_sdbus_is_made_on_first_use():
+    """SdBus (the systemd driver's D-Bus client) is created by the module's __getattr__ on
+    first use, not at import; unknown names still raise AttributeError."""
+    r = py("import runh._core as c\n"
+           "assert 'SdBus' not in vars(c)\n"
+           "from runh._core import SdBus\n"
+           "assert c.SdBus is SdBus and SdBus.__module__ == 'runh._core', SdBus\n"
+           "try:\n"
+           "    c.no_such_name\n"
+           "except AttributeError as e:\n"
+           "    print(e)\n"
+           "print(sorted(n for n in c.__all__ if n.startswith('_')))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["module 'runh._core' has no attribute 'no_such_name'", "['_test_panic']"]
