@@ -46,9 +46,15 @@ X32_BIT = 0x40000000
 def _tables():
     text = open(os.path.join(ROOT, "rust/src/seccomp/tables.rs")).read()
     out = {}
-    for m in re.finditer(r"pub static (\w+): [^=]+= &\[(.*?)\];", text, re.S):
+    # Each table: the names concatenated (string literals in concat!), then one
+    # (offset, length, number) row per name (rust/src/seccomp/arch.rs `Table`).
+    for m in re.finditer(r"pub static (\w+): Table = Table \{\s*names: concat!\((.*?)\),\s*entries: &\[(.*?)\],", text, re.S):
         arch = {"X86_64": "x86_64", "X86": "x86", "X32": "x32", "AARCH64": "aarch64", "ARM": "arm"}[m.group(1)]
-        out[arch] = {n: int(v, 0) for n, v in re.findall(r'\("(\w+)", (0x[0-9a-f]+|\d+)\)', m.group(2))}
+        names = "".join(re.findall(r'"(\w*)"', m.group(2)))
+        rows = re.findall(r"\((\d+), (\d+), (0x[0-9a-f]+|\d+)\)", m.group(3))
+        out[arch] = {names[int(o):int(o) + int(n)]: int(v, 0) for o, n, v in rows}
+        assert len(out[arch]) == len(rows) > 250, arch
+    assert len(out) == 5, sorted(out)
     return out
 
 

@@ -545,6 +545,7 @@ impl SdBus {
     }
 }
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<SdBus>()
+/// The `SdBus` class, made on first use (python.rs `__getattr__`), not at import.
+pub fn class(py: Python<'_>) -> PyResult<PyObject> {
+    Ok(py.get_type::<SdBus>().into_any().unbind())
 }

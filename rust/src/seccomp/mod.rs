@@ -166,11 +166,22 @@ mod tests {
 
     #[test]
     fn tables_are_sorted() {
-        for t in [tables::X86_64, tables::X86, tables::X32, tables::AARCH64, tables::ARM] {
-            assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
+        for t in [&tables::X86_64, &tables::X86, &tables::X32, &tables::AARCH64, &tables::ARM] {
+            let names: Vec<&str> = t.iter().map(|(n, _)| n).collect();
+            assert!(names.windows(2).all(|w| w[0] < w[1]));
+            // The rows tile `names` exactly: no gap, no overlap, nothing left over.
+            assert_eq!(names.concat(), t.names);
+            assert!(names.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')));
         }
         assert_eq!(Arch::X32.syscall("read"), Some(0x4000_0000));
         assert_eq!(Arch::X86.syscall("socketcall"), Some(102));
+        assert_eq!(Arch::X86_64.syscall("read"), Some(0));
+        assert_eq!(Arch::X86_64.syscall("_sysctl"), Some(156));
+        assert_eq!(Arch::X86_64.syscall("write"), Some(1));
+        assert_eq!(Arch::Aarch64.syscall("openat"), Some(56));
+        assert_eq!(Arch::X86_64.syscall("rea"), None);
+        assert_eq!(Arch::X86_64.syscall("readz"), None);
+        assert_eq!(Arch::X86_64.syscall(""), None);
     }
 }
 
