@@ -363,8 +363,6 @@ class Container:
         hooks that run later; then the config snapshot (exec's processes get the config
         as it was now, seccomp, personality and process defaults, whatever becomes of
         the bundle). Returns the state dict the caller goes on recording into."""
-        from runh.log import rfc3339
-
         state = {
             "ociVersion": config["ociVersion"],
             "id": self.id,
@@ -372,7 +370,7 @@ class Container:
             "starttime": None,
             "bundle": bundle,
             "rootfs": rootfs,
-            "created": rfc3339(),
+            "created": st.rfc3339(),
             "owner": "",
             "annotations": config.get("annotations") or {},
             "cgroup": cg.to_state() if cg is not None else None,
