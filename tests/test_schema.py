@@ -18,7 +18,7 @@ from runh import spec as rspec  # noqa: E402
 from runh.errors import ConfigError  # noqa: E402
 from runh.schema import compile as schema_compile  # noqa: E402
 from runh.schema import load_schema  # noqa: E402
-from runh.schema._validate import validate as fast_validate  # noqa: E402
+from runh._validate import validate as fast_validate  # noqa: E402
 
 SCHEMA = load_schema()
 JS = jsonschema.validators.validator_for(SCHEMA)(SCHEMA)

@@ -19,7 +19,7 @@ def test_config_load_validate(benchmark, configs, name):
 
 @pytest.mark.parametrize("name", ["plain", "pod"])
 def test_config_validate(benchmark, configs, name):
-    """The generated jsonschema check alone (runh.schema._validate) plus runc's extras."""
+    """The generated jsonschema check alone (runh._validate) plus runc's extras."""
     benchmark(spec.validate, configs[name][1])
 
 

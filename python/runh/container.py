@@ -12,7 +12,7 @@ import posix as os  # not `os`: see runh/state.py (0.8 ms with -I -S)
 import sys
 
 from runh import state as st
-from runh.errors import (ConfigError, ContainerExists, ContainerNotFound, ContainerNotRunning,
+from runh.errors import (ConfigError, ContainerExists, ContainerNotFound,
                          InvalidState, NotSupported, RunhError, SyscallError, UsageError)
 
 _SIGKILL = 9
@@ -94,38 +94,6 @@ def _wait_pidfd(fd, timeout_ms=10_000):
     p = select.poll()
     p.register(fd, select.POLLIN)
     return bool(p.poll(timeout_ms))
-
-
-def _descendants(pid):
-    """pid and every descendant, from /proc (used until the cgroup code gives the member list)."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        ppid = int(data[data.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, ()))
-    return sorted(out)
-
-
-def _signal_tree(pid, sig):
-    """Signal pid's descendants (not pid: the caller signals it through its pidfd),
-    children first, so that init does not reap them into orphans unsignalled."""
-    for p in reversed(_descendants(pid)):
-        if p != pid:
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
 
 
 class Container:
@@ -313,7 +281,9 @@ class Container:
                     "annotations": config.get("annotations") or {}})
         state = self._record_first(config, original, bundle, rootfs, cg)
         if cg is not None and os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
-            cg = _rootless_cgroup(cg, linux)
+            from runh.cgroups.rootless import delegated
+
+            cg = delegated(cg, linux)
             if cg is None:
                 state["cgroup"] = None
                 self._record(state)
@@ -393,8 +363,6 @@ class Container:
         hooks that run later; then the config snapshot (exec's processes get the config
         as it was now, seccomp, personality and process defaults, whatever becomes of
         the bundle). Returns the state dict the caller goes on recording into."""
-        from runh.log import rfc3339
-
         state = {
             "ociVersion": config["ociVersion"],
             "id": self.id,
@@ -402,7 +370,7 @@ class Container:
             "starttime": None,
             "bundle": bundle,
             "rootfs": rootfs,
-            "created": rfc3339(),
+            "created": st.rfc3339(),
             "owner": "",
             "annotations": config.get("annotations") or {},
             "cgroup": cg.to_state() if cg is not None else None,
@@ -459,7 +427,9 @@ class Container:
 
             try:
                 if force and not (cg is not None and cg.kill_all(_SIGKILL)):
-                    _signal_tree(s["pid"], _SIGKILL)  # not the container's own cgroup (or none)
+                    from runh.container_kill import signal_tree
+
+                    signal_tree(s["pid"], _SIGKILL)  # not the container's own cgroup (or none)
                 _signal.pidfd_send_signal(fd, _SIGKILL)
                 _wait_pidfd(fd)
             except ProcessLookupError:
@@ -480,10 +450,13 @@ class Container:
 
             intelrdt.remove(s["intelRdt"])
         _mark("cgroup removed")
-        if s.get("made"):
-            _remove_made(s["made"])
-        if s.get("mounts"):
-            _detach_mounts(self.dir, s["mounts"])
+        if s.get("made") or s.get("mounts"):  # restore's records alone have these
+            from runh.criu import records
+
+            if s.get("made"):
+                records.remove_made(s["made"])
+            if s.get("mounts"):
+                records.detach_mounts(self.dir, s["mounts"])
         _remove_state_dir(self.dir)
         _mark("state dir removed")
 
@@ -557,54 +530,12 @@ class Container:
         leave it to the caller's subreaper). No lock is held: runc's exec takes none either,
         and a long `exec` must not block kill/delete. `cgroup` ({controller or "": path},
         `exec --cgroup`) puts it in an existing cgroup below the container's."""
-        self._state = st.read_state(self.root, self.id)
-        s = self._state or {}
-        status = self.status()
-        if status in (st.STOPPED, st.CREATING):
-            raise InvalidState("cannot exec in a stopped container")
-        if status == st.PAUSED and not ignore_paused:
-            raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
-        fd = _pidfd(s["pid"], s.get("starttime"))
-        if fd is None:
-            raise InvalidState("cannot exec in a stopped container")
-        try:
-            if b"capabilities" in process:  # cheap test; the parse only when caps are listed
-                from runh.jsonio import loads
+        # The body is runh.container_exec's: only the Python `runh exec` (the launcher
+        # runs the plain one itself) pays for its code, and create does not (see there).
+        from runh.container_exec import exec_process
 
-                try:
-                    _warn_unknown_caps(loads(process).get("capabilities"))
-                except (ValueError, AttributeError):
-                    pass  # malformed: the core reports it as "invalid process"
-            listen = _listen_fds()
-            if listen:
-                process = _with_listen_env(process, listen)
-            config = self.config()
-            cg = self.cgroup()
-            if cgroup and cg is None:
-                raise ConfigError("--cgroup: the container has no cgroup")
-            cg_dir, cg_procs = (cg.sub_target(cgroup) if cgroup else cg.clone_target()) if cg else (None, [])
-            # Paused (frozen=True): the process joins the frozen cgroup itself, after it has
-            # reported and before any step of its own, and exec returns then (exec.rs).
-            pid = _core().exec(process, fd, s["pid"], config=config, root=self.root,
-                               console_socket=console_socket, pidfd_socket=pidfd_socket,
-                               preserve_fds=listen + preserve_fds, fix_listen_pid=bool(listen),
-                               cgroup_dir=cg_dir, cgroup_procs=cg_procs,
-                               seccomp_state=_exec_seccomp_state(config, s, status),
-                               frozen=status == st.PAUSED)
-        finally:
-            os.close(fd)
-        if pid_file:
-            try:
-                _write_pid_file(pid_file, pid)
-            except SyscallError:
-                # Nobody would know the process's pid: it must not outlive the failure.
-                try:
-                    os.kill(pid, _SIGKILL)
-                    os.waitpid(pid, 0)
-                except OSError:
-                    pass
-                raise
-        return pid
+        return exec_process(self, process, console_socket, pid_file, preserve_fds, ignore_paused,
+                            pidfd_socket, cgroup)
 
     # --- signals ------------------------------------------------------------------------
     def kill(self, sig=15, all=False):
@@ -615,34 +546,12 @@ class Container:
             self._signal(sig, all)
 
     def _signal(self, sig, all=False):
-        import _signal
+        """Signal the init (through a pidfd), or with `all` every process of the container;
+        kill's work under its lock, and run's forwarding."""
+        from runh.container_kill import signal_container
 
-        s = self._state or {}
-        status = self.status()
-        if all and status == st.STOPPED:
-            # As runc: --all of a stopped container signals what is left in its cgroup, and
-            # is no error when nothing is. Processes outlive init where the container shares
-            # a PID namespace (a pod's); containerd's shim kills them this way when init exits.
-            cg = self.cgroup()
-            if cg is not None and cg.exists():
-                cg.kill_all(sig)
-            return
-        if status not in (st.CREATED, st.RUNNING, st.PAUSED):
-            raise ContainerNotRunning(self.id)
-        fd = _pidfd(s["pid"], s.get("starttime"))
-        if fd is None:
-            raise ContainerNotRunning(self.id)
-        try:
-            cg = self.cgroup() if all else None
-            # Every process in the cgroup, also those that left init's process tree
-            # (cgroup.kill for SIGKILL on v2); init once, through its pidfd below.
-            if all and not (cg is not None and cg.kill_all(sig, skip=(s["pid"],))):
-                _signal_tree(s["pid"], sig)  # no cgroup of the container's own
-            _signal.pidfd_send_signal(fd, sig)
-        except ProcessLookupError:
-            raise ContainerNotRunning(self.id) from None
-        finally:
-            os.close(fd)
+        signal_container(self, sig, all)
+
 
     # --- delete -------------------------------------------------------------------------
     def delete(self, force=False):
@@ -681,7 +590,11 @@ class Container:
         if self.status() not in (st.CREATED, st.RUNNING, st.PAUSED):
             return []
         cg = self.cgroup()
-        return sorted(cg.pids()) if cg is not None else _descendants(self.pid)
+        if cg is not None:
+            return sorted(cg.pids())
+        from runh.container_kill import descendants
+
+        return descendants(self.pid)
 
     def wait(self):
         """Wait for init (a child of this process, as in `run`); return its exit status the
@@ -732,21 +645,6 @@ def _seccomp_state(config, container_id, bundle):
     return dumps(state).encode()
 
 
-def _exec_seccomp_state(config, s, status):
-    """The container state for a seccomp agent when an exec'd process gets its own
-    listener (the core adds the exec'd pid); None, after one bytes search, without a
-    listenerPath in the config."""
-    if b"listenerPath" not in config:
-        return None
-    from runh.jsonio import dumps
-
-    state = {"ociVersion": s.get("ociVersion", ""), "id": s.get("id", ""), "status": status,
-             "bundle": s.get("bundle", "")}
-    if s.get("annotations"):
-        state["annotations"] = s["annotations"]
-    return dumps(state).encode()
-
-
 def _listen_fds():
     """How many fds systemd socket activation passed to this process (LISTEN_FDS, valid
     only when LISTEN_PID is our pid, as sd_listen_fds() checks); 0 if none."""
@@ -755,36 +653,6 @@ def _listen_fds():
     if not n or not n.isdigit() or who != str(os.getpid()).encode():
         return 0
     return int(n)
-
-
-def _with_listen_env(process, n):
-    """The process JSON with LISTEN_FDS=n and a LISTEN_PID that the core replaces by the
-    process's own pid in the container."""
-    from runh.jsonio import dumps, loads
-
-    p = loads(process)
-    env = [e for e in p.get("env") or [] if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
-    p["env"] = env + [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
-    return dumps(p).encode()
-
-
-def _rootless_cgroup(cg, linux):
-    """An unprivileged caller gets a cgroup only where a delegated tree lets it make one
-    (as runc's rootless mode): otherwise none, and limits it asked for are an error."""
-    from runh.errors import SyscallError
-
-    try:
-        cg.create()
-        cg.remove()
-        return cg
-    except (SyscallError, OSError) as e:
-        if getattr(e, "errno", 0) not in (1, 13, 30):  # EPERM, EACCES, EROFS
-            raise
-    res = {k: v for k, v in (linux.get("resources") or {}).items() if v and k != "devices"}
-    if res:
-        raise ConfigError("rootless container: linux.resources (" + ", ".join(sorted(res)) +
-                          ") needs a cgroup, and no delegated cgroup is writable by this user")
-    return None
 
 
 # delete's words when it cannot know what of a container is left.
@@ -808,51 +676,6 @@ def _make_root(root):
         import os as _os
 
         _os.makedirs(root, mode=st.DIR_MODE, exist_ok=True)
-
-
-# umount2(2) flags: lazily, and never through a symlink.
-_MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
-
-
-def _detach_mounts(sdir, names):
-    """Detach what is mounted on the state dir's entries `names` (a record's "mounts":
-    restore's bind of the rootfs that CRIU takes as its root), then remove each mount
-    point with rmdir alone. Never recursively: until it is detached, a mount point shows
-    a host tree (the rootfs), which must not be emptied with the state dir. The mount
-    may be in another mount namespace (restore's own, where it dies with that
-    namespace's last process): here it is then a plain empty dir. ctypes only for
-    records that name mounts."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for name in names:
-        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
-            continue  # only an entry of the state dir itself
-        path = st.join(sdir, name)
-        while libc.umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
-            pass  # binds stacked on one mount point come off one by one
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise SyscallError(f"remove mount point {path}: {os.strerror(e.errno).lower()}", e.errno) from None
-
-
-def _remove_made(paths):
-    """Remove the files and directory trees named by a record's "made": what the
-    container's making added outside the state dir (restore's work dir, or CRIU's log
-    in an existing one), recorded before it was made. A symlink found in a path's place
-    is removed, never followed."""
-    for path in paths:
-        if not isinstance(path, str) or not path.startswith("/"):
-            continue
-        try:
-            os.unlink(path)
-        except IsADirectoryError:
-            _remove_dir(path)
-        except FileNotFoundError:
-            pass
 
 
 def _remove_state_dir(path):

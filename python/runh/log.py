@@ -11,14 +11,6 @@ import sys
 import time
 
 
-def rfc3339(ns=None):
-    """UTC RFC 3339 with nanoseconds, as Go's time.RFC3339Nano prints it (trailing zeros kept)."""
-    if ns is None:
-        ns = time.time_ns()
-    sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % frac
-
-
 def _quote(s):
     from runh.jsonio import _enc_str  # same escaping as logrus' quoted text values
 

@@ -70,7 +70,7 @@ def load_config(bundle):
 
 def validate(config):
     """Raise ConfigError naming the JSON path of the first problem in config."""
-    from runh.schema._validate import validate as fast
+    from runh._validate import validate as fast
 
     if fast(config):
         _check_process(config.get("process"))

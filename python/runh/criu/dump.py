@@ -63,7 +63,7 @@ class Dirs:
         self.fds = []
 
     def undo(self):
-        from runh.container import _remove_made
+        from runh.criu.records import remove_made
 
         self.close()
         added = []
@@ -74,7 +74,7 @@ class Dirs:
                 continue
         for path in added + self.made[::-1]:
             try:
-                _remove_made([path])
+                remove_made([path])
             except OSError:
                 pass  # the checkpoint's own error is the one to report
 

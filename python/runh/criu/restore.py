@@ -160,7 +160,8 @@ class _Restore:
         and CRIU's log before they exist; the restored init as soon as CRIU names it,
         before its tree resumes. So a restore killed at any instant leaves a record of
         everything it made, and `delete --force` finishes the job."""
-        from runh.container import _abspath, _detach_mounts, _make_cgroup, _mark
+        from runh.container import _abspath, _make_cgroup, _mark
+        from runh.criu.records import detach_mounts
 
         config, opts = self.config, self.opts
         linux = config.get("linux") or {}
@@ -190,7 +191,7 @@ class _Restore:
             _close_all(fds)
         # Out of the record only once detached: should this fail, the undo must still
         # know the mount point, or it would empty the rootfs it shows with the state dir.
-        _detach_mounts(c.dir, state["mounts"])
+        detach_mounts(c.dir, state["mounts"])
         del state["mounts"], state["made"]  # the work dir and log stay with the images, as runc's
         c._record_made(state, pid, pid_file)
 

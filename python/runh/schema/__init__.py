@@ -1,12 +1,12 @@
 """config.json validation with jsonschema's semantics at the cost of a few plain `if`s.
 
-`_validate.py` is generated from `config.schema.json` by `python -m runh.schema.compile`
+`runh/_validate.py` (beside this package, so that create does not import it: see
+compile.py) is generated from `config.schema.json` by `python -m runh.schema.compile`
 (importing jsonschema costs 62 ms; the generated check runs in microseconds). Only when it
 says "invalid" is jsonschema imported, to find and word the precise error.
 """
 
-# String slicing, not os.path: this package is imported on the hot path (its generated
-# _validate submodule), and importing os costs 0.9 ms under -I -S here.
+# String slicing, not os.path: importing os costs 0.9 ms under -I -S here.
 SCHEMA_PATH = __file__.rpartition("/")[0] + "/config.schema.json"
 
 
@@ -17,7 +17,7 @@ def load_schema():
 
 
 def is_valid(config):
-    from runh.schema._validate import validate
+    from runh._validate import validate
 
     return validate(config)
 
