@@ -1,14 +1,12 @@
 """A cgroup for a container that an unprivileged user creates (rootless), as runc's
 rootless mode gives one: only in a delegated tree. Imported only by such creates."""
 
-from runh.errors import ConfigError
+from runh.errors import ConfigError, SyscallError
 
 
 def delegated(cg, linux):
     """An unprivileged caller gets a cgroup only where a delegated tree lets it make one
     (as runc's rootless mode): otherwise none, and limits it asked for are an error."""
-    from runh.errors import SyscallError
-
     try:
         cg.create()
         cg.remove()
