@@ -239,6 +239,7 @@ fn launcher_parse(argv: Vec<String>) -> Option<(&'static str, String, String)> {
         Call::Delete { root, id, .. } => ("delete", root, id),
         Call::Kill { root, id, .. } => ("kill", root, id),
         Call::State { root, id } => ("state", root, id),
+        Call::Python(_) => return None, // handed to Python (with a module image)
     })
 }
 

@@ -39,18 +39,31 @@ def _commit():
         return "unknown"
 
 
-def launch():
+_failed = False  # an error was reported (_report), or click parsed the call (_slow_parse)
+
+
+def launch(image=None):
     """The `runh` command (rust/launcher hands every call it does not run itself to this):
     main, then exit without interpreter
     finalization (module teardown and GC, ~1 ms here). Nothing of runh's needs it: log
     lines are written with os.write and state files are closed, so flushing the two
-    streams is all there is left. An exception from main takes the normal path."""
+    streams is all there is left. An exception from main takes the normal path.
+    `image`: the module image (runh._image) that BOOT found missing or stale, written
+    once the command has succeeded (a failed one may have imported its error path's
+    modules, which the next calls would then execute for nothing)."""
     code = main()
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:
         code = code or 1
+    if image and not _failed:
+        try:
+            from runh._image import build
+
+            build(image)
+        except Exception:
+            pass
     import posix
 
     posix._exit(code if isinstance(code, int) else (0 if code is None else 1))
@@ -109,6 +122,8 @@ def _timing(argv):
 
 def _slow_parse(argv):
     """click's turn: prints help/usage; returns an exit code or the parse result."""
+    global _failed
+    _failed = True  # no module image from a call that needed click
     from runh.cli import _click, _argv
     from runh.cli._table import GLOBAL_OPTIONS
 
@@ -201,6 +216,8 @@ def _core_error():
 
 
 def _report(g, msg):
+    global _failed
+    _failed = True
     if g.log or g.debug:
         from runh import log
 

@@ -57,6 +57,18 @@ pub enum Call {
     Kill { root: String, id: String, signal: i32 },
     /// `state ID`
     State { root: String, id: String },
+    /// `create` or `run`: Python's, with that command's module image (runh/_image.py)
+    Python(&'static str),
+}
+
+impl Call {
+    /// The module image the Python CLI may load for this call.
+    pub fn image(&self) -> &'static str {
+        match self {
+            Call::Python(cmd) => cmd,
+            _ => "",
+        }
+    }
 }
 
 /// A signal given as a number 1-31; names, real-time signals and anything else are
@@ -134,6 +146,8 @@ pub fn parse(argv: &[String]) -> Option<Call> {
             [id] if !id.starts_with('-') => Some(Call::State { root, id: id.clone() }),
             _ => None,
         },
+        "create" => Some(Call::Python("create")),
+        "run" => Some(Call::Python("run")),
         _ => None,
     }
 }

@@ -27,15 +27,17 @@ fn main() {
         Ok(v) => v,
         Err(_) => python::handoff(None), // not UTF-8: Python's problem to word
     };
+    let call = args::parse(&argv);
     if std::env::var_os("RUNH_PYTHON_ONLY").is_some() || std::env::var_os("RUNH_TIMING").is_some() {
-        python::handoff(None);
+        python::handoff_to(None, call.as_ref().map_or("", |c| c.image()));
     }
-    match args::parse(&argv) {
+    match call {
         Some(args::Call::Exec(a)) => exec::run(a),
         Some(args::Call::Start { root, id }) => lifecycle::start(&root, &id),
         Some(args::Call::Delete { root, id, force }) => lifecycle::delete(&root, &id, force),
         Some(args::Call::Kill { root, id, signal }) => lifecycle::kill(&root, &id, signal),
         Some(args::Call::State { root, id }) => lifecycle::state(&root, &id),
+        Some(args::Call::Python(image)) => python::handoff_to(None, image),
         None => python::handoff(None),
     }
 }

@@ -15,14 +15,28 @@
 //! again: 0.13-0.26 ms CPU per call (`runh --version`, medians and mins of 400 interleaved
 //! rounds, twice, at load 2.6).
 //! Appended, never in front: the standard library is not shadowed.
+//! For create and run, BOOT first executes that command's module image, if there is a
+//! fresh one (runh/_image.py says why: ~1 ms of importlib per call); if there is none,
+//! `launch` writes it after the command.
 //! The code is compiled on every call (no .pyc for -c): keep it to a few statements.
 use _core::error::Error;
 use std::ffi::CString;
 
 const BOOT: &str = r#"import sys
-_d, _p = sys.argv.pop(1), sys.argv.pop(1)
+_d, _p, _c = sys.argv.pop(1), sys.argv.pop(1), sys.argv.pop(1)
 _l = "%s/lib/python%d.%d/" % (_p, *sys.version_info[:2])
 sys.path += ([_d] if _d else []) + [_l + "site-packages", _l + "dist-packages"]
+_i = None
+if _c and _d:
+    _i = "%s/runh/__pycache__/%s.%s.image" % (_d, _c, sys.implementation.cache_tag)
+    try:
+        import marshal
+        with open(_i, "rb") as _f:
+            _c, _e = marshal.loads(_f.read())
+        exec(_c, {"E": _e, "sys": sys})
+        _i = None
+    except Exception:
+        pass
 try:
     from runh.cli import launch
 except ImportError:
@@ -37,7 +51,7 @@ except ImportError:
         import site
         site.main()
         from runh.cli import launch
-launch()
+launch(_i)
 "#;
 
 /// `<prefix>` of this program (`<prefix>/bin/runh`).
@@ -87,16 +101,22 @@ fn cstring(s: &str) -> CString {
 /// Exec the Python CLI with this process's argv; with `error`, the CLI reports it
 /// (`runh.cli.exec_`) instead of running the command again. Never returns.
 pub fn handoff(error: Option<Error>) -> ! {
+    handoff_to(error, "")
+}
+
+/// `handoff`, for a call of `image`'s command ("create", "run"; "" for none).
+pub fn handoff_to(error: Option<Error>, image: &str) -> ! {
     if let Some(e) = error {
         std::env::set_var("RUNH_CORE_ERROR", format!("{}\t{}\t{}", e.kind.python_class(), e.errno, e));
     }
     let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
     let bindir = exe.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let prefix = bindir.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-    // The package's directory, or "" (BOOT's fallbacks then search), and the prefix.
+    // The package's directory, or "" (BOOT's fallbacks then search), the prefix, and the
+    // command whose module image BOOT may load.
     let package = find_package("__init__.py").map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
     let mut argv: Vec<CString> =
-        ["python3", "-I", "-S", "-c", BOOT, &package, &prefix].iter().map(|s| cstring(s)).collect();
+        ["python3", "-I", "-S", "-c", BOOT, &package, &prefix, image].iter().map(|s| cstring(s)).collect();
     argv.extend(std::env::args_os().skip(1).map(|a| CString::new(a.into_encoded_bytes()).unwrap_or_default()));
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
