@@ -180,3 +180,30 @@ except AssertionError as e:
     r = subprocess.run([PY, "-I", "-S", "-c", check], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "kept: assert kept" in r.stdout
+
+
+def test_stale_image_is_rewritten(runh, ctx, bundle):
+    """A source newer than the image: the next create runs on normal imports, then writes
+    a fresh image, which the loader accepts again."""
+    edit_config(bundle, lambda c: c["process"].update(args=["true"]))
+    image = os.path.join(PKG, "__pycache__", f"create.{TAG}.image")
+    src = os.path.join(PKG, "spec.py")
+    st = os.stat(src)
+    cid = ctx.new_id()
+    assert runh("create", "--bundle", bundle, cid).returncode == 0
+    runh("delete", "--force", cid)
+    before = os.stat(image).st_ino
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        cid = ctx.new_id()
+        r = runh("create", "--bundle", bundle, cid)
+        assert r.returncode == 0, r.stderr
+        runh("delete", "--force", cid)
+        assert os.stat(image).st_ino != before
+        check = ("import sys, marshal\nsys.path.append(%r)\nl, e = marshal.loads(open(%r, 'rb').read())\n"
+                 "exec(l, {'E': e, 'sys': sys})\nprint('fresh', 'runh.spec' in sys.modules)\n") % (
+                     os.path.dirname(PKG), image)
+        r = subprocess.run([PY, "-I", "-S", "-c", check], capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip() == "fresh True", r.stderr
+    finally:
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
