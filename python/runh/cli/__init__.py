@@ -57,15 +57,17 @@ def launch(image=None):
         sys.stderr.flush()
     except BaseException:
         code = code or 1
-    if image and not _failed:
+    import posix
+
+    # No runh._image import where the package's dir cannot be written (a user's call into
+    # a root-owned install, which never finds an image): each call would pay it for nothing.
+    if image and not _failed and posix.access(image.rsplit("/", 2)[0], posix.W_OK):
         try:
             from runh._image import build
 
             build(image)
         except Exception:
             pass
-    import posix
-
     posix._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
