@@ -37,8 +37,13 @@ def imported_runh_modules(stderr):
 def test_hot_path_imports_nothing_through_importlib(runh, ctx, bundle, command):
     edit_config(bundle, lambda c: c["process"].update(args=["true"]))
     image = os.path.join(PKG, "__pycache__", f"{command}.{TAG}.image")
+    # A fresh image that lacks most of the command's modules (as one written where another
+    # cgroup driver was used): the launcher's call imports them and writes it again.
+    code = ("import sys; sys.path.append(%r)\nimport runh.cli\n"
+            "from runh import _image; _image.build(%r)\n") % (os.path.dirname(PKG), image)
+    r = subprocess.run([PY, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
     cid = ctx.new_id()
-    # The launcher's call writes the image if there is none (or a stale one).
     r = runh(command, "--bundle", bundle, cid)
     assert r.returncode == 0, r.stderr
     runh("delete", "--force", cid)

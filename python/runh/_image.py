@@ -15,10 +15,13 @@ unless all match; a module already in sys.modules is skipped; a body that raises
 every module it added out of sys.modules again and the normal imports run (and raise). So
 an image can only ever make imports faster, never change what runs.
 
-An image is written (`build`) by a call that found none, or a stale one, after its command
-is done (the first create after an install or an edit takes ~20-40 ms longer for it): the runh modules that call imported, each compiled from its source, in an order
-where every module comes after the runh modules its body imports (read from its syntax
-tree). A directory we cannot write (a rootless user's install) is left alone.
+An image is written (`build`) after a call that found none, or a stale one, or imported a
+runh module that its image lacks (runh.cli's _from_image: say a host's cgroup v1 driver,
+where the image was written on a v2 one): the runh modules that call ended with (those of
+the old image among them), each compiled from its source, in an order where every module
+comes after the runh modules its body imports (read from its syntax tree). Writing it
+makes that call ~20-40 ms longer. A directory we cannot write (a rootless user's install)
+is left alone.
 """
 
 import sys
@@ -45,6 +48,7 @@ try:
         m.__loader__ = FL(name, p)
         m.__spec__ = spec = MS(name, m.__loader__, origin=p, is_package=pkg)
         spec.has_location = True
+        spec.loader_state = "runh image"  # the mark runh.cli._from_image looks for
         if pkg:
             m.__path__ = spec.submodule_search_locations = [p.rpartition("/")[0]]
         m.__package__ = name if pkg else name.rpartition(".")[0]

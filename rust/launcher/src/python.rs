@@ -16,8 +16,8 @@
 //! rounds, twice, at load 2.6).
 //! Appended, never in front: the standard library is not shadowed.
 //! For create and run, BOOT first executes that command's module image, if there is a
-//! fresh one (runh/_image.py says why: ~1 ms of importlib per call); if there is none,
-//! `launch` writes it after the command.
+//! fresh one (runh/_image.py says why: ~1 ms of importlib per call); if there is none, or
+//! the call imported a runh module that it lacks, `launch` writes it after the command.
 //! The code is compiled on every call (no .pyc for -c): keep it to a few statements.
 use _core::error::Error;
 use std::ffi::CString;
@@ -34,7 +34,6 @@ if _c and _d:
         with open(_i, "rb") as _f:
             _c, _e = marshal.loads(_f.read())
         exec(_c, {"E": _e, "sys": sys})
-        _i = None
     except Exception:
         pass
 try:
