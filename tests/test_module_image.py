@@ -212,3 +212,17 @@ def test_stale_image_is_rewritten(runh, ctx, bundle):
         assert r.stdout.strip() == "fresh True", r.stderr
     finally:
         os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_unchanged_image_is_not_rewritten(pkg):
+    """A module the image cannot place goes through importlib each call; the image then
+    stays as it is rather than being written again by every call."""
+    image = os.path.join(pkg, "runh", "__pycache__", f"create.{TAG}.image")
+    before = os.stat(image)
+    code = ("import sys; sys.path.append(%r)\n"
+            "import runh.cli, runh.cli._argv, runh.cli.create, runh.container, runh.spec, runh.state\n"
+            "from runh import _image; _image.build(%r)\n") % (pkg, image)
+    r = subprocess.run([PY, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    after = os.stat(image)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
