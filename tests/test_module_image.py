@@ -23,8 +23,11 @@ TAG = sys.implementation.cache_tag
 
 
 def boot():
+    """BOOT as the launcher runs it for create and run: its three raw strings, in order."""
     with open(os.path.join(REPO, "rust", "launcher", "src", "python.rs")) as f:
-        return f.read().split('const BOOT: &str = r#"')[1].split('"#;')[0]
+        parts = re.findall(r'r#"(.*?)"#', f.read(), re.S)
+    assert len(parts) == 3
+    return "".join(parts)
 
 
 def imported_runh_modules(stderr):
