@@ -516,6 +516,18 @@ def _spawn_as_pid(argv, want, err, env=None):
     return p, p.pid == want
 
 
+def _pid_ahead(n):
+    """A pid n past the last one handed out, wrapped the way the kernel wraps: past
+    pid_max, allocation restarts above RESERVED_PIDS (300). Without the wrap, a long
+    suite that brought the counter near pid_max (32768 on CI) wrote an out-of-range
+    value to ns_last_pid and failed with EINVAL."""
+    pid_max = int(read("/proc/sys/kernel/pid_max"))
+    want = int(read("/proc/sys/kernel/ns_last_pid")) + n
+    if want >= pid_max:
+        want = 301 + (want - pid_max) % (pid_max - 301)
+    return want
+
+
 def _attack_pid_file(ctx, argv_for, env=None):
     """Plant a symlink at the temp name a pid file writer that uses `<file>.tmp<pid>`
     would open, aimed at a victim file, and run argv_for(pid_file) as that pid: the
@@ -526,7 +538,7 @@ def _attack_pid_file(ctx, argv_for, env=None):
     for attempt in range(10):
         pid_file = ctx.path(f"shared/pid{attempt}")
         os.makedirs(os.path.dirname(pid_file), exist_ok=True)
-        want = int(read("/proc/sys/kernel/ns_last_pid")) + 300
+        want = _pid_ahead(300 + 50 * attempt)
         planted = f"{pid_file}.tmp{want}"
         os.symlink(victim, planted)
         with open(ctx.path(f"err{attempt}"), "w+") as err:
