@@ -493,7 +493,8 @@ fn create_bound(
 
     let arg0 = c"runh-init";
     let arg1 = CString::new(init_sync.to_string()).unwrap();
-    let wait_ids = crate::userns::new_userns(spec);
+    // A user namespace init makes itself is mapped later, at its `Msg::UserNs`.
+    let wait_ids = crate::userns::new_userns(spec) && !ns.late_userns();
     let cp = ChildPlan {
         init_exe: init_exe.as_raw_fd(),
         pass: &passed.raw,
@@ -545,13 +546,21 @@ fn create_bound(
             std::fs::write(f, pid.to_string())
                 .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO), format!("add init to {f}")))?;
         }
-        if wait_ids {
-            crate::userns::write_maps(pid, spec)?;
-            sync::send(parent_sync.as_raw_fd(), &Msg::IdsMapped)?;
+        // After the maps: an idmapped mount may use the container's user namespace, and
+        // net devices move into the network namespace it owns.
+        let after_maps = || -> Result<_> {
+            let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
+            move_net_devices(spec, ns, pid)?;
+            Ok(idmapped)
+        };
+        let mut idmapped = None;
+        if !ns.late_userns() {
+            if wait_ids {
+                crate::userns::write_maps(pid, spec)?;
+                sync::send(parent_sync.as_raw_fd(), &Msg::IdsMapped)?;
+            }
+            idmapped = Some(after_maps()?);
         }
-        // After the maps: an idmapped mount may use the container's user namespace.
-        let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
-        move_net_devices(spec, ns, pid)?;
         let plan = Plan {
             rootfs,
             bundle: opts.bundle.to_string(),
@@ -560,7 +569,7 @@ fn create_bound(
             preserve_fds: opts.preserve_fds.max(0),
             notify_fd: init_notify,
             console_fd: init_console,
-            unshare_cgroupns: wants_cgroupns && (!into_cgroup || ns.joins_user()),
+            unshare_cgroupns: wants_cgroupns && (!into_cgroup || ns.init_unshares()),
             config_len: 0,
             hooks_sync: opts.on_hooks.is_some(),
             fix_listen_pid: opts.fix_listen_pid,
@@ -581,6 +590,18 @@ fn create_bound(
         sync::send_plan(sync_fd, &plan, opts.config)?;
         crate::timing::mark("core: plan sent");
         sync::send_seccomp(sync_fd, seccomp.as_ref().map_or(&[][..], |c| &c.program))?;
+        if ns.late_userns() {
+            // init has joined the paths and made the user namespace (namespaces.rs).
+            match sync::recv(sync_fd)? {
+                Some(Msg::UserNs) => {}
+                Some(other) => return Err(other.into_error("user namespace made")),
+                None => return Err(Error::sync(format!("container init exited during setup ({})", describe_status(first.reap())))),
+            }
+            crate::userns::write_maps(pid, spec)?;
+            idmapped = Some(after_maps()?);
+            sync::send(sync_fd, &Msg::IdsMapped)?;
+        }
+        let idmapped = idmapped.unwrap_or_default();
         crate::idmap::send(sync_fd, &idmapped)?;
         drop(idmapped);
         loop {

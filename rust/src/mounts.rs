@@ -255,7 +255,9 @@ pub struct MountContext<'a> {
     pub root: RawFd,
     /// Relative bind sources are relative to the bundle, as with runc.
     pub bundle: &'a str,
-    /// The container has its own network namespace (sysfs can be mounted).
+    /// The container made its network namespace (one without a path): sysfs can be
+    /// mounted. A joined one may belong to another user namespace, and the kernel then
+    /// refuses a sysfs of it (EPERM), as with none.
     pub new_netns: bool,
     /// The container has its own cgroup namespace (cgroup filesystems can be mounted).
     pub new_cgroupns: bool,
@@ -290,8 +292,8 @@ pub fn mount_entry(m: &Mount, ctx: &MountContext) -> Result<()> {
         "cgroup" => cgroup_entry(m, &opts, ctx),
         "sysfs" => {
             match plain_mount(m, &opts, ctx) {
-                // Without its own network namespace the kernel refuses a new sysfs; runc
-                // then binds the host's /sys (recursively) instead.
+                // Without a network namespace its user namespace owns, the kernel
+                // refuses a new sysfs; runc then binds the host's /sys (recursively).
                 Err(e) if e.errno == libc::EPERM && !ctx.new_netns => {
                     // Still of kind sysfs: the same plain-directory rule and check.
                     let bind = Mount {
@@ -739,11 +741,16 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
     let mountinfo = read_to_string("/proc/self/mountinfo")?;
     let proc_cgroup = if ctx.new_cgroupns { String::new() } else { read_to_string("/proc/self/cgroup")? };
     let base = m.destination.trim_end_matches('/');
+    let mut seen: Vec<Vec<String>> = Vec::new();
     for h in parse_v1_hierarchies(&mountinfo) {
         let name = h.mountpoint.rsplit('/').next().unwrap_or("");
-        if name.is_empty() {
+        // Each hierarchy once, from the host's own mount of it: a /sys bound in for a
+        // sysfs the kernel refused (mount_entry) has copies of them all under the
+        // rootfs, now covered by the tmpfs above.
+        if name.is_empty() || h.mountpoint.starts_with(&format!("{}/", ctx.rootfs.trim_end_matches('/'))) || seen.contains(&h.controllers) {
             continue;
         }
+        seen.push(h.controllers.clone());
         let dest = format!("{base}/{name}");
         if ctx.new_cgroupns {
             let sub = Mount {

@@ -74,6 +74,8 @@ const TAG_HOOKS: u8 = 21;
 const TAG_HOOKS_DONE: u8 = 22;
 // Bind mount sources opened by runh (mounts.rs).
 const TAG_MOUNT_SOURCE: u8 = 23;
+// A user namespace made by init itself (namespaces::Plan::late_userns).
+const TAG_USER_NS: u8 = 24;
 // Phase timing (timing.rs), numbered apart from the others.
 const TAG_TIMES: u8 = 30;
 // Transport: the pieces of one message longer than CHUNK (`send_raw`, `recv`).
@@ -90,7 +92,11 @@ pub enum Msg {
     Pid(i32),
     Seccomp(Vec<u8>),
     /// parent → clone child: uid_map/gid_map are written, become root and exec init.
+    /// Also parent → init, in answer to `UserNs`.
     IdsMapped,
+    /// init → parent: init has joined the namespaces given by path and made the new
+    /// user namespace (and the new namespaces it owns): write its maps.
+    UserNs,
     /// init → parent: the environment exists (before pivot_root); run the runtime hooks.
     Hooks,
     /// parent → init: runtime hooks done; the state JSON for the container hooks.
@@ -142,6 +148,7 @@ impl Msg {
             }
             Msg::Ready => out.push(TAG_READY),
             Msg::IdsMapped => out.push(TAG_IDS_MAPPED),
+            Msg::UserNs => out.push(TAG_USER_NS),
             Msg::Hooks => out.push(TAG_HOOKS),
             Msg::HooksDone(b) => {
                 out.push(TAG_HOOKS_DONE);
@@ -180,6 +187,7 @@ impl Msg {
             TAG_SECCOMP => Msg::Seccomp(rest.to_vec()),
             TAG_READY => Msg::Ready,
             TAG_IDS_MAPPED => Msg::IdsMapped,
+            TAG_USER_NS => Msg::UserNs,
             TAG_HOOKS => Msg::Hooks,
             TAG_HOOKS_DONE => Msg::HooksDone(rest.to_vec()),
             TAG_TIMES if rest.len() % 8 == 0 => {
@@ -357,6 +365,7 @@ mod tests {
             Msg::Config(vec![]),
             Msg::Seccomp(vec![1, 2, 3]),
             Msg::IdsMapped,
+            Msg::UserNs,
             Msg::Hooks,
             Msg::HooksDone(b"{}".to_vec()),
             Msg::MountSource(7),

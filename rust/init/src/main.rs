@@ -66,23 +66,50 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     });
     let mut spec: Spec = sync::parse_config(&config)?;
     drop(config);
+    let ns = namespaces::Plan::from_spec(&spec)?;
+    // The new namespaces init makes itself (a user namespace joined by path, or a new
+    // one made here): after the user namespace, so that it owns them (namespaces.rs). A
+    // new pid namespace with a new time namespace is unshared together with it below.
+    let later = if userns::new_timens(&spec) { libc::CLONE_NEWPID } else { 0 };
+    let unshare_new = || -> Result<()> {
+        let flags = ns.unshare_flags() & !later;
+        if flags != 0 && unsafe { libc::unshare(flags) } < 0 {
+            return Err(Error::last_os("unshare the new namespaces in the container's user namespace"));
+        }
+        Ok(())
+    };
+    let mut joined_mount = None;
+    if ns.late_userns() {
+        // Join the paths while still host root, then make the user namespace and the
+        // rest in it; the parent writes the maps (sync::Msg::UserNs), and then we
+        // become the namespace's root.
+        joined_mount = Some(ns.join_all()?);
+        if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
+            return Err(Error::last_os("unshare the user namespace"));
+        }
+        unshare_new()?;
+        sync::send(sync_fd, &Msg::UserNs)?;
+        match sync::recv(sync_fd)? {
+            Some(Msg::IdsMapped) => {}
+            Some(other) => return Err(other.into_error("ids mapped")),
+            None => return Err(Error::sync("parent closed the sync socket before mapping the user namespace")),
+        }
+        userns::become_root()?;
+    }
     idmap::recv(sync_fd, &mut spec)?;
     timing::init_stamp(1);
-    let ns = namespaces::Plan::from_spec(&spec)?;
 
     // Its own mount namespace, or runh's (none listed, or runh's own joined by path):
     // then nothing may be mounted (rootfs::prepare_shared).
-    let private_mount = ns.join_all()? || ns.clone_flags & libc::CLONE_NEWNS as u64 != 0;
+    let joined_mount = match joined_mount {
+        Some(j) => j,
+        None => ns.join_all()?,
+    };
+    let private_mount = joined_mount || ns.clone_flags & libc::CLONE_NEWNS as u64 != 0;
     if ns.joins_user() {
-        // Joined by path: become its root, then make the new namespaces now, so that
-        // it owns them (namespaces.rs). A new pid namespace with a new time namespace
-        // is unshared together with it below.
+        // Joined by path: become its root, then make the new namespaces now.
         userns::become_root()?;
-        let later = if userns::new_timens(&spec) { libc::CLONE_NEWPID } else { 0 };
-        let flags = ns.unshare_flags() & !later;
-        if flags != 0 && unsafe { libc::unshare(flags) } < 0 {
-            return Err(Error::last_os("unshare the new namespaces in the joined user namespace"));
-        }
+        unshare_new()?;
     }
     let attrs = procattr::Attrs::from_spec(&spec)?;
     attrs.apply_initial()?;
