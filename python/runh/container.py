@@ -287,9 +287,15 @@ class Container:
             if cg is None:
                 state["cgroup"] = None
                 self._record(state)
+        # The cgroup exists before init is cloned into it; its limits are written while
+        # init sets up (on_setup), unless init's own first steps depend on them.
+        defer_limits = False
         if cg is not None and not cg.placed_by_pid:
-            # The cgroup exists and holds its limits before init is cloned into it.
-            _make_cgroup(cg, linux, state)
+            defer_limits = not _limits_before_init(linux)
+            if defer_limits:
+                cg.create()
+            else:
+                _make_cgroup(cg, linux, state)
             cg_dir, cg_procs = cg.clone_target()
         else:
             cg_dir, cg_procs = None, []
@@ -325,6 +331,23 @@ class Container:
                     state["cgroup"] = cg.to_state()  # "started": written with the final record
                 _mark("systemd: limits written")
 
+        prepared = {}
+
+        def on_setup(pid):
+            # While init execs, makes its namespaces and mounts (another core), runh
+            # writes the cgroup's limits, as runc does when init reaches its hooks point
+            # (before any hook runs), and the final record's file, so that what is left
+            # once init is ready is the rename. Measured in fresh processes (private
+            # cgroup2 namespace, ext4 state root): see benches/results/issue16.
+            if defer_limits:
+                cg.apply(linux.get("resources"), linux.get("devices"))
+                state["cgroup"] = cg.to_state()
+            _mark("cgroup limits")
+            final = dict(state, pid=pid, starttime=st.proc_start_time(pid)[0])
+            del final["creating"]
+            path = st.join(self.dir, st.STATE_FILE)
+            prepared["record"] = (pid, final, st.prepare_atomic(path, _dumps(final)))
+
         # In a cgroup all its own, the init is recorded already: everything in that
         # cgroup is the container's, and delete kills it all (a child still outside it,
         # on v1 before its cgroup.procs write, reads EOF from a dead runh and exits). A
@@ -340,9 +363,9 @@ class Container:
                              cgroup_procs=cg_procs, root=self.root,
                              seccomp_state=_seccomp_state(config, container_id, bundle),
                              on_hooks=on_hooks, on_pid=on_pid if needs_pid else None,
-                             fix_listen_pid=bool(listen))
+                             on_setup=on_setup, fix_listen_pid=bool(listen))
         _mark("core create returned")
-        self._record_made(state, pid, pid_file)
+        self._record_made(state, pid, pid_file, prepared.get("record"))
         _mark("state.json+pid file")
         return pid
 
@@ -387,13 +410,25 @@ class Container:
         st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
         return state
 
-    def _record_made(self, state, pid, pid_file):
+    def _record_made(self, state, pid, pid_file, prepared=None):
         """The last record of a container being made: its init (pid and start time), no
         longer "creating"; then the pid file, which a failure after this still undoes
-        (the record names the init, and _undo_create kills it)."""
-        state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
-        del state["creating"]
-        self._record(state)
+        (the record names the init, and _undo_create kills it). `prepared`: (pid, record,
+        temp file) written ahead (create's on_setup), used if it is this init's."""
+        if prepared is not None and prepared[0] == pid:
+            st.commit_atomic(prepared[2], st.join(self.dir, st.STATE_FILE), exchange=True)
+            self._state = prepared[1]
+        else:
+            # init forked into a pid namespace after the record was prepared, or there
+            # was none.
+            if prepared is not None:
+                try:
+                    os.unlink(prepared[2])
+                except OSError:
+                    pass  # goes with the state dir (is_tmp)
+            state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
+            del state["creating"]
+            self._record(state)
         if pid_file:
             _write_pid_file(pid_file, pid)
 
@@ -609,6 +644,22 @@ class Container:
                 return os.WEXITSTATUS(status)
             if os.WIFSIGNALED(status):
                 return 128 + os.WTERMSIG(status)
+
+
+def _limits_before_init(linux):
+    """Whether the cgroup's limits must be written before init is cloned into it: a
+    cpuset written later would reset the CPU affinity init sets first (procattr's
+    execCPUAffinity.initial), so configs with one keep the old order."""
+    res = linux.get("resources") or {}
+    cpu = res.get("cpu") or {}
+    return bool(cpu.get("cpus") or cpu.get("mems")
+                or any(k.startswith("cpuset.") for k in res.get("unified") or {}))
+
+
+def _dumps(obj):
+    from runh.jsonio import dumps
+
+    return dumps(obj)
 
 
 def _make_cgroup(cg, linux, state):

@@ -157,8 +157,21 @@ def write_atomic(path, data, mode=FILE_MODE, exchange=False):
     state.json twice (the second is a replace). Readers see the old
     or the new record as before (the exchange is atomic); a kill between the exchange and
     the unlink leaves a temp file, which is_tmp names and delete removes with the dir."""
+    commit_atomic(prepare_atomic(path, data, mode), path, exchange)
+
+
+def prepare_atomic(path, data, mode=FILE_MODE):
+    """write_atomic's first half, for a writer with time to spare before the write is
+    due (create, while init sets up): the new content in a temp file beside path.
+    Returns the temp file's name for commit_atomic; a caller that drops it unlinks it
+    (or, in a state dir, leaves it to go with the dir: is_tmp)."""
     tmp = _tmp_name(path)
     write_new(tmp, data, mode)
+    return tmp
+
+
+def commit_atomic(tmp, path, exchange=False):
+    """write_atomic's second half: tmp (from prepare_atomic) becomes path."""
     try:
         if exchange and _rename_exchange(tmp, path):
             try:

@@ -52,6 +52,13 @@ pub struct CreateOptions<'a> {
     /// it: the caller records it, so that a runh killed at any later instant leaves a
     /// process `delete` can find. An error tears the child down.
     pub on_pid: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
+    /// Called with the init's pid once init has all it needs (plan, seccomp program,
+    /// idmapped mounts) and is setting up in its own process, before any message of its
+    /// is read: the caller's work that need only be done before init is ready (cgroup
+    /// limits, as runc sets them when init reaches its hooks point; the final record
+    /// prepared). Done here, it runs on one core while init's exec, namespaces and mounts
+    /// run on another, instead of before the clone. An error tears the child down.
+    pub on_setup: Option<&'a (dyn Fn(i32) -> Result<()> + Sync)>,
 }
 
 use crate::fd::owned;
@@ -604,6 +611,10 @@ fn create_bound(
         let idmapped = idmapped.unwrap_or_default();
         crate::idmap::send(sync_fd, &idmapped)?;
         drop(idmapped);
+        if let Some(f) = opts.on_setup {
+            f(pid)?;
+            crate::timing::mark("core: on_setup done");
+        }
         loop {
             let init_pid = forked.as_ref().map_or(pid, |c| c.pid);
             match sync::recv(sync_fd)? {

@@ -19,7 +19,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (config, bundle, state_dir, *, no_pivot=false, no_new_keyring=false,
                     preserve_fds=0, console_socket=None, pidfd_socket=None, cgroup_dir=None, cgroup_procs=Vec::new(),
-                    root=None, seccomp_state=None, on_hooks=None, on_pid=None, fix_listen_pid=false))]
+                    root=None, seccomp_state=None, on_hooks=None, on_pid=None, on_setup=None, fix_listen_pid=false))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     py: Python<'_>,
@@ -37,14 +37,16 @@ fn create(
     seccomp_state: Option<&[u8]>,
     on_hooks: Option<PyObject>,
     on_pid: Option<PyObject>,
+    on_setup: Option<PyObject>,
     fix_listen_pid: bool,
 ) -> PyResult<i32> {
     // on_hooks(pid) -> bytes runs the runtime hooks (runh/hooks.py) and on_pid(pid)
     // records the init (runh.Container's state.json), each with the GIL taken back; an
     // exception is re-raised as it is once init has been torn down.
     let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
-    let pid_cb = on_pid.as_ref().map(|f| {
+    let pid_callback = |f: &PyObject| {
         let failed = &failed;
+        let f = f.clone_ref(py);
         move |pid: i32| -> crate::error::Result<()> {
             Python::with_gil(|py| {
                 f.call1(py, (pid,)).map(|_| ()).map_err(|e| {
@@ -54,7 +56,9 @@ fn create(
                 })
             })
         }
-    });
+    };
+    let pid_cb = on_pid.as_ref().map(pid_callback);
+    let setup_cb = on_setup.as_ref().map(pid_callback);
     let hooks_cb = on_hooks.as_ref().map(|f| {
         let failed = &failed;
         move |pid: i32| -> crate::error::Result<Vec<u8>> {
@@ -84,6 +88,7 @@ fn create(
         seccomp_state,
         on_hooks: hooks_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<Vec<u8>> + Sync)),
         on_pid: pid_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<()> + Sync)),
+        on_setup: setup_cb.as_ref().map(|c| c as &(dyn Fn(i32) -> crate::error::Result<()> + Sync)),
     };
     // The GIL is released while init sets up (ms of kernel work, in another process).
     py.allow_threads(|| clone::create(&opts)).map_err(|e| failed.lock().unwrap().take().unwrap_or_else(|| to_py(py, e)))
