@@ -586,11 +586,27 @@ def check_cgroupns_bind_fallback(name, cid):
             wait_for(lambda: _rmdir(d), timeout=5)
 
 
+def check_limits_before_hooks(name, cid):
+    """The limits are written while init sets up (container.py on_setup), yet before any
+    create hook runs: a createRuntime hook reads them from the container's cgroup."""
+    seen = f"{WORK}/{name}-seen"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat {CG}/runh-test-v2-{name}/pids.max "
+                                                    f"{CG}/runh-test-v2-{name}/memory.max > {seen}"]}
+    b = make_bundle(name, ["true"], {"pids": {"limit": 33}, "memory": {"limit": 64 * MiB}},
+                    lambda c: c.update(hooks={"createRuntime": [hook]}))
+    p = rh("run", "--bundle", b, cid, check=False)
+    try:
+        got = open(seen).read().split()
+    except OSError:
+        got = []
+    return p.returncode == 0 and got == ["33", str(64 * MiB)], f"rc={p.returncode} seen={got} {p.stderr.strip()[:80]!r}"
+
+
 CHECKS = [check_memory_oom, check_pids_max, check_cpu_max, check_cpuset, check_freeze,
           check_kill_all, check_kill_all_stopped, check_devices, check_update_memory, check_stats_move,
           check_features, check_exec_cgroup, check_path_escape, check_foreign_cgroup,
           check_unified_core_files, check_unified_absent_controller, check_killed_create,
-          check_parent_cgroups, check_cgroupns_bind_fallback]
+          check_parent_cgroups, check_cgroupns_bind_fallback, check_limits_before_hooks]
 
 
 def cleanup(name, cid):

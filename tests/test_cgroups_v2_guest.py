@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.guest, pytest.mark.cgroupv2]
 CHECKS = ["memory_oom", "pids_max", "cpu_max", "cpuset", "freeze", "kill_all", "kill_all_stopped",
           "devices", "update_memory", "stats_move", "features", "exec_cgroup", "path_escape", "foreign_cgroup",
           "unified_core_files", "unified_absent_controller", "killed_create", "parent_cgroups",
-          "cgroupns_bind_fallback"]
+          "cgroupns_bind_fallback", "limits_before_hooks"]
 
 
 @pytest.mark.parametrize("name", CHECKS)

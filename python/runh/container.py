@@ -291,7 +291,7 @@ class Container:
         # init sets up (on_setup), unless init's own first steps depend on them.
         defer_limits = False
         if cg is not None and not cg.placed_by_pid:
-            defer_limits = not _limits_before_init(linux)
+            defer_limits = cg.limits_while_in and not _limits_before_init(linux)
             if defer_limits:
                 cg.create()
             else:

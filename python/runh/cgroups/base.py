@@ -21,6 +21,10 @@ class Manager:
     # clone_target() (a systemd scope must be started with its first process); False:
     # create() before the clone.
     placed_by_pid = False
+    # True: apply() may run while init is in the cgroup, setting up (create's on_setup).
+    # Not on v1, whose device rules go in as "deny all, then allow each", a window in
+    # which init's own open of /dev/null fails with EPERM.
+    limits_while_in = False
     # linux.devices as (type, major, minor) dicts: kept in state.json so that an `update`
     # that replaces the device rules keeps the container's own devices usable.
     devices = ()

@@ -365,6 +365,8 @@ class SystemdManager(V2Manager):
     scope, a system slice named by a config) never has it: such a unit is never stopped,
     reset, signalled as a whole or removed."""
 
+    limits_while_in = False  # its limits go to systemd too: kept in their old place
+
     def __init__(self, path, unit, slice_name, uid=0, properties=(), started=False, description=""):
         super().__init__(path)  # check_inside: the path is under /sys/fs/cgroup
         self.unit = unit

@@ -80,6 +80,7 @@ def resource_writes(res, update=False):
 
 class V2Manager(Manager):
     version = 2
+    limits_while_in = True  # the device filter is replaced in one bpf(2) attach
 
     def __init__(self, path):
         self.path = check_inside(path)  # absolute directory under CGROUP_ROOT
