@@ -66,6 +66,8 @@ def test_record_is_final_and_no_temp_file_is_left(runh, ctx, make_bundle):
         assert [n for n in os.listdir(d) if n.endswith(".tmp")] == []
         rec = json.loads(read(os.path.join(d, "state.json")))
         assert rec["pid"] > 0 and "creating" not in rec and rec["starttime"]
+        # The config snapshot, also written while init sets up.
+        assert read(os.path.join(d, "config.json")) == read(os.path.join(b, "config.json"))
         assert json.loads(runh("state", cid).stdout)["status"] == "created"
     finally:
         runh("delete", "--force", cid)

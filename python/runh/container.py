@@ -279,7 +279,7 @@ class Container:
                     "ociVersion": config["ociVersion"], "id": container_id,
                     "status": "creating", "bundle": bundle,
                     "annotations": config.get("annotations") or {}})
-        state = self._record_first(config, original, bundle, rootfs, cg)
+        state = self._record_first(config, original, bundle, rootfs, cg, snapshot=False)
         if cg is not None and os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
             from runh.cgroups.rootless import delegated
 
@@ -343,6 +343,7 @@ class Container:
                 cg.apply(linux.get("resources"), linux.get("devices"))
                 state["cgroup"] = cg.to_state()
             _mark("cgroup limits")
+            self._write_snapshot(original)
             final = dict(state, pid=pid, starttime=st.proc_start_time(pid)[0])
             del final["creating"]
             path = st.join(self.dir, st.STATE_FILE)
@@ -380,12 +381,14 @@ class Container:
             cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
         return cg
 
-    def _record_first(self, config, original, bundle, rootfs, cg):
+    def _record_first(self, config, original, bundle, rootfs, cg, snapshot=True):
         """The first record of a container being made (create, restore), written before
         anything but the state dir exists: "creating", no pid, the claimed cgroup, the
         hooks that run later; then the config snapshot (exec's processes get the config
         as it was now, seccomp, personality and process defaults, whatever becomes of
-        the bundle). Returns the state dict the caller goes on recording into."""
+        the bundle), unless the caller writes it later (`snapshot` False: create, while
+        init sets up; nothing reads it before create is done). Returns the state dict
+        the caller goes on recording into."""
         state = {
             "ociVersion": config["ociVersion"],
             "id": self.id,
@@ -407,8 +410,12 @@ class Container:
             if later:
                 state["hooks"] = later  # poststart/poststop, run later
         self._record(state)
-        st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
+        if snapshot:
+            self._write_snapshot(original)
         return state
+
+    def _write_snapshot(self, original):
+        st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
 
     def _record_made(self, state, pid, pid_file, prepared=None):
         """The last record of a container being made: its init (pid and start time), no
