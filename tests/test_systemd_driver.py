@@ -379,9 +379,21 @@ def bus_path(tmp_path):
     conf.write_text(_BUS_CONF.format(path=path.replace(" ", "%20").replace(",", "%2c").replace(";", "%3b").replace("=", "%3d")))
     p = subprocess.Popen(["dbus-daemon", "--nofork", "--nopidfile", "--nosyslog", f"--config-file={conf}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import socket
+
+    def listening():
+        # Not just the socket file: the daemon binds it before it listens, and a connect
+        # in between is refused (CI saw ECONNREFUSED on a loaded host).
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(path)
+                return True
+            except (FileNotFoundError, ConnectionRefusedError):
+                return False
+
     try:
-        for _ in range(200):
-            if os.path.exists(path):
+        for _ in range(500):
+            if listening():
                 break
             time.sleep(0.01)
         else:
