@@ -176,6 +176,27 @@ def test_create_killed_at_its_hooks_leaves_what_delete_removes(runh, ctx, make_b
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_create_killed_after_its_pid_file_temp_leaves_nothing(runh, ctx, make_bundle, mode):
+    """The pid file's temp file is made while init sets up, before the create hooks: a
+    create killed at its hooks has made it, and delete removes it (the first record
+    names it), leaving the pid file's directory as it was."""
+    def edit(c):
+        c["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}]}
+    b = make_bundle(args=["sleep", "100"], edit=edit)
+    d = ctx.path("pids")
+    os.makedirs(d)
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, "--pid-file", os.path.join(d, "init.pid"), cid)
+    assert r.returncode == -9, r.stderr
+    assert len(os.listdir(d)) == 1 and os.listdir(d)[0].endswith(".tmp")  # the temp file
+    assert _record(runh.root, cid)["made"] == [os.path.join(d, os.listdir(d)[0])]
+    r = runh("delete", cid, env=_env(mode))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert os.listdir(d) == []
+    assert not _settled_leftovers(ctx)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_delete_detaches_recorded_mounts_and_never_empties_them(runh, ctx, make_bundle, mode):
     """A record's "mounts" (mount points in the state dir, as restore's rootfs bind for
     CRIU) and "made" (paths outside it that the making added, as restore's work dir) are

@@ -121,3 +121,30 @@ def test_cpuset_keeps_the_initial_affinity(runh, ctx, make_bundle):
         assert os.sched_getaffinity(int(read(pf))) == {0}
     finally:
         runh("delete", "--force", cid)
+
+
+def test_pid_file_written_while_init_sets_up(runh, ctx, make_bundle):
+    """The pid file's temp file is made during setup and named in the first record; once
+    create is done the pid file holds the pid, no temp file is left beside it, and the
+    final record no longer names it (so delete stays on the native path)."""
+    d = ctx.path("pids")
+    os.makedirs(d)
+    pf = os.path.join(d, "init.pid")
+    b = make_bundle(args=["sleep", "100"])
+    cid = ctx.new_id()
+    try:
+        assert runh("create", "--bundle", b, "--pid-file", pf, cid).returncode == 0
+        assert os.listdir(d) == ["init.pid"]
+        rec = json.loads(read(os.path.join(ctx.root, cid, "state.json")))
+        assert int(read(pf)) == rec["pid"] and "made" not in rec
+    finally:
+        runh("delete", "--force", cid)
+
+
+def test_pid_file_error_leaves_nothing(runh, ctx, make_bundle):
+    pf = ctx.path("no-such-dir/init.pid")
+    b = make_bundle(args=["sleep", "100"])
+    cid = ctx.new_id()
+    r = runh("create", "--bundle", b, "--pid-file", pf, cid)
+    assert r.returncode != 0 and "write pid file" in r.stderr and "no-such-dir" in r.stderr, r.stderr
+    assert os.listdir(ctx.root) == []

@@ -279,7 +279,12 @@ class Container:
                     "ociVersion": config["ociVersion"], "id": container_id,
                     "status": "creating", "bundle": bundle,
                     "annotations": config.get("annotations") or {}})
-        state = self._record_first(config, original, bundle, rootfs, cg, snapshot=False)
+        # The pid file's temp file is written while init sets up (on_setup) and renamed
+        # into place once init is ready: its name is in the first record ("made"), so
+        # that a create killed in between leaves nothing `delete` does not remove.
+        pid_tmp = st.tmp_name(_abspath(pid_file)) if pid_file else None
+        state = self._record_first(config, original, bundle, rootfs, cg, snapshot=False,
+                                   made=[pid_tmp] if pid_tmp else None)
         if cg is not None and os.geteuid() != 0 and not systemd_cgroup:  # a user's systemd delegates
             from runh.cgroups.rootless import delegated
 
@@ -344,10 +349,13 @@ class Container:
                 state["cgroup"] = cg.to_state()
             _mark("cgroup limits")
             self._write_snapshot(original)
+            if pid_tmp:
+                _pid_file_io(pid_file, st.write_new, pid_tmp, str(pid), PID_FILE_MODE)
             final = dict(state, pid=pid, starttime=st.proc_start_time(pid)[0])
             del final["creating"]
+            final.pop("made", None)  # the pid file's temp file: renamed before this commits
             path = st.join(self.dir, st.STATE_FILE)
-            prepared["record"] = (pid, final, st.prepare_atomic(path, _dumps(final)))
+            prepared["record"] = (pid, final, st.prepare_atomic(path, _dumps(final)), pid_tmp)
 
         # In a cgroup all its own, the init is recorded already: everything in that
         # cgroup is the container's, and delete kills it all (a child still outside it,
@@ -366,7 +374,7 @@ class Container:
                              on_hooks=on_hooks, on_pid=on_pid if needs_pid else None,
                              on_setup=on_setup, fix_listen_pid=bool(listen))
         _mark("core create returned")
-        self._record_made(state, pid, pid_file, prepared.get("record"))
+        self._record_made(state, pid, pid_file, prepared.get("record"), pid_tmp)
         _mark("state.json+pid file")
         return pid
 
@@ -381,7 +389,7 @@ class Container:
             cg.claim()  # refuses a cgroup that holds processes; notes which dirs are ours
         return cg
 
-    def _record_first(self, config, original, bundle, rootfs, cg, snapshot=True):
+    def _record_first(self, config, original, bundle, rootfs, cg, snapshot=True, made=None):
         """The first record of a container being made (create, restore), written before
         anything but the state dir exists: "creating", no pid, the claimed cgroup, the
         hooks that run later; then the config snapshot (exec's processes get the config
@@ -402,6 +410,8 @@ class Container:
             "cgroup": cg.to_state() if cg is not None else None,
             "creating": True,
         }
+        if made:
+            state["made"] = made
         hooks = config.get("hooks")
         if hooks:  # runh.hooks only for configs that have hooks
             from runh import hooks as hk
@@ -417,25 +427,32 @@ class Container:
     def _write_snapshot(self, original):
         st.write_new(st.join(self.dir, CONFIG_SNAPSHOT), original)
 
-    def _record_made(self, state, pid, pid_file, prepared=None):
+    def _record_made(self, state, pid, pid_file, prepared=None, pid_tmp=None):
         """The last record of a container being made: its init (pid and start time), no
-        longer "creating"; then the pid file, which a failure after this still undoes
+        longer "creating"; and the pid file, which a failure after this still undoes
         (the record names the init, and _undo_create kills it). `prepared`: (pid, record,
-        temp file) written ahead (create's on_setup), used if it is this init's."""
+        temp file, pid file's temp file) written ahead (create's on_setup), used if it is
+        this init's: the pid file is renamed into place, then the record committed (its
+        first version names the pid file's temp file, which is gone by then)."""
         if prepared is not None and prepared[0] == pid:
+            if pid_tmp:
+                _pid_file_io(pid_file, st.commit_atomic, pid_tmp, _abspath(pid_file))
             st.commit_atomic(prepared[2], st.join(self.dir, st.STATE_FILE), exchange=True)
             self._state = prepared[1]
-        else:
-            # init forked into a pid namespace after the record was prepared, or there
-            # was none.
-            if prepared is not None:
+            return
+        # init forked into a pid namespace after the record was prepared (or there was
+        # none): the prepared files name the wrong pid.
+        for tmp in (prepared[2] if prepared else None, pid_tmp):
+            if tmp:
                 try:
-                    os.unlink(prepared[2])
+                    os.unlink(tmp)
                 except OSError:
-                    pass  # goes with the state dir (is_tmp)
-            state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
-            del state["creating"]
-            self._record(state)
+                    pass
+        state["pid"], state["starttime"] = pid, st.proc_start_time(pid)[0]
+        del state["creating"]
+        if pid_tmp:  # create's own "made" (restore's stays: its files live on)
+            state.pop("made", None)
+        self._record(state)
         if pid_file:
             _write_pid_file(pid_file, pid)
 
@@ -675,6 +692,15 @@ def _make_cgroup(cg, linux, state):
     cg.create()
     cg.apply(linux.get("resources"), linux.get("devices"))
     state["cgroup"] = cg.to_state()
+
+
+def _pid_file_io(pid_file, fn, *args):
+    """fn(*args), an OSError worded as a pid file error, as _write_pid_file words it."""
+    try:
+        fn(*args)
+    except OSError as e:
+        path = _abspath(pid_file)
+        raise SyscallError(f"write pid file {path}: {os.strerror(e.errno).lower()}", e.errno) from None
 
 
 def _write_pid_file(pid_file, pid):

@@ -119,7 +119,7 @@ def proc_start_time(pid):
     return int(rest[19]), rest[0].decode()
 
 
-def _tmp_name(path):
+def tmp_name(path):
     """A temp file beside path, named unpredictably: the pid file's directory may be
     shared, and a name another user can guess is a name they can plant a symlink at."""
     d, sep, base = path.rpartition("/")
@@ -165,7 +165,7 @@ def prepare_atomic(path, data, mode=FILE_MODE):
     due (create, while init sets up): the new content in a temp file beside path.
     Returns the temp file's name for commit_atomic; a caller that drops it unlinks it
     (or, in a state dir, leaves it to go with the dir: is_tmp)."""
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     write_new(tmp, data, mode)
     return tmp
 
