@@ -148,29 +148,3 @@ def test_pid_file_error_leaves_nothing(runh, ctx, make_bundle):
     r = runh("create", "--bundle", b, "--pid-file", pf, cid)
     assert r.returncode != 0 and "write pid file" in r.stderr and "no-such-dir" in r.stderr, r.stderr
     assert os.listdir(ctx.root) == []
-
-
-def test_namespaces_made_ahead_are_the_containers_own(runh, ctx, make_bundle):
-    """The new network, IPC and UTS namespaces are made on a thread while create goes on
-    (namespaces.rs premake) and joined by init: each container gets its own (two alive
-    at once differ), none is runh's or the host's, and the loopback is up as with
-    clone's."""
-    a = make_bundle(args=["sleep", "100"])
-    ida = ctx.new_id()
-    pf = ctx.path("a.pid")
-    assert runh("create", "--bundle", a, "--pid-file", pf, ida).returncode == 0
-    try:
-        apid = int(read(pf))
-        b = make_bundle(args=sh("for n in net ipc uts; do readlink /proc/self/ns/$n; done; "
-                                "cat /sys/class/net/lo/operstate"))
-        cid = ctx.new_id()
-        r = runh("run", "--bundle", b, cid)
-        runh("delete", "--force", cid)
-        assert r.returncode == 0, r.stderr
-        got = r.stdout.split()
-        names = ("net", "ipc", "uts")
-        assert not set(got[:3]) & {os.readlink(f"/proc/self/ns/{n}") for n in names}
-        assert not set(got[:3]) & {os.readlink(f"/proc/{apid}/ns/{n}") for n in names}
-        assert got[3] == "unknown"  # lo is up (a loopback's operstate reads "unknown")
-    finally:
-        runh("delete", "--force", ida)

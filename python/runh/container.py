@@ -201,7 +201,6 @@ class Container:
             raise ConfigError("cannot use console socket if runh will not detach or allocate tty")
         check_preserve_fds(preserve_fds)
         _warn_unknown_caps(process.get("capabilities"))
-        _premake_namespaces(config)
         listen = _listen_fds()
         if listen:
             # Socket activation, as runc: fds 3..3+N go to the process first (then the
@@ -669,28 +668,6 @@ class Container:
                 return os.WEXITSTATUS(status)
             if os.WIFSIGNALED(status):
                 return 128 + os.WTERMSIG(status)
-
-
-# CLONE_NEW* of the namespaces the core can make ahead (rust/src/namespaces.rs PREMADE).
-_PREMADE = {"network": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000}
-
-
-def _premake_namespaces(config):
-    """Have the core make the config's new network, IPC and UTS namespaces on a thread
-    while this process goes on to the state dir and the cgroup (~1 ms here); clone then
-    leaves them out and init joins them (namespaces.rs `premake`: the network namespace
-    alone is ~0.6-0.8 ms of clone3). The config is validated already; if create fails
-    before the clone, the fds go with this process. Not with a user namespace, which must
-    own them; not for a non-root caller, who may not make them outside one."""
-    nss = (config.get("linux") or {}).get("namespaces") or []
-    if os.geteuid() != 0 or any(n.get("type") == "user" for n in nss):
-        return
-    flags = 0
-    for n in nss:
-        if not n.get("path"):
-            flags |= _PREMADE.get(n.get("type"), 0)
-    if flags:
-        _core().premake_namespaces(flags)
 
 
 def _limits_before_init(linux):

@@ -591,15 +591,6 @@ fn create_bound(
     drop(notify);
     let init_console = passed.add_opt(console.as_ref())?;
     let init_listener = passed.add_opt(listener.as_ref())?;
-    // Namespaces made ahead while Python validated (namespaces::premake): init joins them.
-    let premade_flags = namespaces::premade_flags(ns);
-    let premade = if premade_flags != 0 { namespaces::take_premade(premade_flags) } else { None };
-    crate::timing::mark("core: premade namespaces");
-    let mut premade_ns = Vec::new();
-    for (f, fd) in premade.iter().flatten() {
-        premade_ns.push((*f, passed.add(fd.as_fd())?));
-    }
-    let premade_net = premade.iter().flatten().find(|(f, _)| *f == libc::CLONE_NEWNET).map(|(_, fd)| fd.as_raw_fd());
     let cgroup_fd = opts.cgroup_dir.map(|dir| open_dir(dir, "cgroup")).transpose()?;
 
     let arg0 = c"runh-init";
@@ -619,9 +610,6 @@ fn create_bound(
     // it starts in the container's cgroup. Otherwise init unshares it after placement.
     let wants_cgroupns = ns.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0;
     let mut flags = ns.clone_time_flags();
-    if premade.is_some() {
-        flags &= !(premade_flags as u64);
-    }
     if cgroup_fd.is_none() {
         flags &= !(libc::CLONE_NEWCGROUP as u64);
     }
@@ -664,7 +652,7 @@ fn create_bound(
         // net devices move into the network namespace it owns.
         let after_maps = || -> Result<_> {
             let idmapped = crate::idmap::prepare(spec, opts.bundle, pid)?;
-            move_net_devices(spec, ns, pid, premade_net)?;
+            move_net_devices(spec, ns, pid)?;
             Ok(idmapped)
         };
         let mut idmapped = None;
@@ -699,7 +687,6 @@ fn create_bound(
                 None => None,
             },
             cgroup2_bind: cgroup2_bind(spec, pid),
-            premade_ns: premade_ns.clone(),
         };
         let sync_fd = parent_sync.as_raw_fd();
         sync::send_plan(sync_fd, &plan, opts.config)?;
@@ -779,13 +766,9 @@ fn create_bound(
 /// linux.netDevices into the container's network namespace, once it exists: the one
 /// clone made, or the one init will join by path (network.rs; the precheck refused the
 /// case where init itself makes it later).
-fn move_net_devices(spec: &Spec, ns: &namespaces::Plan, pid: libc::pid_t, premade: Option<RawFd>) -> Result<()> {
+fn move_net_devices(spec: &Spec, ns: &namespaces::Plan, pid: libc::pid_t) -> Result<()> {
     if spec.linux.as_ref().and_then(|l| l.net_devices.as_ref()).is_none() {
         return Ok(());
-    }
-    if let Some(fd) = premade {
-        // Made ahead: init has not joined it yet, so not /proc/<pid>/ns/net.
-        return crate::network::move_devices(spec, fd);
     }
     let path = match ns.join.iter().find(|(f, _)| *f == libc::CLONE_NEWNET) {
         Some((_, p)) => p.clone(),

@@ -163,63 +163,6 @@ impl Plan {
 
 use std::os::fd::AsRawFd;
 
-/// The namespaces that may be made ahead (`premake`): a network namespace alone costs
-/// ~0.6-0.8 ms of clone3 here (unshare(CLONE_NEWNET) median 790 µs in a fresh process,
-/// IPC ~280, UTS ~240: /tmp/q/ns.py figures in benches/results/issue16). Not mount (a
-/// thread shares its filesystem context: EINVAL), not pid (only children enter), not
-/// cgroup (rooted at the creator's cgroup), not user or time.
-pub const PREMADE: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-
-type Made = Vec<(libc::c_int, std::os::fd::OwnedFd)>;
-
-static AHEAD: std::sync::Mutex<Option<(libc::c_int, std::thread::JoinHandle<Result<Made>>)>> = std::sync::Mutex::new(None);
-
-/// The new namespaces this config's init gets from clone that `premake` can make: none
-/// with a user namespace (new or joined), which must own them.
-pub fn premade_flags(plan: &Plan) -> libc::c_int {
-    if plan.has(libc::CLONE_NEWUSER) {
-        return 0;
-    }
-    plan.clone_flags as libc::c_int & PREMADE
-}
-
-/// Make new namespaces of `flags` (within PREMADE) on a thread of their own, while the
-/// caller goes on (create: Python's validation, the state dir and the cgroup, ~1 ms): a
-/// thread may unshare these for itself alone. `take_premade` collects them for clone,
-/// which then leaves them out and init joins them first. Nothing is recorded: they are
-/// held by fds of this process, and vanish with it.
-pub fn premake(flags: libc::c_int) {
-    let flags = flags & PREMADE;
-    if flags == 0 {
-        return;
-    }
-    let t = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || -> Result<Made> {
-        if unsafe { libc::unshare(flags) } < 0 {
-            return Err(Error::last_os("unshare namespaces ahead"));
-        }
-        let mut out = Vec::new();
-        for (f, name) in [(libc::CLONE_NEWNET, "net"), (libc::CLONE_NEWIPC, "ipc"), (libc::CLONE_NEWUTS, "uts")] {
-            if flags & f != 0 {
-                let p = CString::new(format!("/proc/thread-self/ns/{name}")).unwrap();
-                let fd = crate::fd::owned(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open the {name} namespace made ahead"))?;
-                out.push((f, fd));
-            }
-        }
-        Ok(out)
-    });
-    if let Ok(t) = t {
-        *AHEAD.lock().unwrap() = Some((flags, t));
-    }
-}
-
-/// The namespaces `premake` made, if they are exactly `flags` and were made (else they
-/// are dropped, and clone makes them as before).
-pub fn take_premade(flags: libc::c_int) -> Option<Made> {
-    let (made, t) = AHEAD.lock().unwrap().take()?;
-    let got = t.join().ok()?.ok()?;
-    (made == flags && flags != 0).then_some(got)
-}
-
 /// A namespace file's identity (st_dev, st_ino).
 fn ns_id(path: &str) -> Result<(u64, u64)> {
     let md = std::fs::metadata(path).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::ENOENT), format!("stat namespace {path}")))?;

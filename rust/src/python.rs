@@ -94,13 +94,6 @@ fn create(
     py.allow_threads(|| clone::create(&opts)).map_err(|e| failed.lock().unwrap().take().unwrap_or_else(|| to_py(py, e)))
 }
 
-/// `_core.premake_namespaces(flags)`: make these new namespaces ahead, on a thread, for
-/// the next `create` of this process (namespaces.rs `premake`).
-#[pyfunction]
-fn premake_namespaces(flags: i32) {
-    crate::namespaces::premake(flags);
-}
-
 #[pyfunction]
 fn start(py: Python<'_>, state_dir: &str) -> PyResult<()> {
     py.allow_threads(|| clone::start(state_dir)).map_err(|e| to_py(py, e))
@@ -285,7 +278,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.setattr("__all__", pyo3::types::PyList::empty(m.py()))?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
-    m.add_function(wrap_pyfunction!(premake_namespaces, m)?)?;
     m.add_function(wrap_pyfunction!(exec_process, m)?)?;
     m.add_function(wrap_pyfunction!(exec, m)?)?;
     m.add_function(wrap_pyfunction!(unknown_capabilities, m)?)?;

@@ -53,10 +53,6 @@ pub struct Plan {
     /// the paths mean the host's), for a "cgroup" mount that has to bind it.
     #[serde(default)]
     pub cgroup2_bind: Option<String>,
-    /// New namespaces made ahead by the parent (namespaces::premake), as (CLONE_NEW*
-    /// flag, fd passed to init): init joins them first; clone left them out.
-    #[serde(default)]
-    pub premade_ns: Vec<(libc::c_int, RawFd)>,
 }
 
 // Largest datagram: well below the default socket buffer (208 KiB), so a SEQPACKET

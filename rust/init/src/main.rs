@@ -67,14 +67,6 @@ fn setup(sync_fd: RawFd) -> Result<Parked> {
     let mut spec: Spec = sync::parse_config(&config)?;
     drop(config);
     let ns = namespaces::Plan::from_spec(&spec)?;
-    // New namespaces the parent made ahead (namespaces::premake; clone left them out):
-    // joined first, as if clone had made them.
-    for &(f, fd) in &plan.premade_ns {
-        if unsafe { libc::setns(fd, f) } < 0 {
-            return Err(Error::last_os("join a namespace made ahead"));
-        }
-        unsafe { libc::close(fd) };
-    }
     // The new namespaces init makes itself (a user namespace joined by path, or a new
     // one made here): after the user namespace, so that it owns them (namespaces.rs). A
     // new pid namespace with a new time namespace is unshared together with it below.
