@@ -4,6 +4,7 @@ before create returns; a cpuset keeps the old order (written before init exists)
 record is the final one with no temp file left, also when init forks into a pid namespace
 joined by path after the record was prepared."""
 
+import contextlib
 import json
 import os
 
@@ -26,6 +27,20 @@ open(sys.argv[1], "w").write(json.dumps(out))
 """
 
 
+@contextlib.contextmanager
+def _created(runh, ctx, bundle):
+    """`create` the bundle (which must succeed); yields the init's pid from the pid file,
+    then force-deletes the container."""
+    cid = ctx.new_id()
+    pf = ctx.path(f"{cid}.pid")
+    try:
+        r = runh("create", "--bundle", bundle, "--pid-file", pf, cid)
+        assert r.returncode == 0, r.stderr
+        yield int(read(pf))
+    finally:
+        runh("delete", "--force", cid)
+
+
 def _pids_max(cid_pid):
     for line in read(f"/proc/{cid_pid}/cgroup").splitlines():
         _, ctrl, path = line.split(":", 2)
@@ -45,16 +60,9 @@ def test_limits_are_written_before_the_create_hooks(runh, ctx, make_bundle):
     def edit(c):
         c["linux"].setdefault("resources", {})["pids"] = {"limit": 77}
         c["hooks"] = {"createRuntime": [{"path": "/usr/bin/python3", "args": ["python3", hook, out]}]}
-    b = make_bundle(args=["sleep", "100"], edit=edit)
-    cid = ctx.new_id()
-    pf = ctx.path("pid")
-    try:
-        r = runh("create", "--bundle", b, "--pid-file", pf, cid)
-        assert r.returncode == 0, r.stderr
+    with _created(runh, ctx, make_bundle(args=["sleep", "100"], edit=edit)) as pid:
         assert json.loads(read(out)).get("pids") == "77"
-        assert _pids_max(int(read(pf))) == "77"
-    finally:
-        runh("delete", "--force", cid)
+        assert _pids_max(pid) == "77"
 
 
 def test_record_is_final_and_no_temp_file_is_left(runh, ctx, make_bundle):
@@ -112,15 +120,8 @@ def test_cpuset_keeps_the_initial_affinity(runh, ctx, make_bundle):
     def edit(c):
         c["linux"].setdefault("resources", {})["cpu"] = {"cpus": f"0-{ncpu - 1}"}
         c["process"]["execCPUAffinity"] = {"initial": "0"}
-    b = make_bundle(args=["sleep", "100"], edit=edit)
-    cid = ctx.new_id()
-    pf = ctx.path("pid")
-    try:
-        r = runh("create", "--bundle", b, "--pid-file", pf, cid)
-        assert r.returncode == 0, r.stderr
-        assert os.sched_getaffinity(int(read(pf))) == {0}
-    finally:
-        runh("delete", "--force", cid)
+    with _created(runh, ctx, make_bundle(args=["sleep", "100"], edit=edit)) as pid:
+        assert os.sched_getaffinity(pid) == {0}
 
 
 def test_pid_file_written_while_init_sets_up(runh, ctx, make_bundle):
