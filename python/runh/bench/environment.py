@@ -139,6 +139,54 @@ def parse_runtimes(specs):
     return out
 
 
+def executables(rt):
+    """The files a runtime executes on each call: its binary and, for a runh, the
+    runh-init its launcher execs for every container (found by the launcher's own walk,
+    rust/launcher/src/python.rs find_package: a site-packages under the binary's prefix,
+    or a directory its runh.pth names). crun, runc and youki run only themselves."""
+    import glob
+    out = [os.path.realpath(rt.path)]
+    prefix = os.path.dirname(os.path.dirname(rt.path))
+    for site in sorted(glob.glob(os.path.join(prefix, "lib", "python3.*", "*-packages")), reverse=True):
+        dirs = [site]
+        try:
+            with open(os.path.join(site, "runh.pth")) as f:
+                dirs += f.read().split()
+        except OSError:
+            pass
+        for d in dirs:
+            init = os.path.join(d, "runh", "runh-init")
+            if os.path.isfile(init):
+                return out + [os.path.realpath(init)]
+    return out
+
+
+def drop_page_cache(paths):
+    """Write back and drop `paths` from the page cache; returns the ones dropped.
+
+    Why: a file just written (a runtime built a minute ago) sits in the page cache in the
+    large folios of the write path, and fault-around then maps more of it into each
+    process: runh's parked init read 308 KiB of VmRSS after a build and 244-256 KiB after
+    this (benches/results/issue16/README.md, final8/). Read back by the warm-up, every
+    runtime's files are then cached the same way, however old they are. Pages that a
+    running process maps stay (the kernel skips them): nothing is lost but a re-read."""
+    dropped = []
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            dropped.append(p)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return dropped
+
+
 def probe_version(rt):
     import subprocess
     try:

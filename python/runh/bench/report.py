@@ -79,6 +79,8 @@ def table(doc):
     lines.append(f"host: {meta['host']['kernel']}, {meta['host']['cpus']} CPUs, load {meta['host']['loadavg_1m_before']:.1f}"
                  f"->{meta['host']['loadavg_1m_after']:.1f}, cgroups {meta['cgroup']['host_mode']}"
                  f"; {meta['cgroup']['note']}")
+    if meta.get("page_cache_dropped"):
+        lines.append(f"page cache dropped first for: {' '.join(meta['page_cache_dropped'])}")
     if meta.get("state_dir"):
         lines.append(f"state roots (--root): {meta['state_dir']['path']} ({meta['state_dir']['fstype']})")
     for name, rt in meta["runtimes"].items():
