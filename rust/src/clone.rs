@@ -570,15 +570,7 @@ fn create_bound(
     let console = opts.console_socket.map(|path| connect_unix(path, "console socket")).transpose()?;
     // SCMP_ACT_NOTIFY: connect to the agent now, from the host (see seccomp/notify.rs).
     let seccomp_json = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref());
-    let str_field = |k: &str| seccomp_json.and_then(|v| v.get(k)).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-    let listener = match &seccomp {
-        Some(c) if c.uses_notify => {
-            let path = str_field("listenerPath")
-                .ok_or_else(|| Error::config("linux.seccomp.listenerPath is required when SCMP_ACT_NOTIFY is used"))?;
-            Some(connect_unix(path, "seccomp listenerPath")?)
-        }
-        _ => None,
-    };
+    let listener = crate::seccomp::notify::connect_listener(seccomp.as_ref().is_some_and(|c| c.uses_notify), seccomp_json)?;
     crate::timing::mark("core: sockets");
     let (init_exe, _) = crate::initexe::open(crate::initexe::needs_memfd(spec, None))?;
     crate::timing::mark("core: init exe");
@@ -682,7 +674,7 @@ fn create_bound(
                 Some(_) => Some(crate::seccomp::notify::process_state(
                     opts.seccomp_state.unwrap_or(b"{}"),
                     pid,
-                    str_field("listenerMetadata"),
+                    crate::seccomp::notify::field(seccomp_json, "listenerMetadata"),
                 )?),
                 None => None,
             },

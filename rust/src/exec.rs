@@ -568,7 +568,6 @@ mod parent {
             Some(v) => Some(crate::seccomp::compile_for_create(v, opts.root.map(std::path::Path::new))?),
             None => None,
         };
-        let str_field = |k: &str| seccomp_json.and_then(|v| v.get(k)).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
         let ns_flags = differing_namespaces(opts.init_pid)?;
         let forks = ns_flags & libc::CLONE_NEWPID != 0;
         if forks && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
@@ -579,14 +578,7 @@ mod parent {
         let pidfd_socket = clone::connect_pidfd_socket(opts.pidfd_socket)?;
         let console = opts.console_socket.map(|path| connect_unix(path, "console socket")).transpose()?;
         // SCMP_ACT_NOTIFY: connected now, from the host's mount namespace (notify.rs).
-        let listener = match &seccomp {
-            Some(c) if c.uses_notify => {
-                let path = str_field("listenerPath")
-                    .ok_or_else(|| Error::config("linux.seccomp.listenerPath is required when SCMP_ACT_NOTIFY is used"))?;
-                Some(connect_unix(path, "seccomp listenerPath")?)
-            }
-            _ => None,
-        };
+        let listener = crate::seccomp::notify::connect_listener(seccomp.as_ref().is_some_and(|c| c.uses_notify), seccomp_json)?;
         let mut procs: Vec<String> = opts.cgroup_procs.to_vec();
         let cgroup_fd = match opts.cgroup_dir {
             Some(dir) if opts.frozen => {
@@ -647,7 +639,7 @@ mod parent {
             }
             let (program, flags) = seccomp.as_ref().map_or((&[][..], 0), |s| (s.program.as_slice(), s.flags));
             let state_for = |pid| {
-                crate::seccomp::notify::process_state(opts.seccomp_state.unwrap_or(b"{}"), pid, str_field("listenerMetadata"))
+                crate::seccomp::notify::process_state(opts.seccomp_state.unwrap_or(b"{}"), pid, crate::seccomp::notify::field(seccomp_json, "listenerMetadata"))
             };
             let plan = ExecPlan {
                 pidfd: init_pidfd,

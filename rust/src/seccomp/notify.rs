@@ -21,6 +21,23 @@ pub const SPEC_VERSION: &str = "1.3.0";
 /// The name of the listener fd in `fds` (runtime-spec: "seccompFd").
 pub const SECCOMP_FD_NAME: &str = "seccompFd";
 
+/// linux.seccomp's string field `key` (listenerPath, listenerMetadata), if not empty.
+pub(crate) fn field<'a>(seccomp: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    seccomp.and_then(|v| v.get(key)).and_then(|v| v.as_str()).filter(|s| !s.is_empty())
+}
+
+/// The seccomp agent's socket, connected now from the host's mount namespace, when the
+/// filter uses SCMP_ACT_NOTIFY (create and exec alike); None otherwise.
+#[cfg(feature = "host")]
+pub(crate) fn connect_listener(uses_notify: bool, seccomp: Option<&Value>) -> Result<Option<std::os::fd::OwnedFd>> {
+    if !uses_notify {
+        return Ok(None);
+    }
+    let path = field(seccomp, "listenerPath")
+        .ok_or_else(|| Error::config("linux.seccomp.listenerPath is required when SCMP_ACT_NOTIFY is used"))?;
+    crate::clone::connect_unix(path, "seccomp listenerPath").map(Some)
+}
+
 /// The container process state (runtime-spec `ContainerProcessState`) for the agent.
 /// `container_state` is the runtime-spec state without the pid (built by the Python front
 /// end, which knows id/bundle/annotations); the pid is init's, as the parent sees it.
