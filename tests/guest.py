@@ -11,7 +11,10 @@ an area boots the guest; the others read the cached lines.
 """
 
 import os
+import selectors
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -37,11 +40,87 @@ def _with_kernel_args(vm, kernel_args):
     return path
 
 
-def run_checks(script, timeout=400, env=None, kernel_args=None):
+# Seconds without one byte on the guest's console (kernel messages, the script's lines):
+# a hung guest. shared/vm/README.md: "One run in many hung once at its first `runc run`
+# and never reproduced"; a CI run on 2026-12-03 lost its whole systemd area (16 minutes)
+# that way or to a host that stole 30-40% of the CPU, and the same checks then passed in
+# 11.5 minutes. A hung guest is stopped after this much silence and booted once more.
+# Longer than any one check may take, silent, in any area (systemd_checks.py gives
+# containerd's and podman's 600 s).
+SILENCE = 660
+
+
+def _session(sid):
+    """Pids in session `sid`: vm-run (its leader), `timeout` (which makes its own process
+    group, not its own session) and qemu. Only what this module started is in it."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # a zombie is already gone
+                pids.append(int(d))
+    return pids
+
+
+def _stop(p):
+    """Stop a guest run and everything it started: TERM (timeout passes it on to qemu),
+    then KILL what is left after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        for pid in _session(p.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + wait
+        while time.monotonic() < end and _session(p.pid):
+            p.poll()
+            time.sleep(0.2)
+        if not _session(p.pid):
+            break
+    p.wait()
+
+
+def boot_once(argv, timeout, env=None, silence=SILENCE):
+    """Run `argv` (vm-run and its command), reading its output as it comes: (output, why)
+    where why is None, or says how the run was cut short (`silence` seconds without
+    output, or `timeout` in all)."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    out, why = bytearray(), None
+    end = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(p.stdout, selectors.EVENT_READ)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                why = f"no status after {timeout} s"
+                break
+            if not sel.select(min(silence, left)):
+                if left > silence:
+                    why = f"no output for {silence} s"
+                    break
+                continue
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+    p.stdout.close()
+    if why:
+        _stop(p)
+    else:
+        p.wait()
+    return out.decode(errors="replace"), why
+
+
+def run_checks(script, timeout=400, env=None, kernel_args=None, silence=SILENCE):
     """Run `script` (a path relative to the repo, started with the venv's python, with
     any arguments) in one guest boot; {name: (verdict, detail)} plus the raw output,
     cached per script. kernel_args: more on the guest's kernel command line (e.g. to
-    boot with SELinux)."""
+    boot with SELinux). A guest that hangs (`silence`) is booted a second time."""
     if script not in _cache:
         vm = vm_run_path()
         if vm is None:
@@ -51,14 +130,18 @@ def run_checks(script, timeout=400, env=None, kernel_args=None):
         py = os.path.join(REPO, ".venv", "bin", "python")
         cmd = f"timeout {timeout} {py} -u {script}"
         venv = dict(os.environ, VM_TIMEOUT=str(timeout + 100), **(env or {}))
-        p = subprocess.run([vm, "-C", REPO, cmd], capture_output=True, text=True,
-                           timeout=timeout + 200, env=venv)
+        outs = []
+        for attempt in (1, 2):
+            out, why = boot_once([vm, "-C", REPO, cmd], timeout + 200, venv, silence)
+            outs.append(out + (f"\n[guest.py: boot {attempt} stopped: {why}]\n" if why else ""))
+            if why is None or not why.startswith("no output"):
+                break
         lines = {}
-        for line in p.stdout.splitlines():
+        for line in outs[-1].splitlines():
             if line.startswith("CHECK "):
                 _, name, verdict, rest = (line.split(" ", 3) + [""])[:4]
                 lines[name] = (verdict, rest)
-        _cache[script] = {"out": p.stdout + p.stderr, "lines": lines}
+        _cache[script] = {"out": "".join(outs), "lines": lines}
     return _cache[script]
 
 

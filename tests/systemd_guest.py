@@ -56,19 +56,30 @@ def boot(timeout=300, log="/tmp/systemd-guest.log"):
              f"mount -t proc proc /proc && mount -t tmpfs tmpfs /run && "
              f"exec {SYSTEMD} --system --unit=basic.target --show-status=0 --log-target=kmsg"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    pid, status = None, ""
+    pid, status, said = None, "", t0
     while time.time() - t0 < timeout:
         if unshare.poll() is not None:
             raise RuntimeError(f"systemd exited ({unshare.returncode}); see {log}")
         pid = pid or _find([SYSTEMD.encode(), b"--system"])
         if pid:
-            r = subprocess.run(enter(pid) + ["systemctl", "is-system-running"],
-                               capture_output=True, text=True)
-            status = r.stdout.strip()
+            try:
+                r = subprocess.run(enter(pid) + ["systemctl", "is-system-running"],
+                                   capture_output=True, text=True, timeout=60)
+                status = r.stdout.strip()
+            except subprocess.TimeoutExpired:  # a busy systemd: ask again
+                status = "no answer"
             if status in ("running", "degraded"):
                 print(f"SYSTEMD pid={pid} {status} after {time.time() - t0:.1f}s", flush=True)
                 return pid
+        if time.time() - said > 30:  # a line now and then: the host reads silence as a hang
+            said = time.time()
+            print(f"SYSTEMD booting: {status or 'no pid yet'} after {said - t0:.0f}s", flush=True)
         time.sleep(1)
+    if pid:
+        stop(pid)
+    else:
+        unshare.kill()
+    unshare.wait()
     raise RuntimeError(f"systemd not up after {timeout}s (state {status!r}); see {log}")
 
 
@@ -81,7 +92,11 @@ def stop(pid):
 
 
 def main(argv):
-    pid = boot()
+    try:
+        pid = boot()
+    except RuntimeError as e:  # once more: emulation stalls now and then
+        print(f"SYSTEMD {e}; booting again", flush=True)
+        pid = boot()
     try:
         env = dict(os.environ, RUNH_SYSTEMD_GUEST="1")
         return subprocess.run(enter(pid) + argv, env=env).returncode

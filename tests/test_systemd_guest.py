@@ -19,4 +19,4 @@ CHECKS = ["placement", "properties", "ps_events", "pause_resume", "update", "exe
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_systemd_in_guest(name):
-    guest_result(SCRIPT, name, timeout=900)
+    guest_result(SCRIPT, name, timeout=1200)
