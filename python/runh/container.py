@@ -256,9 +256,7 @@ class Container:
 
     def _record(self, state):
         """Write state.json (atomically) and keep it as this container's state."""
-        from runh.jsonio import dumps
-
-        st.write_atomic(st.join(self.dir, st.STATE_FILE), dumps(state), exchange=True)
+        st.write_atomic(st.join(self.dir, st.STATE_FILE), _dumps(state), exchange=True)
         self._state = state
 
     def _create_locked(self, config, raw, original, bundle, rootfs, pid_file, console_socket,

@@ -104,11 +104,7 @@ pub fn needs_memfd(spec: &Spec, exec_caps: Option<&crate::spec::Capabilities>) -
         [&c.bounding, &c.effective, &c.inheritable, &c.permitted, &c.ambient].iter().any(|set| set.iter().any(|c| c == CAP_SYS_ADMIN))
     };
     let config_admin = spec.process.as_ref().and_then(|p| p.capabilities.as_ref()).is_some_and(has_admin);
-    let own_pidns = spec
-        .linux
-        .iter()
-        .flat_map(|l| l.namespaces.iter())
-        .any(|n| n.kind == "pid" && n.path.as_deref().unwrap_or("").is_empty());
+    let own_pidns = spec.new_namespace("pid");
     config_admin || exec_caps.is_some_and(has_admin) || !own_pidns
 }
 

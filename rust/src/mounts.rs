@@ -742,12 +742,13 @@ fn cgroup_entry(m: &Mount, opts: &MountOptions, ctx: &MountContext) -> Result<()
     let proc_cgroup = if ctx.new_cgroupns { String::new() } else { read_to_string("/proc/self/cgroup")? };
     let base = m.destination.trim_end_matches('/');
     let mut seen: Vec<Vec<String>> = Vec::new();
+    let under_rootfs = format!("{}/", ctx.rootfs.trim_end_matches('/'));
     for h in parse_v1_hierarchies(&mountinfo) {
         let name = h.mountpoint.rsplit('/').next().unwrap_or("");
         // Each hierarchy once, from the host's own mount of it: a /sys bound in for a
         // sysfs the kernel refused (mount_entry) has copies of them all under the
         // rootfs, now covered by the tmpfs above.
-        if name.is_empty() || h.mountpoint.starts_with(&format!("{}/", ctx.rootfs.trim_end_matches('/'))) || seen.contains(&h.controllers) {
+        if name.is_empty() || h.mountpoint.starts_with(&under_rootfs) || seen.contains(&h.controllers) {
             continue;
         }
         seen.push(h.controllers.clone());

@@ -88,7 +88,7 @@ pub fn prepare_with(spec: &Spec, opts: &RootfsOptions, before_pivot: &mut dyn Fn
         rootfs: &real_rootfs,
         root: root.as_raw_fd(),
         bundle: opts.bundle,
-        new_netns: spec.linux.as_ref().is_some_and(|l| l.namespaces.iter().any(|n| n.kind == "network" && n.path.as_deref().unwrap_or("").is_empty())),
+        new_netns: spec.new_namespace("network"),
         new_cgroupns: has_ns(spec, "cgroup"),
         cgroup2_bind: opts.cgroup2_bind,
         host_source: opts.host_source,

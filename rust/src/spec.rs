@@ -22,6 +22,14 @@ pub struct Spec {
     pub linux: Option<Linux>,
 }
 
+impl Spec {
+    /// Whether linux.namespaces lists a `kind` namespace for the container to make: one
+    /// without a path (a path is joined, not made).
+    pub fn new_namespace(&self, kind: &str) -> bool {
+        self.linux.iter().flat_map(|l| l.namespaces.iter()).any(|n| n.kind == kind && n.path.as_deref().unwrap_or("").is_empty())
+    }
+}
+
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Process {

@@ -20,7 +20,7 @@ use crate::spec::{IdMapping, Spec};
 
 /// The config has a new user namespace (one without a path).
 pub fn new_userns(spec: &Spec) -> bool {
-    spec.linux.iter().flat_map(|l| l.namespaces.iter()).any(|n| n.kind == "user" && n.path.as_deref().unwrap_or("").is_empty())
+    spec.new_namespace("user")
 }
 
 /// The config joins a user namespace by path.
@@ -44,7 +44,7 @@ pub fn become_root() -> Result<()> {
 
 /// The config has a new time namespace (one without a path).
 pub fn new_timens(spec: &Spec) -> bool {
-    spec.linux.iter().flat_map(|l| l.namespaces.iter()).any(|n| n.kind == "time" && n.path.as_deref().unwrap_or("").is_empty())
+    spec.new_namespace("time")
 }
 
 fn map_text(maps: &[IdMapping]) -> String {
