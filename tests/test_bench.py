@@ -162,6 +162,18 @@ def test_with_runh(tmp_path, short_tmp):
     # Every runtime's executables were dropped from the page cache first, runh-init too.
     assert set(environment.executables(environment.Runtime("runh", RUNH, True))) <= \
         set(doc["meta"]["page_cache_dropped"])
+    # The floor under runh's create and run, measured in the same run: its launcher's
+    # interpreter starting bare, and create/run less that.
+    floor = doc["meta"]["interpreter_start"]["runh"]
+    # One per timed round of each scenario (run, lifecycle, exec, concurrent).
+    assert floor["argv"][1:] == ["-I", "-S", "-c", "pass"] and floor["n"] == 2 + 2 + 2 + 1
+    assert set(floor["per_scenario"]) == {"run", "lifecycle", "exec", "concurrent"}
+    assert os.path.realpath(floor["argv"][0]) == os.path.realpath(
+        environment.interpreter(environment.Runtime("runh", RUNH, True)))
+    above = doc["above_interpreter"]["runh"]["lifecycle.create"]
+    assert above["above_ms"] == above["median_ms"] - floor["per_scenario"]["lifecycle"] and above["baseline_ms"] > 0
+    assert "runh above its interpreter's start" in (out / "results.txt").read_text()
+    assert "runc" not in doc["meta"]["interpreter_start"]
     # exec may not exist yet in runh: then it is reported as a failure, not fatal.
     ex = doc["scenarios"]["exec"]
     assert "runh" in ex["failures"] or "runh" in ex["metrics"]["wall"]["runtimes"]
@@ -186,6 +198,38 @@ def test_page_cache_settled_for_each_runtimes_executables(tmp_path):
     f.write_bytes(b"\x7fELF" + os.urandom(256 << 10))
     assert environment.drop_page_cache([str(f), str(tmp_path / "missing")]) == [str(f)]
     assert _resident_pages(str(f)) == 0
+
+
+def test_interpreter_is_the_launchers():
+    """The interpreter timed as runh's floor is the one its launcher execs: the python3
+    beside the launcher's real path (a venv's), and nothing for a runtime without a
+    runh-init."""
+    rt = environment.Runtime("runh", RUNH, True)
+    assert environment.interpreter(rt) == os.path.join(os.path.dirname(os.path.realpath(RUNH)), "python3")
+    assert environment.interpreter(environment.Runtime("x", shutil.which("true"), True)) is None
+
+
+def test_above_interpreter_table():
+    """create and run less the interpreter's median, beside the baseline's, in the JSON
+    and the table; nothing for a runtime with no interpreter measured."""
+    meta = {"baseline": "crun", "iterations": 2, "warmup": 0,
+            "host": {"kernel": "k", "cpus": 2, "loadavg_1m_before": 0, "loadavg_1m_after": 0},
+            "cgroup": {"host_mode": "v2", "note": ""}, "runtimes": {},
+            "interpreter_start": {"runh": dict(report.summarize([8.0, 9.0, 10.0]), argv=["py", "-I", "-S", "-c", "pass"],
+                                               per_scenario={"lifecycle": 8.5, "run": 10.0},
+                                               samples=[8.0, 9.0, 10.0])}}
+
+    class Sc:
+        name, description, notes = "lifecycle", "d", []
+        metrics = {"create": ("ms", False)}
+    samples = {"lifecycle": {"runh": {"create": [15.0, 16.0]}, "crun": {"create": [7.0, 8.0]}}}
+    doc = report.build(meta, [Sc], samples, {}, "crun")
+    assert doc["above_interpreter"] == {"runh": {"lifecycle.create": {
+        "median_ms": 15.5, "interpreter_ms": 8.5, "above_ms": 7.0, "baseline_ms": 7.5}}}
+    text = report.table(doc)
+    assert "lifecycle.create       15.50 - 8.50 = 7.00 ms; crun 7.50 ms" in text
+    assert "runh's interpreter start (`py -I -S -c pass`, one per round): median 9.00 ms" in text
+    assert "(medians: lifecycle 8.50, run 10.00)" in text
 
 
 def _resident_pages(path):

@@ -161,6 +161,17 @@ def executables(rt):
     return out
 
 
+def interpreter(rt):
+    """For a runh, the interpreter its launcher execs for create, run and every other
+    command it does not run natively (rust/launcher/src/python.rs handoff_to: the
+    python3 beside the launcher's real path, a venv's, else python3 on PATH); None for
+    any other runtime. Its bare start is the floor under every such runh call."""
+    if len(executables(rt)) < 2:  # no runh-init found: not a runh
+        return None
+    own = os.path.join(os.path.dirname(os.path.realpath(rt.path)), "python3")
+    return own if os.access(own, os.X_OK) else shutil.which("python3")
+
+
 def drop_page_cache(paths):
     """Write back and drop `paths` from the page cache; returns the ones dropped.
 

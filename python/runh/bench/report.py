@@ -56,7 +56,37 @@ def build(meta, scenarios, samples, failures, baseline):
             if m["runtimes"]:
                 entry["metrics"][metric] = m
         doc["scenarios"][sc.name] = entry
+    doc["above_interpreter"] = above_interpreter(doc)
     return doc
+
+
+# The calls whose time a runh spends mostly in its interpreter (create and run start
+# one; start, delete and exec are the launcher's own native code).
+ABOVE_INTERPRETER = (("lifecycle", "create"), ("run", "wall"))
+
+
+def above_interpreter(doc):
+    """Per runh runtime with a measured interpreter start, for create and run: its median
+    less its interpreter's bare-start median, beside the baseline's own median. It is
+    what the runtime's work costs once the interpreter is up, comparable to a runtime
+    that has no interpreter to start."""
+    meta = doc["meta"]
+    out = {}
+    for name, floor in (meta.get("interpreter_start") or {}).items():
+        rows = {}
+        for sname, metric in ABOVE_INTERPRETER:
+            rts = doc["scenarios"].get(sname, {}).get("metrics", {}).get(metric, {}).get("runtimes", {})
+            if name in rts:
+                base = rts.get(meta["baseline"])
+                # The interpreter's median within this scenario's rounds: same host load.
+                interp = floor.get("per_scenario", {}).get(sname, floor["median"])
+                rows[f"{sname}.{metric}"] = {
+                    "median_ms": rts[name]["median"], "interpreter_ms": interp,
+                    "above_ms": rts[name]["median"] - interp,
+                    "baseline_ms": base["median"] if base else None}
+        if rows:
+            out[name] = rows
+    return out
 
 
 def _fmt(v, unit):
@@ -86,6 +116,12 @@ def table(doc):
     for name, rt in meta["runtimes"].items():
         state = (rt["version"] or "") if rt["status"] == "ok" else f"{rt['status'].upper()}: {rt['error']}"
         lines.append(f"  {name:<8} {rt['path'] or '-'}  {state}")
+    for name, st in (meta.get("interpreter_start") or {}).items():
+        per = ", ".join(f"{k} {v:.2f}" for k, v in st.get("per_scenario", {}).items())
+        lines.append(f"{name}'s interpreter start (`{' '.join(st['argv'])}`, one per round): median "
+                     f"{st['median']:.2f} ms, min {st['min']:.2f}, n {st['n']}" + (f" (medians: {per})" if per else ""))
+    if meta.get("interpreter_note"):
+        lines.append(f"note: {meta['interpreter_note']}")
     hdr = f"  {'metric':<22} {'runtime':<9} {'median':>8} {'p95':>8} {'p99':>8} {'min':>8} {'max':>8} {'vs ' + base:>9}"
     for sname, sc in doc["scenarios"].items():
         lines.append("")
@@ -107,6 +143,13 @@ def table(doc):
                              f" {_fmt(st.get('p99'), unit):>8}"
                              f" {_fmt(st['min'], unit):>8} {_fmt(st['max'], unit):>8} {r:>9}")
                 label = ""
+    for name, rows in (doc.get("above_interpreter") or {}).items():
+        lines.append("")
+        lines.append(f"{name} above its interpreter's start (median less the interpreter's median "
+                     "in the same scenario's rounds):")
+        for key, r in rows.items():
+            b = f"; {base} {r['baseline_ms']:.2f} ms" if r["baseline_ms"] is not None and name != base else ""
+            lines.append(f"  {key:<22} {r['median_ms']:.2f} - {r['interpreter_ms']:.2f} = {r['above_ms']:.2f} ms{b}")
     lines.append("")
     lines.append("ms: wall time per call; K/M: KiB/MiB (peak RSS via GNU time, init RSS from /proc/<pid>/status); "
                  "^ = higher is better; ratio = median / baseline median")

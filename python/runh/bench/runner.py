@@ -159,6 +159,39 @@ def _sigterm(*_):
     raise KeyboardInterrupt
 
 
+# A runh's floor: its interpreter starting and doing nothing, with the flags its
+# launcher passes (rust/launcher/src/python.rs).
+INTERPRETER_ARGS = ("-I", "-S", "-c", "pass")
+
+
+def _time_interpreters(spawner, interps, into):
+    """One bare start of each runh's interpreter; the wall times (ms) go to
+    into[runtime name]. Taken in every round of every scenario, beside the runtimes'
+    calls, so that the floor is measured under the same host load as what stands on it
+    (this host's load moved it from 8.2 to 10.1 ms median within one 25 s run)."""
+    for name, argv in interps:
+        r = spawner.run(argv)
+        if not r.ok:
+            raise harness.RuntimeFailed(argv, harness.describe_status(r.status), r.stderr)
+        if into is not None:
+            into.setdefault(name, []).append(r.ms)
+
+
+def _interpreter_meta(interps, per_scenario):
+    """meta["interpreter_start"]: per runh runtime, its interpreter's bare start over all
+    rounds, and the median within each scenario's rounds."""
+    out = {}
+    for name, argv in interps:
+        every = [v for got in per_scenario.values() for v in got.get(name, [])]
+        st = report.summarize(every)
+        if st is None:
+            continue
+        st.update(argv=argv, samples=every, per_scenario={
+            sc: report.summarize(got[name])["median"] for sc, got in per_scenario.items() if got.get(name)})
+        out[name] = st
+    return out
+
+
 def run_bench(args, cgroup_note, host_mode):
     runtimes = environment.parse_runtimes(args.runtime)
     bad = [rt for rt in runtimes if rt.status != "ok" and rt.explicit]
@@ -185,6 +218,9 @@ def run_bench(args, cgroup_note, host_mode):
     workdir = spawner = statedir = None
     samples, failures = {}, {}
     scs, closing = [], []
+    interps = [(rt.name, [p, *INTERPRETER_ARGS]) for rt in usable
+               if (p := environment.interpreter(rt))]
+    interp_samples, interp_note = {}, None
     signal.signal(signal.SIGTERM, _sigterm)
     interrupted = False
     load_before = os.getloadavg()[0]
@@ -229,6 +265,12 @@ def run_bench(args, cgroup_note, host_mode):
                 sc.notes.append(harness.RSS_NOTE + f", {extra} untimed runs")
             for i in range(timed_end + extra):
                 ctx.rss_pass = i >= timed_end
+                if interps and not ctx.rss_pass:
+                    try:
+                        _time_interpreters(spawner, interps, interp_samples.setdefault(sc.name, {})
+                                           if i >= args.warmup else None)
+                    except FAILURES as e:
+                        interps, interp_note = [], f"interpreter start not measured: {e}"
                 for rt in list(active):
                     try:
                         m = sc.measure(rt)
@@ -281,6 +323,8 @@ def run_bench(args, cgroup_note, host_mode):
         "rss_iterations": args.rss_iterations,
         "interleaved": True,
         "page_cache_dropped": page_cache_dropped,
+        "interpreter_start": _interpreter_meta(interps, interp_samples),
+        "interpreter_note": interp_note,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"kernel": platform.system() + " " + platform.release(), "cpus": os.cpu_count(),
                  "python": platform.python_version(),
