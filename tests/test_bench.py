@@ -171,7 +171,11 @@ def test_with_runh(tmp_path, short_tmp):
     assert os.path.realpath(floor["argv"][0]) == os.path.realpath(
         environment.interpreter(environment.Runtime("runh", RUNH, True)))
     above = doc["above_interpreter"]["runh"]["lifecycle.create"]
-    assert above["above_ms"] == above["median_ms"] - floor["per_scenario"]["lifecycle"] and above["baseline_ms"] > 0
+    assert above["above"] == above["median"] - floor["per_scenario"]["lifecycle"] and above["baseline"] > 0
+    # Peak RSS too, through GNU time in the RSS passes, as the scenarios' own.
+    if shutil.which("time") or os.path.exists("/usr/bin/time"):
+        rss = doc["above_interpreter"]["runh"]["run.peak_rss"]
+        assert rss["unit"] == "kib" and 1000 < floor["peak_rss_kib"] < rss["median"]
     assert "runh above its interpreter's start" in (out / "results.txt").read_text()
     assert "runc" not in doc["meta"]["interpreter_start"]
     # exec may not exist yet in runh: then it is reported as a failure, not fatal.
@@ -217,17 +221,25 @@ def test_above_interpreter_table():
             "cgroup": {"host_mode": "v2", "note": ""}, "runtimes": {},
             "interpreter_start": {"runh": dict(report.summarize([8.0, 9.0, 10.0]), argv=["py", "-I", "-S", "-c", "pass"],
                                                per_scenario={"lifecycle": 8.5, "run": 10.0},
+                                               peak_rss_kib=7500,
                                                samples=[8.0, 9.0, 10.0])}}
 
     class Sc:
         name, description, notes = "lifecycle", "d", []
         metrics = {"create": ("ms", False)}
-    samples = {"lifecycle": {"runh": {"create": [15.0, 16.0]}, "crun": {"create": [7.0, 8.0]}}}
-    doc = report.build(meta, [Sc], samples, {}, "crun")
-    assert doc["above_interpreter"] == {"runh": {"lifecycle.create": {
-        "median_ms": 15.5, "interpreter_ms": 8.5, "above_ms": 7.0, "baseline_ms": 7.5}}}
+
+    class Run:
+        name, description, notes = "run", "d", []
+        metrics = {"peak_rss": ("KiB", False)}
+    samples = {"lifecycle": {"runh": {"create": [15.0, 16.0]}, "crun": {"create": [7.0, 8.0]}},
+               "run": {"runh": {"peak_rss": [10700]}, "crun": {"peak_rss": [3300]}}}
+    doc = report.build(meta, [Sc, Run], samples, {}, "crun")
+    assert doc["above_interpreter"] == {"runh": {
+        "lifecycle.create": {"unit": "ms", "median": 15.5, "interpreter": 8.5, "above": 7.0, "baseline": 7.5},
+        "run.peak_rss": {"unit": "kib", "median": 10700, "interpreter": 7500, "above": 3200, "baseline": 3300}}}
     text = report.table(doc)
     assert "lifecycle.create       15.50 - 8.50 = 7.00 ms; crun 7.50 ms" in text
+    assert "run.peak_rss           10700 - 7500 = 3200 KiB; crun 3300 KiB" in text
     assert "runh's interpreter start (`py -I -S -c pass`, one per round): median 9.00 ms" in text
     assert "(medians: lifecycle 8.50, run 10.00)" in text
 

@@ -62,7 +62,7 @@ def build(meta, scenarios, samples, failures, baseline):
 
 # The calls whose time a runh spends mostly in its interpreter (create and run start
 # one; start, delete and exec are the launcher's own native code).
-ABOVE_INTERPRETER = (("lifecycle", "create"), ("run", "wall"))
+ABOVE_INTERPRETER = (("lifecycle", "create"), ("run", "wall"), ("run", "peak_rss"))
 
 
 def above_interpreter(doc):
@@ -78,12 +78,19 @@ def above_interpreter(doc):
             rts = doc["scenarios"].get(sname, {}).get("metrics", {}).get(metric, {}).get("runtimes", {})
             if name in rts:
                 base = rts.get(meta["baseline"])
-                # The interpreter's median within this scenario's rounds: same host load.
-                interp = floor.get("per_scenario", {}).get(sname, floor["median"])
+                if metric == "peak_rss":
+                    interp = floor.get("peak_rss_kib")
+                    if interp is None:
+                        continue
+                    unit = "kib"
+                else:
+                    # The interpreter's median within this scenario's rounds: same host load.
+                    interp = floor.get("per_scenario", {}).get(sname, floor["median"])
+                    unit = "ms"
                 rows[f"{sname}.{metric}"] = {
-                    "median_ms": rts[name]["median"], "interpreter_ms": interp,
-                    "above_ms": rts[name]["median"] - interp,
-                    "baseline_ms": base["median"] if base else None}
+                    "unit": unit, "median": rts[name]["median"], "interpreter": interp,
+                    "above": rts[name]["median"] - interp,
+                    "baseline": base["median"] if base else None}
         if rows:
             out[name] = rows
     return out
@@ -119,7 +126,8 @@ def table(doc):
     for name, st in (meta.get("interpreter_start") or {}).items():
         per = ", ".join(f"{k} {v:.2f}" for k, v in st.get("per_scenario", {}).items())
         lines.append(f"{name}'s interpreter start (`{' '.join(st['argv'])}`, one per round): median "
-                     f"{st['median']:.2f} ms, min {st['min']:.2f}, n {st['n']}" + (f" (medians: {per})" if per else ""))
+                     f"{st['median']:.2f} ms, min {st['min']:.2f}, n {st['n']}" + (f" (medians: {per})" if per else "")
+                     + (f"; peak RSS {st['peak_rss_kib']:.0f} KiB" if st.get("peak_rss_kib") else ""))
     if meta.get("interpreter_note"):
         lines.append(f"note: {meta['interpreter_note']}")
     hdr = f"  {'metric':<22} {'runtime':<9} {'median':>8} {'p95':>8} {'p99':>8} {'min':>8} {'max':>8} {'vs ' + base:>9}"
@@ -148,8 +156,10 @@ def table(doc):
         lines.append(f"{name} above its interpreter's start (median less the interpreter's median "
                      "in the same scenario's rounds):")
         for key, r in rows.items():
-            b = f"; {base} {r['baseline_ms']:.2f} ms" if r["baseline_ms"] is not None and name != base else ""
-            lines.append(f"  {key:<22} {r['median_ms']:.2f} - {r['interpreter_ms']:.2f} = {r['above_ms']:.2f} ms{b}")
+            u = "KiB" if r["unit"] == "kib" else "ms"
+            f = (lambda v: f"{v:.0f}") if u == "KiB" else (lambda v: f"{v:.2f}")
+            b = f"; {base} {f(r['baseline'])} {u}" if r["baseline"] is not None and name != base else ""
+            lines.append(f"  {key:<22} {f(r['median'])} - {f(r['interpreter'])} = {f(r['above'])} {u}{b}")
     lines.append("")
     lines.append("ms: wall time per call; K/M: KiB/MiB (peak RSS via GNU time, init RSS from /proc/<pid>/status); "
                  "^ = higher is better; ratio = median / baseline median")

@@ -164,30 +164,33 @@ def _sigterm(*_):
 INTERPRETER_ARGS = ("-I", "-S", "-c", "pass")
 
 
-def _time_interpreters(spawner, interps, into):
-    """One bare start of each runh's interpreter; the wall times (ms) go to
-    into[runtime name]. Taken in every round of every scenario, beside the runtimes'
-    calls, so that the floor is measured under the same host load as what stands on it
-    (this host's load moved it from 8.2 to 10.1 ms median within one 25 s run)."""
+def _time_interpreters(spawner, interps, into, rss=False):
+    """One bare start of each runh's interpreter; the wall times (ms), or with rss=True
+    the peak RSS (KiB, through GNU time, as the scenarios' own), go to into[runtime
+    name]. Taken in every round of every scenario, beside the runtimes' calls, so that
+    the floor is measured under the same host load as what stands on it (this host's load
+    moved it from 8.2 to 10.1 ms median within one 25 s run)."""
     for name, argv in interps:
-        r = spawner.run(argv)
+        r = spawner.run(argv, rss=rss)
         if not r.ok:
             raise harness.RuntimeFailed(argv, harness.describe_status(r.status), r.stderr)
         if into is not None:
-            into.setdefault(name, []).append(r.ms)
+            into.setdefault(name, []).append(r.maxrss_kib if rss else r.ms)
 
 
-def _interpreter_meta(interps, per_scenario):
+def _interpreter_meta(interps, per_scenario, peak_rss):
     """meta["interpreter_start"]: per runh runtime, its interpreter's bare start over all
-    rounds, and the median within each scenario's rounds."""
+    rounds, the median within each scenario's rounds, and its peak RSS."""
     out = {}
     for name, argv in interps:
         every = [v for got in per_scenario.values() for v in got.get(name, [])]
         st = report.summarize(every)
         if st is None:
             continue
+        rss = report.summarize([v for v in peak_rss.get(name, []) if v is not None])
         st.update(argv=argv, samples=every, per_scenario={
-            sc: report.summarize(got[name])["median"] for sc, got in per_scenario.items() if got.get(name)})
+            sc: report.summarize(got[name])["median"] for sc, got in per_scenario.items() if got.get(name)},
+            peak_rss_kib=rss["median"] if rss else None)
         out[name] = st
     return out
 
@@ -220,7 +223,7 @@ def run_bench(args, cgroup_note, host_mode):
     scs, closing = [], []
     interps = [(rt.name, [p, *INTERPRETER_ARGS]) for rt in usable
                if (p := environment.interpreter(rt))]
-    interp_samples, interp_note = {}, None
+    interp_samples, interp_rss, interp_note = {}, {}, None
     signal.signal(signal.SIGTERM, _sigterm)
     interrupted = False
     load_before = os.getloadavg()[0]
@@ -265,10 +268,13 @@ def run_bench(args, cgroup_note, host_mode):
                 sc.notes.append(harness.RSS_NOTE + f", {extra} untimed runs")
             for i in range(timed_end + extra):
                 ctx.rss_pass = i >= timed_end
-                if interps and not ctx.rss_pass:
+                if interps:
                     try:
-                        _time_interpreters(spawner, interps, interp_samples.setdefault(sc.name, {})
-                                           if i >= args.warmup else None)
+                        if ctx.rss_pass:
+                            _time_interpreters(spawner, interps, interp_rss, rss=True)
+                        else:
+                            _time_interpreters(spawner, interps, interp_samples.setdefault(sc.name, {})
+                                               if i >= args.warmup else None)
                     except FAILURES as e:
                         interps, interp_note = [], f"interpreter start not measured: {e}"
                 for rt in list(active):
@@ -323,7 +329,7 @@ def run_bench(args, cgroup_note, host_mode):
         "rss_iterations": args.rss_iterations,
         "interleaved": True,
         "page_cache_dropped": page_cache_dropped,
-        "interpreter_start": _interpreter_meta(interps, interp_samples),
+        "interpreter_start": _interpreter_meta(interps, interp_samples, interp_rss),
         "interpreter_note": interp_note,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"kernel": platform.system() + " " + platform.release(), "cpus": os.cpu_count(),
