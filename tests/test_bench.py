@@ -184,6 +184,25 @@ def test_with_runh(tmp_path, short_tmp):
     check_clean(tmp, before)
 
 
+def test_cpu_split_script(short_tmp):
+    """benches/cpu_split.py: CPU per run for each runtime and runh's bare interpreter, and
+    with perf the kernel/user split; it leaves nothing behind."""
+    need("crun")
+    need_runh(short_tmp)
+    before = cgroup_dirs()
+    env = dict(os.environ, TMPDIR=str(short_tmp))
+    p = subprocess.run([sys.executable, os.path.join(REPO, "benches", "cpu_split.py"), "-n", "2", "-w", "0",
+                        "-c", "1,2", "-r", f"runh={RUNH}", "-r", "crun"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    for name in ("runh ", "runh's python3 -I -S", "crun "):
+        rows = [ln for ln in lines if ln.startswith(name)]
+        assert len(rows) == (3 if shutil.which("perf") else 2), p.stdout  # C=1, C=2, perf
+        assert all(float(ln.split()[-1].rstrip("%")) > 0 for ln in rows), p.stdout
+    check_clean(short_tmp, before)
+
+
 def test_page_cache_settled_for_each_runtimes_executables(tmp_path):
     """A just-built runh-init sits in the page cache in the write path's large folios, and
     fault-around then maps more of it into the parked init: its VmRSS read 308 KiB after a
