@@ -38,7 +38,6 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 const LDX_MEM_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
 const ALU32_AND_K: u8 = 0x54; // BPF_ALU | BPF_AND | BPF_K
 const ALU32_RSH_K: u8 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
-const ALU32_MOV_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
 const ALU64_MOV_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
 const JMP_JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
 const JMP_JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
@@ -64,23 +63,34 @@ fn access_bits(access: &str) -> Result<i32> {
     Ok(bits)
 }
 
-/// Generate the program. Registers after the prologue: r2 = device type, r3 = access
-/// requested, r4 = major, r5 = minor (r1, the context, is free after the loads).
+/// Generate the program. Each rule block loads from the context (r1) the fields it
+/// checks, into r2 (device type), r3 (access requested), r4 (major) and r5 (minor), and
+/// compares them; a failed check jumps to the next block.
+///
+/// Why a load per block, not once at the top: with the fields loaded once, the registers
+/// stay live through every block, and after a check falls through the verifier knows
+/// their values (type == char, major == 1); a later block's check of the same field is
+/// then decided by that knowledge, which marks the register precise, so the states that
+/// reach a block by different paths no longer prune each other. The default rules (deny
+/// all, ten allows) took 197 instructions processed and 21 states for a 59-instruction
+/// program, 235-270 us per BPF_PROG_LOAD here (~0.35 ms of CPU in a create's profile),
+/// against ~50 us for a program that only returns. Reloaded, a block's registers are dead
+/// at its start (written before read), so every path into it is the same state and it is
+/// verified once: 107 instructions processed for 90, 10 states, ~125 us per load (the
+/// test verifier_cost_of_the_default_rules prints these). The loads cost the kernel a
+/// few nanoseconds per device open; each check is one instruction longer.
 pub fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
-    let mut p = vec![
-        insn(LDX_MEM_W, 2, 1, 0, 0),
-        insn(ALU32_AND_K, 2, 0, 0, 0xffff),
-        insn(LDX_MEM_W, 3, 1, 0, 0),
-        insn(ALU32_RSH_K, 3, 0, 0, 16),
-        insn(LDX_MEM_W, 4, 1, 4, 0),
-        insn(LDX_MEM_W, 5, 1, 8, 0),
-    ];
+    let mut p = Vec::new();
     for rule in rules.iter().rev() {
-        let mut checks: Vec<Insn> = Vec::new();
+        // Each check is some loads and ALU ops ending in a conditional jump.
+        let mut checks: Vec<Vec<Insn>> = Vec::new();
         match rule.kind {
             'a' => {}
-            'c' => checks.push(insn(JMP_JNE_K, 2, 0, 0, DEV_CHAR)),
-            'b' => checks.push(insn(JMP_JNE_K, 2, 0, 0, DEV_BLOCK)),
+            'c' | 'b' => checks.push(vec![
+                insn(LDX_MEM_W, 2, 1, 0, 0),
+                insn(ALU32_AND_K, 2, 0, 0, 0xffff),
+                insn(JMP_JNE_K, 2, 0, 0, if rule.kind == 'c' { DEV_CHAR } else { DEV_BLOCK }),
+            ]),
             k => return Err(Error::config(format!("device type {k:?}: want a, c or b"))),
         }
         let bits = if rule.access.is_empty() { 7 } else { access_bits(&rule.access)? };
@@ -88,34 +98,33 @@ pub fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
             // The kernel asks once per open with all the access bits it needs (r|w for
             // O_RDWR). An allow rule decides only if it grants every requested bit; a deny
             // rule decides as soon as it names any of them.
-            checks.push(insn(ALU32_MOV_X, 1, 3, 0, 0));
-            if rule.allow {
-                checks.push(insn(ALU32_AND_K, 1, 0, 0, !bits & 7));
-                checks.push(insn(JMP_JNE_K, 1, 0, 0, 0));
-            } else {
-                checks.push(insn(ALU32_AND_K, 1, 0, 0, bits));
-                checks.push(insn(JMP_JEQ_K, 1, 0, 0, 0));
-            }
+            let (mask, jump) = if rule.allow { (!bits & 7, JMP_JNE_K) } else { (bits, JMP_JEQ_K) };
+            checks.push(vec![
+                insn(LDX_MEM_W, 3, 1, 0, 0),
+                insn(ALU32_RSH_K, 3, 0, 0, 16),
+                insn(ALU32_AND_K, 3, 0, 0, mask),
+                insn(jump, 3, 0, 0, 0),
+            ]);
         }
         if rule.kind != 'a' {
             if let Some(major) = rule.major {
-                checks.push(insn(JMP_JNE_K, 4, 0, 0, major as i32));
+                checks.push(vec![insn(LDX_MEM_W, 4, 1, 4, 0), insn(JMP_JNE_K, 4, 0, 0, major as i32)]);
             }
             if let Some(minor) = rule.minor {
-                checks.push(insn(JMP_JNE_K, 5, 0, 0, minor as i32));
+                checks.push(vec![insn(LDX_MEM_W, 5, 1, 8, 0), insn(JMP_JNE_K, 5, 0, 0, minor as i32)]);
             }
         }
         // Each jump skips the rest of its block: the remaining checks plus mov + exit.
-        let n = checks.len();
-        for (i, c) in checks.iter_mut().enumerate() {
-            if c.code == JMP_JNE_K || c.code == JMP_JEQ_K {
-                c.off = (n - i - 1 + 2) as i16;
-            }
+        let unconditional = checks.is_empty();
+        let mut rest: usize = checks.iter().map(Vec::len).sum();
+        for mut c in checks {
+            rest -= c.len();
+            c.last_mut().unwrap().off = (rest + 2) as i16;
+            p.extend(c);
         }
-        p.extend(checks);
         p.push(insn(ALU64_MOV_K, 0, 0, 0, rule.allow as i32));
         p.push(insn(JMP_EXIT, 0, 0, 0, 0));
-        if n == 0 {
+        if unconditional {
             // An unconditional rule decides everything; later blocks would be dead code,
             // which the verifier rejects.
             return Ok(p);
@@ -264,13 +273,12 @@ mod tests {
         let mut pc = 0usize;
         loop {
             let i = p[pc];
-            let (dst, src) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
+            let dst = (i.regs & 0xf) as usize;
             pc += 1;
             match i.code {
                 LDX_MEM_W => r[dst] = ctx[i.off as usize / 4] as u64,
                 ALU32_AND_K => r[dst] = (r[dst] as u32 & i.imm as u32) as u64,
                 ALU32_RSH_K => r[dst] = ((r[dst] as u32) >> i.imm) as u64,
-                ALU32_MOV_X => r[dst] = r[src] as u32 as u64,
                 ALU64_MOV_K => r[dst] = i.imm as i64 as u64,
                 JMP_JNE_K => {
                     if r[dst] != i.imm as i64 as u64 {
@@ -306,11 +314,100 @@ mod tests {
         assert_eq!(run(&p, b, ACC_MKNOD as u32, 8, 0), 0);
     }
 
+    /// The OCI semantics, directly: the last rule that matches decides; none means deny.
+    fn reference(rules: &[Rule], kind: u32, access: u32, major: u32, minor: u32) -> u64 {
+        let mut decision = 0;
+        for r in rules {
+            let bits = if r.access.is_empty() { 7 } else { access_bits(&r.access).unwrap() as u32 };
+            let kind_ok = match r.kind {
+                'a' => true,
+                'c' => kind == DEV_CHAR as u32,
+                _ => kind == DEV_BLOCK as u32,
+            };
+            let dev_ok = r.kind == 'a' || (r.major.map_or(true, |m| m == major) && r.minor.map_or(true, |m| m == minor));
+            // An allow grants only if it covers every bit asked; a deny bites on any of them.
+            let acc_ok = if r.allow { access & !bits == 0 } else { access & bits != 0 };
+            if kind_ok && dev_ok && acc_ok {
+                decision = r.allow as u64;
+            }
+        }
+        decision
+    }
+
+    #[test]
+    fn program_matches_the_rules_everywhere() {
+        let mut odd = default_rules();
+        odd.push(rule(false, 'c', Some(1), None, "w"));
+        odd.push(rule(true, 'b', Some(8), Some(0), "r"));
+        odd.push(rule(false, 'a', None, None, "m"));
+        for rules in [default_rules(), odd] {
+            let p = program(&rules).unwrap();
+            for kind in [DEV_BLOCK as u32, DEV_CHAR as u32] {
+                for access in 1..8 {
+                    for (major, minor) in [(1, 3), (1, 4), (1, 9), (5, 0), (5, 2), (5, 1), (136, 7), (8, 0), (8, 1), (0, 0)] {
+                        assert_eq!(run(&p, kind, access, major, minor), reference(&rules, kind, access, major, minor),
+                                   "kind {kind} access {access} {major}:{minor}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn allow_all_stops_early() {
         let p = program(&[rule(true, 'a', None, None, "")]).unwrap();
-        assert_eq!(p.len(), 8);
+        assert_eq!(p.len(), 2);
         assert_eq!(run(&p, 1, 2, 8, 0), 1);
+    }
+
+    /// The default rules: deny all, then runh's DEFAULT_DEVICES (python/runh/cgroups/base.py).
+    fn default_rules() -> Vec<Rule> {
+        let mut v = vec![rule(false, 'a', None, None, "rwm"), rule(true, 'c', None, None, "m"), rule(true, 'b', None, None, "m")];
+        for (ma, mi) in [(1, Some(3)), (1, Some(5)), (1, Some(7)), (1, Some(8)), (1, Some(9)), (5, Some(0)), (5, Some(2)), (136, None)] {
+            v.push(rule(true, 'c', Some(ma), mi, "rwm"));
+        }
+        v
+    }
+
+    /// The verifier's own statistics for a load (BPF_LOG_STATS): "processed N insns ...".
+    fn verifier_stats(insns: &[Insn]) -> Option<String> {
+        let license = CString::new("GPL").unwrap();
+        let mut log = vec![0u8; 4096];
+        let mut attr = Attr::new();
+        attr.u32_at(0, BPF_PROG_TYPE_CGROUP_DEVICE)
+            .u32_at(4, insns.len() as u32)
+            .u64_at(8, insns.as_ptr() as u64)
+            .u64_at(16, license.as_ptr() as u64)
+            .u32_at(24, 4)
+            .u32_at(28, log.len() as u32)
+            .u64_at(32, log.as_mut_ptr() as u64);
+        let fd = bpf(BPF_PROG_LOAD, &mut attr);
+        if fd < 0 {
+            return None; // no bpf here (EPERM without CAP_BPF): nothing to measure
+        }
+        drop(Fd(fd as i32));
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        Some(String::from_utf8_lossy(&log[..end]).trim().to_string())
+    }
+
+    #[test]
+    fn verifier_cost_of_the_default_rules() {
+        let p = program(&default_rules()).unwrap();
+        let Some(stats) = verifier_stats(&p) else { return };
+        let processed: usize = stats.split_whitespace().skip_while(|w| *w != "processed").nth(1).unwrap().parse().unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..50 {
+            verifier_stats(&p);
+        }
+        eprintln!("{} insns: {stats}; {:?} per load", p.len(), t.elapsed() / 50);
+        // Verified about once per instruction: no block is walked again per path into it.
+        assert!(processed <= p.len() * 5 / 4, "{processed} processed for {} instructions", p.len());
+        let tiny = program(&[rule(true, 'a', None, None, "")]).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..50 {
+            verifier_stats(&tiny);
+        }
+        eprintln!("{} insns: {:?}; {:?} per load", tiny.len(), verifier_stats(&tiny), t.elapsed() / 50);
     }
 
     #[test]
