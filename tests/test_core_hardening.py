@@ -4,6 +4,7 @@ native launcher and, with RUNH_PYTHON_ONLY=1, on the Python path: both are teste
 both exist. runc 1.1.5 is the reference where it is right."""
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -302,3 +303,16 @@ def test_sysctl_in_own_namespace_is_set(runh, ctx, make_bundle):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "77"
     assert _host("fs.mqueue.queues_max") == before
+
+
+# ---------------------------------------------------------------- closed standard streams
+
+def test_closed_stdin_becomes_dev_null_not_a_runtime_fd(runh, ctx, run_in):
+    """runh started with fd 0 closed: the first fd the runtime or runh-init opens would
+    land on 0 and be the container's stdin (a host directory, a socket, the init's exec
+    object). Both programs open /dev/null on a closed 0-2 before anything else, as std's
+    start does (runh-core's rt.rs: they are #![no_main] and do it themselves), so the
+    container reads /dev/null."""
+    r = run_in(*sh("ls -lL /proc/self/fd/0"), stdin=None, preexec_fn=lambda: os.close(0))
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^c.*\b1,\s+3\b", r.stdout), r.stdout

@@ -27,6 +27,7 @@ pub mod procattr;
 #[cfg(feature = "python")]
 mod python;
 pub mod rootfs;
+pub mod rt;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;

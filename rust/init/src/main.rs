@@ -6,6 +6,7 @@
 //! `runh start` connects, then drops privileges and execs the container's process.
 //! Every failure is reported: on the sync socket during setup, on the start connection
 //! after it.
+#![no_main]
 use _core::error::{Error, Kind, Result};
 use _core::spec::Spec;
 use _core::sync::{self, Msg, Plan};
@@ -369,12 +370,19 @@ fn finish(p: &Parked) -> Error {
     }
 }
 
-fn main() {
+/// A C `main`, not std's: runh-core's `rt` says why.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    run()
+}
+
+fn run() -> ! {
     // Non-dumpable from the first instruction to the final execve (which makes the
     // container's program dumpable again): no process of the container may ptrace this
     // one or open its /proc/<pid>/{exe,root,cwd,fd,mem} while it holds host fds, a host
     // root (before pivot_root) or host privileges (issue 17 item 2, issue 10 item 1).
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    _core::rt::start(false);
     timing::init_stamp(0);
     process::reset_signals();
     let sync_fd: RawFd = match std::env::args().nth(1).and_then(|a| a.parse().ok()) {

@@ -16,13 +16,21 @@
 //! done anything. A failure of the core after that is handed to Python too, as
 //! RUNH_CORE_ERROR, so every error is worded and logged (--log, --log-format) by Python.
 //! RUNH_PYTHON_ONLY=1 sends every call to Python.
+#![no_main]
 mod args;
 mod exec;
 mod lifecycle;
 mod python;
 mod state;
 
-fn main() {
+/// A C `main`, not std's: runh-core's `rt` says why.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    _core::rt::start(true);
+    run()
+}
+
+fn run() -> ! {
     let argv: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
         Ok(v) => v,
         Err(_) => python::handoff(None), // not UTF-8: Python's problem to word
