@@ -37,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 
-from runh.bench import environment  # noqa: E402
+from runh.bench import environment, report  # noqa: E402
 from runh.bench.bundle import Bundles  # noqa: E402
 
 NS_ENV = "RUNH_CPU_SPLIT_NS"
@@ -59,8 +59,7 @@ def parse_args(argv):
 
 
 def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    return report.percentile(sorted(xs), 0.5)
 
 
 class Case:
@@ -82,7 +81,8 @@ def round_of(case, c, seq, workdir, null, perf=None):
     data = os.path.join(workdir, "perf.data")
     if perf:
         argvs = [[perf, "record", "-q", "-e", "cpu-clock", "-F", str(PERF_HZ), "-o", data, "--", *argvs[0]]]
-    errs = [os.open(os.path.join(workdir, f"err{i}"), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    # CLOEXEC: each child gets its own as fd 2 (dup2 clears the flag), not all of them.
+    errs = [os.open(os.path.join(workdir, f"err{i}"), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             for i in range(c)]
     try:
         t0 = time.perf_counter()
@@ -164,7 +164,7 @@ def main(argv):
             os.environ[NS_ENV] = "1"
             os.execv(wrapped[0], wrapped)
     workdir = tempfile.mkdtemp(prefix="rhcpu-")
-    null = os.open(os.devnull, os.O_RDWR)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         bundle = Bundles(workdir).make("true")
         cases = cases_for(args.runtime, workdir, bundle)
